@@ -1,0 +1,100 @@
+"""The `lofi` command line: `lofi generate PROMPT …` writes a WAV and prints its metadata as one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from .config import EngineConfig
+from .errors import LofiError
+from .models import locate_model
+from .musicgen import MusicGen
+from .validation import check_duration, check_prompt, check_seed
+from .track import track_id, track_metadata
+from .wav import write_wav
+
+
+class TerminalProgress:
+    """A one-line progress bar with ETA on a terminal; silent when the stream is not one."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.enabled = stream.isatty()
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last_draw < 0.1 and done < total):
+            return
+        self.last_draw = now
+        elapsed = now - self.started
+        eta = elapsed / done * (total - done) if done else 0.0
+        filled = self.width * done // total
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {100 * done // total:3d}% {done}/{total} steps, ETA {_clock(eta)} ")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lofi", description="Compose music locally from a text prompt (MusicGen on ONNX Runtime).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="generate a track and write it as a WAV file")
+    generate.add_argument("prompt", help='what the music should sound like, e.g. "lofi hip hop, jazzy piano"')
+    generate.add_argument("--duration", type=float, default=30.0, help="seconds of audio, 5 to 120 (default: 30)")
+    generate.add_argument("--seed", type=int, default=None, help="seed for reproducible output (default: random, printed)")
+    generate.add_argument("--output", "-o", type=Path, default=None, help="WAV file to write (default: ./<track_id>.wav)")
+    generate.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: model's, 250; 1 = greedy)")
+    generate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    generate.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: model's, 3.0; 1 = off)")
+    EngineConfig.add_arguments(generate)
+    return parser
+
+
+def run_generate(args: argparse.Namespace) -> None:
+    config = EngineConfig.from_arguments(args)
+    check_prompt(args.prompt)
+    check_duration(args.duration)
+    check_seed(args.seed)
+    model_dir = locate_model(config)
+    print(f"loading model from {model_dir} …", file=sys.stderr)
+    model = MusicGen.load(model_dir, device=config.device, threads=config.threads, decoder=config.decoder)
+    generation = model.generate(
+        args.prompt,
+        duration_sec=args.duration,
+        seed=args.seed,
+        top_k=args.top_k,
+        temperature=args.temperature,
+        guidance_scale=args.guidance,
+        on_step=TerminalProgress(sys.stderr),
+    )
+    tid = track_id(generation.prompt, generation.seed, generation.duration_sec, generation.model_version)
+    path = write_wav(args.output or Path(f"{tid}.wav"), generation.audio, generation.sample_rate)
+    print(json.dumps(track_metadata(generation, path), ensure_ascii=False), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            run_generate(args)
+    except LofiError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

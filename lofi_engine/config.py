@@ -1,0 +1,100 @@
+"""The engine's settings: one schema for the CLI's flags, the RPC's parameters and the Lua `setup()` options."""
+
+from __future__ import annotations
+
+import argparse
+import numbers
+import os
+import sys
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import INVALID_PARAMS, LofiError
+from .providers import DEVICES
+
+VARIANTS = ("small", "small-int8", "small-fp16")
+DECODER_FORMS = ("auto", "merged", "split")
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/lofi.nvim` or the platform's user cache directory."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        base = Path(os.environ["XDG_CACHE_HOME"])
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path.home() / ".cache"
+    return base / "lofi.nvim"
+
+
+@dataclass
+class EngineConfig:
+    variant: str = field(
+        default="small",
+        metadata={"help": "model variant: small (fp32, the CPU default), small-int8 (smaller, faster) or small-fp16 (GPU)", "choices": VARIANTS},
+    )
+    model_dir: Path | None = field(
+        default=None, metadata={"help": "a directory of model files laid out like the Hub's; skips the download"}
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or metal", "choices": DEVICES})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (default: all cores)"})
+    decoder: str = field(
+        default="auto", metadata={"help": "decoder form: merged file, split pair, or auto (merged when present)", "choices": DECODER_FORMS}
+    )
+    cache_dir: Path = field(default_factory=default_cache_dir, metadata={"help": "where tracks are kept"})
+    cache_max_bytes: int = field(default=2 * 1024**3, metadata={"help": "cache size limit in bytes (least recently played go first)"})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise LofiError(INVALID_PARAMS, f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise LofiError(INVALID_PARAMS, f"threads must be a positive integer, not {self.threads!r}")
+        if not _is_int(self.cache_max_bytes) or self.cache_max_bytes < 0:
+            raise LofiError(INVALID_PARAMS, f"cache_max_bytes must be a non-negative integer, not {self.cache_max_bytes!r}")
+        for name in ("model_dir", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                if not isinstance(value, str) or not value:
+                    raise LofiError(INVALID_PARAMS, f"{name} must be a path, not {value!r}")
+                setattr(self, name, Path(value).expanduser())
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "EngineConfig":
+        """From RPC parameters or the Lua options; unknown keys are an error, not silently ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise LofiError(INVALID_PARAMS, f"unknown setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """One `--flag` per setting, named after the field."""
+        for f in fields(cls):
+            kind = {"threads": int, "cache_max_bytes": int}.get(f.name, str)
+            default = f.default if f.default is not MISSING else None
+            parser.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                type=kind,
+                default=None,
+                choices=f.metadata.get("choices"),
+                help=f.metadata["help"] + (f" (default: {default})" if default is not None else ""),
+            )
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> "EngineConfig":
+        return cls.from_dict({f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

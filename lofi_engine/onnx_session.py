@@ -1,0 +1,55 @@
+"""Opening ONNX files and running them, with every failure turned into the spec's error codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
+
+
+def open_session(
+    path: Path, options: ort.SessionOptions, providers: list[str], required_inputs: tuple[str, ...]
+) -> ort.InferenceSession:
+    """An inference session over ``path``; a corrupt, truncated or foreign file is MODEL_LOAD_FAILED."""
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except MemoryError:
+        raise LofiError(MODEL_LOAD_FAILED, f"out of memory while loading {path}") from None
+    except Exception as exc:  # ONNX Runtime raises its own exception types for every parse/validation failure
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LofiError(MODEL_LOAD_FAILED, f"cannot load {path} (corrupt, truncated or not an ONNX model): {reason}") from None
+    names = {i.name for i in session.get_inputs()}
+    missing = [name for name in required_inputs if name not in names]
+    if missing:
+        raise LofiError(MODEL_LOAD_FAILED, f"{path} is not the expected model: it has no input {', '.join(missing)}")
+    return session
+
+
+def float_type(session: ort.InferenceSession, input_name: str) -> type[np.floating]:
+    """The numpy float type a graph takes for ``input_name`` (fp16 files take float16)."""
+    kind = next(i.type for i in session.get_inputs() if i.name == input_name)
+    return np.float16 if kind == "tensor(float16)" else np.float32
+
+
+def run(session: ort.InferenceSession, feeds: dict[str, np.ndarray], what: str) -> list[np.ndarray]:
+    """``session.run`` with ONNX Runtime failures reported as MODEL_INFERENCE_FAILED."""
+    try:
+        return session.run(None, feeds)
+    except MemoryError:
+        raise LofiError(MODEL_INFERENCE_FAILED, f"out of memory in the {what}") from None
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LofiError(MODEL_INFERENCE_FAILED, f"the {what} failed: {reason}") from None
+
+
+def is_int8(path: Path, head_bytes: int = 32 << 20) -> bool:
+    """Whether a graph was dynamically quantized to int8.
+
+    Protobuf writes a graph's nodes before its weights, so the operator names are near the start of the file.
+    """
+    with open(path, "rb") as f:
+        head = f.read(head_bytes)
+    return b"MatMulInteger" in head or b"DynamicQuantizeLinear" in head

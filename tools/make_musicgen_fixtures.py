@@ -1,0 +1,256 @@
+"""Build MusicGen models of the real architecture with random weights, exported like `gabotechs/music_gen`.
+
+Dev-only (needs torch, transformers 4.57, optimum-onnx 0.1.0: `make dev`). Two sizes:
+
+* ``--size tiny``: the committed test fixtures (a few MB): the fp32 model in both decoder forms, fp16 and
+  int8 variants, and reference outputs of transformers' own ``MusicgenForConditionalGeneration.generate``.
+* ``--size full``: the musicgen-small architecture (587 M parameters) for benchmarks, never committed.
+
+Each variant directory holds the Hub's file names, so ``lofi_engine.MusicGen.load(dir)`` reads it as it reads a
+download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SEED = 1234
+PROMPT = "lofi hip hop, jazzy piano"
+CONTINUATION_PROMPT_FRAMES = 50
+CONTINUATION_NEW_FRAMES = 100
+REFERENCE_FRAMES = 250  # 5 s, the shortest duration the engine accepts
+
+SIZES = {
+    "tiny": dict(
+        text=dict(vocab_size=512, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4),
+        decoder=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, ffn_dim=64),
+        encodec=dict(hidden_size=16, num_filters=4, codebook_dim=16, num_lstm_layers=1),
+        init=0.5,
+    ),
+    "full": dict(
+        text=dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12),
+        decoder=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096),
+        encodec=dict(hidden_size=128, num_filters=64, codebook_dim=128, num_lstm_layers=2),
+        init=0.02,
+    ),
+}
+
+TOKENIZER_CORPUS = [
+    "lofi hip hop, jazzy piano, mellow beats to relax and study to",
+    "slow ambient piano with soft rain and warm vinyl crackle",
+    "upbeat synthwave with driving drums and retro bass",
+    "acoustic guitar folk ballad, gentle and calm",
+    "chill jazz trio with brushed drums, upright bass and electric piano",
+    "cinematic orchestral strings, epic and emotional",
+    "deep house groove with a punchy kick and airy pads",
+    "classical music, a quiet string quartet in a minor key",
+    "80s pop track with bassy drums and synth",
+    "90s rock song with loud guitars and heavy drums",
+    "a light and cheerly EDM track, with syncopated drums, aery pads, and strong emotions",
+    "relaxing bossa nova with nylon guitar and a soft saxophone melody",
+]
+
+
+def build_tokenizer(out: Path) -> None:
+    """A small T5-style SentencePiece Unigram tokenizer: pad 0, </s> 1, <unk> 2, `</s>` appended."""
+    from tokenizers import SentencePieceUnigramTokenizer, processors
+
+    tok = SentencePieceUnigramTokenizer()
+    tok.train_from_iterator(
+        TOKENIZER_CORPUS * 4, vocab_size=200, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"
+    )
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.save(str(out))
+
+
+def build_model(size: str):
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
+
+    spec = SIZES[size]
+    torch.manual_seed(SEED)
+    text = T5Config(
+        **spec["text"],
+        relative_attention_num_buckets=32,
+        feed_forward_proj="relu",
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=2048,
+        max_position_embeddings=2048,
+        num_codebooks=4,
+        audio_channels=1,
+        pad_token_id=2048,
+        bos_token_id=2048,
+        decoder_start_token_id=2048,
+        initializer_factor=spec["init"],
+        **spec["decoder"],
+    )
+    encodec = EncodecConfig(
+        sampling_rate=32000,
+        audio_channels=1,
+        codebook_size=2048,
+        target_bandwidths=[2.2],
+        upsampling_ratios=[8, 5, 4, 4],
+        normalize=False,
+        chunk_length_s=None,
+        overlap=None,
+        use_causal_conv=False,
+        compress=2,
+        **spec["encodec"],
+    )
+    config = MusicgenConfig.from_sub_models_config(text, encodec, decoder)
+    config.decoder_start_token_id = 2048
+    config.pad_token_id = 2048
+    model = MusicgenForConditionalGeneration(config).eval()
+    # transformers leaves EnCodec's codebooks at zero: decoded audio would not depend on the codes at all.
+    generator = torch.Generator().manual_seed(SEED + 1)
+    for layer in model.audio_encoder.quantizer.layers:
+        embed = layer.codebook.embed
+        embed.copy_(torch.randn(embed.shape, generator=generator))
+    gen = model.generation_config
+    gen.do_sample = True
+    gen.guidance_scale = 3.0
+    gen.top_k = 250
+    gen.max_length = 1500
+    gen.decoder_start_token_id = 2048
+    gen.pad_token_id = 2048
+    gen.bos_token_id = 2048
+    return model
+
+
+def export(model, work: Path, out: Path) -> None:
+    """Export with optimum-onnx exactly like the published files, then merge the decoders ourselves."""
+    from optimum.exporters.onnx import main_export
+    from optimum.onnx import merge_decoders
+
+    hf_dir = work / "hf"
+    model.save_pretrained(hf_dir)
+    main_export(str(hf_dir), str(out), task="text-to-audio", do_validation=False)
+    merge_decoders(
+        out / "decoder_model.onnx",
+        out / "decoder_with_past_model.onnx",
+        save_path=str(out / "decoder_model_merged.onnx"),
+        strict=False,
+    )
+    (out / "build_delay_pattern_mask.onnx").unlink(missing_ok=True)
+    for extra in out.glob("*.onnx_data"):
+        raise SystemExit(f"unexpected external data {extra}: the fixture must be self-contained")
+
+
+def make_int8(src: Path, out: Path, work: Path) -> None:
+    """int8 as published: quantize the split decoders (quantizing the merged file does nothing), then merge."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from optimum.onnx import merge_decoders
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("decoder_model.onnx", "decoder_with_past_model.onnx"):
+        quantize_dynamic(src / name, work / name, weight_type=QuantType.QInt8)
+    merge_decoders(
+        work / "decoder_model.onnx",
+        work / "decoder_with_past_model.onnx",
+        save_path=str(out / "decoder_model_merged.onnx"),
+        strict=False,
+    )
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "text_encoder.onnx", "encodec_decode.onnx"):
+        shutil.copy(src / name, out / name)
+
+
+def make_fp16(src: Path, out: Path) -> None:
+    """fp16 as published: float16 inputs and outputs, split decoders only (no merged file)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("text_encoder.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx", "encodec_decode.onnx"):
+        model = onnx.load(src / name)
+        onnx.save(convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True), out / name)
+    for name in ("config.json", "generation_config.json", "tokenizer.json"):
+        shutil.copy(src / name, out / name)
+
+
+def reference_outputs(model, tokenizer_path: Path, out: Path) -> None:
+    """transformers' own generate, greedy, guidance 3.0 and 1.0, and a greedy continuation from codes."""
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(tokenizer_path)).encode(PROMPT).ids
+    input_ids = torch.tensor([ids])
+    mask = torch.ones_like(input_ids)
+    captured: list[torch.Tensor] = []
+    decode = model.audio_encoder.decode
+
+    def capture(audio_codes, *args, **kwargs):
+        captured.append(audio_codes.clone())
+        return decode(audio_codes, *args, **kwargs)
+
+    model.audio_encoder.decode = capture
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"prompt": PROMPT, "input_ids": ids, "cases": {}}
+    with torch.no_grad():
+        for guidance in (3.0, 1.0):
+            audio = model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                do_sample=False,
+                guidance_scale=guidance,
+                max_new_tokens=REFERENCE_FRAMES + 3,
+            )
+            name = f"greedy_g{guidance:g}"
+            np.save(out / f"{name}_codes.npy", captured[-1][0, 0].numpy().astype(np.int64))
+            np.save(out / f"{name}_audio.npy", audio[0, 0].numpy().astype(np.float32))
+            meta["cases"][name] = {"guidance_scale": guidance, "frames": REFERENCE_FRAMES}
+        prompt_codes = captured[-1][0, 0, :, :CONTINUATION_PROMPT_FRAMES]
+        decoder_input_ids = torch.cat([torch.full((4, 1), 2048), prompt_codes], dim=1)
+        model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            decoder_input_ids=decoder_input_ids,
+            do_sample=False,
+            guidance_scale=1.0,
+            max_new_tokens=CONTINUATION_NEW_FRAMES + 3,
+        )
+        np.save(out / "continuation_g1_codes.npy", captured[-1][0, 0].numpy().astype(np.int64))
+        meta["cases"]["continuation_g1"] = {
+            "guidance_scale": 1.0,
+            "prompt_frames": CONTINUATION_PROMPT_FRAMES,
+            "new_frames": CONTINUATION_NEW_FRAMES,
+        }
+    model.audio_encoder.decode = decode
+    (out / "reference.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--out", type=Path, required=True, help="parent directory of the variant directories")
+    args = parser.parse_args()
+
+    name = f"musicgen-{args.size}"
+    fp32 = args.out / name
+    shutil.rmtree(fp32, ignore_errors=True)
+    fp32.mkdir(parents=True)
+    model = build_model(args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        export(model, work, fp32)
+        build_tokenizer(fp32 / "tokenizer.json")
+        make_int8(fp32, args.out / f"{name}-int8", work)
+    if args.size == "tiny":
+        make_fp16(fp32, args.out / f"{name}-fp16")
+        reference_outputs(model, fp32 / "tokenizer.json", args.out / f"{name}-reference")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
