@@ -1,6 +1,19 @@
-"""lofi.nvim's music engine: MusicGen on ONNX Runtime."""
+"""lofi.nvim's music engine: MusicGen on ONNX Runtime.
+
+The client side (config, queue, cache, :class:`EngineClient`) needs only the standard library, so the editor's
+python3 host can import it; the model side (numpy, onnxruntime) loads on first use of :class:`MusicGen`.
+"""
+
+from typing import Any
 
 from .errors import LofiError
-from .musicgen import Generation, MusicGen
 
 __all__ = ["Generation", "LofiError", "MusicGen"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Generation", "MusicGen"):
+        from . import musicgen
+
+        return getattr(musicgen, name)
+    raise AttributeError(f"module 'lofi_engine' has no attribute {name!r}")

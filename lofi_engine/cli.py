@@ -10,19 +10,20 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import EngineConfig
-from .errors import LofiError
-from .models import locate_model
+from .errors import MODEL_NOT_FOUND, LofiError
+from .models import HUB_REPO, ConsentStore, is_available, locate_model, model_version, variant_dir
 from .musicgen import MusicGen
-from .validation import check_duration, check_prompt, check_seed
 from .track import track_id, track_metadata
+from .validation import check_duration, check_prompt, check_seed
 from .wav import write_wav
 
 
 class TerminalProgress:
     """A one-line progress bar with ETA on a terminal; silent when the stream is not one."""
 
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
+    def __init__(self, stream: TextIO, unit: str = "steps", width: int = 30) -> None:
         self.stream = stream
+        self.unit = unit
         self.width = width
         self.enabled = stream.isatty()
         self.started = time.monotonic()
@@ -37,7 +38,7 @@ class TerminalProgress:
         eta = elapsed / done * (total - done) if done else 0.0
         filled = self.width * done // total
         bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {100 * done // total:3d}% {done}/{total} steps, ETA {_clock(eta)} ")
+        self.stream.write(f"\r[{bar}] {100 * done // total:3d}% {done}/{total} {self.unit}, ETA {_clock(eta)} ")
         if done == total:
             self.stream.write("\n")
         self.stream.flush()
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
     generate.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: model's, 3.0; 1 = off)")
     EngineConfig.add_arguments(generate)
+
+    serve = commands.add_parser("serve", help="serve JSON-RPC 2.0 over stdio (one JSON object a line)")
+    EngineConfig.add_arguments(serve)
+
+    download = commands.add_parser("download", help="download a model variant from the HuggingFace Hub")
+    download.add_argument("--yes", "-y", action="store_true", help="agree to the download without asking")
+    EngineConfig.add_arguments(download)
     return parser
 
 
@@ -71,7 +79,9 @@ def run_generate(args: argparse.Namespace) -> None:
     check_seed(args.seed)
     model_dir = locate_model(config)
     print(f"loading model from {model_dir} …", file=sys.stderr)
-    model = MusicGen.load(model_dir, device=config.device, threads=config.threads, decoder=config.decoder)
+    model = MusicGen.load(
+        model_dir, device=config.device, threads=config.threads, decoder=config.decoder, model_version=model_version(config)
+    )
     generation = model.generate(
         args.prompt,
         duration_sec=args.duration,
@@ -86,11 +96,40 @@ def run_generate(args: argparse.Namespace) -> None:
     print(json.dumps(track_metadata(generation, path), ensure_ascii=False), flush=True)
 
 
+def run_serve(args: argparse.Namespace) -> None:
+    from .rpc import RpcServer
+
+    RpcServer(EngineConfig.from_arguments(args), sys.stdout).serve(sys.stdin)
+
+
+def run_download(args: argparse.Namespace) -> None:
+    from .download import download_variant, remote_sizes
+
+    config = EngineConfig.from_arguments(args)
+    consent = ConsentStore(config)
+    if is_available(config):
+        print(f"the {config.variant} model is already downloaded: {variant_dir(config)}", file=sys.stderr)
+        return
+    size = sum(remote_sizes(config.variant).values())
+    question = f"Download the {config.variant} model ({size / 1e9:.2f} GB) from the HuggingFace Hub ({HUB_REPO})? [y/N] "
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LofiError(MODEL_NOT_FOUND, f"{question.strip()} Pass --yes to agree without a terminal")
+        print(question, end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            consent.record(config.variant, False)
+            raise LofiError(MODEL_NOT_FOUND, "download declined")
+    consent.record(config.variant, True)
+    bar = TerminalProgress(sys.stderr, unit="bytes")
+    path = download_variant(config, lambda p: bar(p["bytes_downloaded"], p["bytes_total"]))
+    print(json.dumps({"variant": config.variant, "path": str(path), "size_bytes": size}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"generate": run_generate, "serve": run_serve, "download": run_download}
     try:
-        if args.command == "generate":
-            run_generate(args)
+        commands[args.command](args)
     except LofiError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
         return 1

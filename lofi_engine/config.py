@@ -11,23 +11,32 @@ from pathlib import Path
 from typing import Any
 
 from .errors import INVALID_PARAMS, LofiError
-from .providers import DEVICES
 
 VARIANTS = ("small", "small-int8", "small-fp16")
+DEVICES = ("auto", "cpu", "cuda", "metal")
 DECODER_FORMS = ("auto", "merged", "split")
+
+
+def _user_dir(xdg_variable: str, posix_default: str, darwin_default: str) -> Path:
+    if os.environ.get(xdg_variable):
+        base = Path(os.environ[xdg_variable])
+    elif sys.platform == "darwin":
+        base = Path.home() / darwin_default
+    elif sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path.home() / posix_default
+    return base / "lofi.nvim"
 
 
 def default_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/lofi.nvim` or the platform's user cache directory."""
-    if os.environ.get("XDG_CACHE_HOME"):
-        base = Path(os.environ["XDG_CACHE_HOME"])
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    elif sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    else:
-        base = Path.home() / ".cache"
-    return base / "lofi.nvim"
+    return _user_dir("XDG_CACHE_HOME", ".cache", "Library/Caches")
+
+
+def default_state_dir() -> Path:
+    """`$XDG_STATE_HOME/lofi.nvim` (logs) or the platform's equivalent."""
+    return _user_dir("XDG_STATE_HOME", ".local/state", "Library/Logs")
 
 
 @dataclass
@@ -60,9 +69,11 @@ class EngineConfig:
         for name in ("model_dir", "cache_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
-                if not isinstance(value, str) or not value:
+                if not isinstance(value, str) or not value.strip():
                     raise LofiError(INVALID_PARAMS, f"{name} must be a path, not {value!r}")
-                setattr(self, name, Path(value).expanduser())
+                value = Path(value)
+            if value is not None:
+                setattr(self, name, value.expanduser().resolve())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "EngineConfig":

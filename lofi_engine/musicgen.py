@@ -29,6 +29,7 @@ CONTEXT_SEC = 12.0
 """Codes carried from one window into the next as its prompt (audiocraft's 30 s window, 18 s stride)."""
 
 StepCallback = Callable[[int, int], None]
+LoadCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class Window:
     new_frames: int
     steps: int
 
+    @property
+    def cache_positions(self) -> range:
+        """Key/value cache length at each step (a step's cost grows with it)."""
+        return range(self.prompt_frames + 1, self.prompt_frames + 1 + self.steps)
+
 
 @dataclass
 class Generation:
@@ -112,8 +118,12 @@ class MusicGen:
         threads: int | None = None,
         decoder: str = "auto",
         model_version: str | None = None,
+        on_progress: LoadCallback | None = None,
     ) -> "MusicGen":
-        """Open a model directory laid out like the Hub's (fp32, fp16 or int8 files; merged or split decoder)."""
+        """Open a model directory laid out like the Hub's (fp32, fp16 or int8 files; merged or split decoder).
+
+        ``on_progress(file_name, bytes_loaded, bytes_total)`` is called as each ONNX file is opened.
+        """
         model_dir = Path(model_dir).expanduser()
         form = files.choose_decoder_form(model_dir, decoder)
         files.check_present(model_dir, form)
@@ -124,19 +134,28 @@ class MusicGen:
             tokenizer = Tokenizer.from_file(str(model_dir / files.TOKENIZER))
         except Exception as exc:
             raise LofiError(MODEL_LOAD_FAILED, f"cannot read {model_dir / files.TOKENIZER}: {exc}") from None
-        text_encoder = open_session(model_dir / files.TEXT_ENCODER, options, providers, ("input_ids", "attention_mask"))
+
+        graphs = {files.TEXT_ENCODER: ("input_ids", "attention_mask"), files.AUDIO_DECODER: ("audio_codes",)}
         if form == "merged":
-            merged = open_session(model_dir / files.DECODER_MERGED, options, providers, (*DECODER_INPUTS, "use_cache_branch"))
-            cached = CachedDecoder(merged, merged)
+            graphs[files.DECODER_MERGED] = (*DECODER_INPUTS, "use_cache_branch")
         else:
-            first = open_session(model_dir / files.DECODER, options, providers, DECODER_INPUTS)
-            cached = CachedDecoder(first, open_session(model_dir / files.DECODER_WITH_PAST, options, providers, WITH_PAST_INPUTS))
-        audio_decoder = open_session(model_dir / files.AUDIO_DECODER, options, providers, ("audio_codes",))
+            graphs.update({files.DECODER: DECODER_INPUTS, files.DECODER_WITH_PAST: WITH_PAST_INPUTS})
+        sizes = {name: (model_dir / name).stat().st_size for name in graphs}
+        sessions: dict[str, ort.InferenceSession] = {}
+        for name, inputs in graphs.items():
+            sessions[name] = open_session(model_dir / name, options, providers, inputs)
+            if on_progress is not None:
+                on_progress(name, sum(sizes[n] for n in sessions), sum(sizes.values()))
+
+        if form == "merged":
+            cached = CachedDecoder(sessions[files.DECODER_MERGED], sessions[files.DECODER_MERGED])
+        else:
+            cached = CachedDecoder(sessions[files.DECODER], sessions[files.DECODER_WITH_PAST])
         if model_version is None:
             decoder_file = model_dir / files.DECODER_FORMS[form][0]
             precision = "fp16" if cached.dtype == np.float16 else "int8" if is_int8(decoder_file) else "fp32"
             model_version = f"musicgen-{settings.size}-{precision}-v1"
-        return cls(tokenizer, text_encoder, cached, audio_decoder, settings, model_version)
+        return cls(tokenizer, sessions[files.TEXT_ENCODER], cached, sessions[files.AUDIO_DECODER], settings, model_version)
 
     def plan(self, duration_sec: float) -> list[Window]:
         """The decoder windows that make ``duration_sec`` of audio; their steps sum to the job's total work."""

@@ -6,9 +6,9 @@ import os
 
 import onnxruntime as ort
 
+from .config import DEVICES
 from .errors import DEVICE_UNAVAILABLE, LofiError
 
-DEVICES = ("auto", "cpu", "cuda", "metal")
 _GPU_PROVIDERS = {
     "cuda": ("CUDAExecutionProvider", "onnxruntime-gpu (pip install onnxruntime-gpu) with a CUDA GPU"),
     "metal": ("CoreMLExecutionProvider", "onnxruntime for macOS (pip install onnxruntime) on Apple hardware"),

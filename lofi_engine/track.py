@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .musicgen import Generation
+if TYPE_CHECKING:
+    from .musicgen import Generation
 
 
 def track_id(prompt: str, seed: int, duration_sec: float, model_version: str) -> str:
@@ -15,7 +17,7 @@ def track_id(prompt: str, seed: int, duration_sec: float, model_version: str) ->
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def track_metadata(generation: Generation, path: Path) -> dict:
+def track_metadata(generation: "Generation", path: Path) -> dict:
     """Every field of the spec's `generation_complete` notification."""
     return {
         "track_id": track_id(generation.prompt, generation.seed, generation.duration_sec, generation.model_version),

@@ -31,3 +31,24 @@ def tiny_copy(tmp_path: Path) -> Path:
 
 def reference(name: str) -> np.ndarray:
     return np.load(REFERENCE / f"{name}.npy")
+
+
+@pytest.fixture
+def engine(tmp_path: Path):
+    """A started-on-demand EngineClient over the tiny model, its events collected; closed after the test."""
+    from events import EventLog
+    from lofi_engine.client import EngineClient
+    from lofi_engine.config import EngineConfig
+
+    clients = []
+
+    def make(python: str | None = None, **config):
+        events = EventLog()
+        settings = {"model_dir": str(TINY), "cache_dir": str(tmp_path / "cache"), **config}
+        client = EngineClient(EngineConfig.from_dict(settings), events, python=python, log_path=tmp_path / "engine.log")
+        clients.append(client)
+        return client, events
+
+    yield make
+    for client in clients:
+        client.close()

@@ -1,0 +1,76 @@
+"""Progress of a generation job: a `generation_progress` event at every 5 % (FR-010, FR-011, SC-003)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+STEP_PERCENT = 5
+MAX_PERCENT = 99
+
+
+class EtaEstimator:
+    """Seconds left, from a least-squares fit of step time against cache position.
+
+    A decoder step reads the whole key/value cache, so its cost grows with position; a plain average of past
+    steps would promise too little for long tracks. ``positions`` is the cache position of every step of the job.
+    """
+
+    def __init__(self, positions: list[int]) -> None:
+        self.positions = positions
+        self.remaining_position_sum = float(sum(positions))
+        self.n = self.sp = self.st = self.spp = self.spt = 0.0
+
+    def record(self, step_index: int, seconds: float) -> None:
+        p = float(self.positions[step_index])
+        self.remaining_position_sum -= p
+        self.n += 1
+        self.sp += p
+        self.st += seconds
+        self.spp += p * p
+        self.spt += p * seconds
+
+    def eta(self, steps_done: int) -> float:
+        remaining = len(self.positions) - steps_done
+        if remaining <= 0 or self.n == 0:
+            return 0.0
+        mean_t = self.st / self.n
+        spread = self.spp - self.sp * self.sp / self.n
+        slope = (self.spt - self.sp * self.st / self.n) / spread if spread > 1e-9 else 0.0
+        slope = max(slope, 0.0)
+        intercept = mean_t - slope * self.sp / self.n
+        return max(0.0, intercept * remaining + slope * self.remaining_position_sum)
+
+
+class ProgressReporter:
+    """Called after each decoder step; emits one event per 5 % threshold crossed, the last at 99 %.
+
+    ``tokens_generated`` reaches ``tokens_estimated`` exactly in the final (99 %) event; 100 % is the
+    `generation_complete` event itself.
+    """
+
+    def __init__(self, track_id: str, positions: list[int], emit: Callable[[str, dict], None]) -> None:
+        self.track_id = track_id
+        self.total = len(positions)
+        self.emit = emit
+        self.eta = EtaEstimator(positions)
+        self.last_percent = 0
+        self.last_time = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        self.eta.record(done - 1, now - self.last_time)
+        self.last_time = now
+        reached = MAX_PERCENT if done >= total else min(100 * done // total // STEP_PERCENT * STEP_PERCENT, MAX_PERCENT)
+        eta = round(self.eta.eta(done), 1)
+        for percent in range(self.last_percent + STEP_PERCENT, reached + 1, STEP_PERCENT):
+            self._send(percent, done, eta)
+        if done >= total and self.last_percent < MAX_PERCENT:
+            self._send(MAX_PERCENT, done, eta)
+
+    def _send(self, percent: int, done: int, eta: float) -> None:
+        self.last_percent = percent
+        self.emit(
+            "generation_progress",
+            {"track_id": self.track_id, "percent": percent, "tokens_generated": done, "tokens_estimated": self.total, "eta_sec": eta},
+        )
