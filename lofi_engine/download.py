@@ -12,19 +12,32 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
-from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-from tqdm.auto import tqdm
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import disable_progress_bars
 
 from .config import EngineConfig
 from .errors import MODEL_DOWNLOAD_FAILED, LofiError
 from .models import HUB_REPO, HUB_REVISION, VARIANT_FILES, variant_dir
 
 ProgressCallback = Callable[[dict], None]
+ATTEMPTS = 3
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+disable_progress_bars()  # progress goes to the client as events, not to the engine's log
 
 
 def remote_sizes(variant: str) -> dict[str, int]:
@@ -45,21 +58,42 @@ def download_variant(config: EngineConfig, on_progress: ProgressCallback) -> Pat
     """Download every file of ``config.variant`` and assemble its directory; returns that directory."""
     sizes = remote_sizes(config.variant)
     total = sum(sizes.values())
-    done = 0
+    done = reported = 0
     blobs: dict[str, Path] = {}
     for name, repo_path in VARIANT_FILES[config.variant].items():
-        reporter = _reporter(on_progress, name, done, total)
-        try:
-            path = Path(hf_hub_download(HUB_REPO, repo_path, revision=HUB_REVISION, tqdm_class=reporter))
-        except (OfflineModeIsEnabled, LocalEntryNotFoundError):
-            raise LofiError(MODEL_DOWNLOAD_FAILED, "HF_HUB_OFFLINE is set and the model is not downloaded yet") from None
-        except Exception as exc:
-            raise LofiError(MODEL_DOWNLOAD_FAILED, f"downloading {repo_path} failed: {_reason(exc)}") from None
+
+        def partial(size: int, name: str = name, before: int = done) -> None:
+            nonlocal reported
+            now = before + min(size, sizes[name])
+            if now > reported:  # a retry may restart a partial file: never report going backwards
+                reported = now
+                on_progress({"file": name, "bytes_downloaded": now, "bytes_total": total, "percent": _percent(now, total)})
+
+        with _PartialFileWatcher(partial) as watcher:
+            path = _fetch(repo_path, watcher.blobs)
         _verify(path, sizes[name], repo_path)
         blobs[name] = path
-        done += sizes[name]
+        done = reported = done + sizes[name]
         on_progress({"file": name, "bytes_downloaded": done, "bytes_total": total, "percent": _percent(done, total)})
     return _assemble(variant_dir(config), blobs)
+
+
+def _fetch(repo_path: str, blobs: Path) -> Path:
+    """One file into huggingface_hub's cache; a dropped connection is retried from where it stopped."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return Path(hf_hub_download(HUB_REPO, repo_path, revision=HUB_REVISION))
+        except (OfflineModeIsEnabled, LocalEntryNotFoundError):
+            raise LofiError(MODEL_DOWNLOAD_FAILED, "HF_HUB_OFFLINE is set and the model is not downloaded yet") from None
+        except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
+            raise LofiError(MODEL_DOWNLOAD_FAILED, f"{repo_path} is not on the Hub: {_reason(exc)}") from None
+        except Exception as exc:
+            if attempt == ATTEMPTS:
+                for part in blobs.glob("*.incomplete"):  # it did not converge: start afresh next time
+                    part.unlink(missing_ok=True)
+                raise LofiError(MODEL_DOWNLOAD_FAILED, f"downloading {repo_path} failed: {_reason(exc)}") from None
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
 
 
 def forget_file(path: Path) -> None:
@@ -103,25 +137,37 @@ def _assemble(target: Path, blobs: dict[str, Path]) -> Path:
     return target
 
 
-def _reporter(on_progress: ProgressCallback, name: str, before: int, total: int) -> type:
-    """A tqdm class huggingface_hub drives; it forwards byte counts as `download_progress` payloads."""
+class _PartialFileWatcher:
+    """Reports bytes as huggingface_hub writes them, by watching its partial files (any hub version writes
+    ``blobs/<etag>[.<tag>].incomplete`` in the repo's cache folder, and none offers a progress callback to all)."""
 
-    class Reporter(tqdm):
-        def __init__(self, *args, **kwargs) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            self.bytes_done = int(kwargs.get("initial") or 0)
-            self.last_percent = -1
+    def __init__(self, on_bytes: Callable[[int], None], interval: float = 0.25) -> None:
+        self.on_bytes = on_bytes
+        self.interval = interval
+        self.blobs = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=HUB_REPO, repo_type="model") / "blobs"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
 
-        def update(self, n: float | None = 1) -> bool | None:
-            self.bytes_done += int(n or 0)
-            percent = _percent(before + self.bytes_done, total)
-            if percent != self.last_percent:
-                self.last_percent = percent
-                on_progress({"file": name, "bytes_downloaded": before + self.bytes_done, "bytes_total": total, "percent": percent})
-            return super().update(n)
+    def __enter__(self) -> "_PartialFileWatcher":
+        self.thread.start()
+        return self
 
-    return Reporter
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _watch(self) -> None:
+        last = -1
+        while not self.stop.wait(self.interval):
+            size = 0
+            for part in self.blobs.glob("*.incomplete"):
+                try:
+                    size += part.stat().st_size
+                except OSError:
+                    pass
+            if size != last:
+                last = size
+                self.on_bytes(size)
 
 
 def _percent(done: int, total: int) -> int:

@@ -23,7 +23,7 @@ class EventLog:
             while not predicate(self.events):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"timed out; events so far: {[m for m, _ in self.events]}")
+                    raise AssertionError(f"timed out; events so far: {self.events}")
                 self.cond.wait(left)
             return list(self.events)
 
