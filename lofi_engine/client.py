@@ -185,6 +185,7 @@ class EngineClient:
     def _status(self) -> dict[str, Any]:
         return {
             "engine": "running" if self._process is not None and self._process.is_alive() else "stopped",
+            "engine_pid": self._process.pid if self._process is not None else None,
             "model_version": self.model_version,
             "variant": self.config.variant,
             "model_dir": str(self.config.model_dir) if self.config.model_dir else None,

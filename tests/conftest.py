@@ -52,3 +52,20 @@ def engine(tmp_path: Path):
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def nvim(tmp_path: Path, monkeypatch):
+    """A real headless Neovim with lofi set up on the tiny model and a private cache; quits after the test."""
+    from nvim_session import quit_nvim, start_nvim
+
+    session = start_nvim(tmp_path / "home", monkeypatch.setenv)
+    session.exec_lua(
+        "require('lofi').setup(...)",
+        {"model": {"dir": str(TINY)}, "cache": {"dir": str(tmp_path / "cache")}, "autoplay": False,
+         "player": {"cmd": ["mpv", "--ao=null", "--no-video", "--really-quiet"]}},
+    )
+    # Capture notifications so tests can read what the user would see.
+    session.exec_lua("_G.notes = {}; vim.notify = function(msg, level, opts) table.insert(_G.notes, {msg = msg, level = level}) end")
+    yield session
+    quit_nvim(session)

@@ -1,0 +1,128 @@
+---@class lofi.ModelConfig
+---@field variant "small"|"small-int8"|"small-fp16" Model variant to download and use
+---@field dir string? A folder of model files (Hub layout); skips the download
+---@field device "auto"|"cpu"|"cuda"|"metal" Where inference runs
+---@field threads integer? CPU threads (nil: all cores)
+
+---@class lofi.CacheConfig
+---@field dir string? Where tracks are kept (nil: $XDG_CACHE_HOME/lofi.nvim)
+---@field max_size integer Cache size limit in bytes; least recently played tracks go first
+
+---@class lofi.PlayerConfig
+---@field cmd string[]? Player command and arguments, the file is appended (nil: autodetect)
+---@field loop boolean Repeat the track until stopped (background music)
+
+---@class lofi.Config
+---@field model lofi.ModelConfig
+---@field cache lofi.CacheConfig
+---@field duration_sec number Default length of a generated track, 5 to 120 seconds
+---@field notify boolean Show progress and results with vim.notify
+---@field player lofi.PlayerConfig
+---@field autoplay boolean Play a track as soon as it is generated
+---@field python string? Interpreter that runs the engine (nil: the plugin's .venv made by `make install`)
+
+local M = {}
+
+---@type lofi.Config
+M.defaults = {
+  model = { variant = "small", dir = nil, device = "auto", threads = nil },
+  cache = { dir = nil, max_size = 2 * 1024 * 1024 * 1024 },
+  duration_sec = 30,
+  notify = true,
+  player = { cmd = nil, loop = true },
+  autoplay = true,
+  python = nil,
+}
+
+---@type lofi.Config
+M.options = vim.deepcopy(M.defaults)
+
+local function one_of(values)
+  return function(v)
+    return vim.tbl_contains(values, v), "one of " .. table.concat(values, ", ")
+  end
+end
+
+local function optional(kind)
+  return function(v)
+    return v == nil or type(v) == kind, kind .. " or nil"
+  end
+end
+
+---@param opts lofi.Config
+local function validate(opts)
+  vim.validate({
+    model = { opts.model, "table" },
+    cache = { opts.cache, "table" },
+    player = { opts.player, "table" },
+    duration_sec = {
+      opts.duration_sec,
+      function(v)
+        return type(v) == "number" and v >= 5 and v <= 120
+      end,
+      "a number from 5 to 120",
+    },
+    notify = { opts.notify, "boolean" },
+    autoplay = { opts.autoplay, "boolean" },
+    python = { opts.python, optional("string") },
+  })
+  vim.validate({
+    ["model.variant"] = { opts.model.variant, one_of({ "small", "small-int8", "small-fp16" }) },
+    ["model.dir"] = { opts.model.dir, optional("string") },
+    ["model.device"] = { opts.model.device, one_of({ "auto", "cpu", "cuda", "metal" }) },
+    ["model.threads"] = {
+      opts.model.threads,
+      function(v)
+        return v == nil or (type(v) == "number" and v >= 1 and v == math.floor(v))
+      end,
+      "a positive integer or nil",
+    },
+    ["cache.dir"] = { opts.cache.dir, optional("string") },
+    ["cache.max_size"] = {
+      opts.cache.max_size,
+      function(v)
+        return type(v) == "number" and v >= 0
+      end,
+      "a number of bytes",
+    },
+    ["player.cmd"] = {
+      opts.player.cmd,
+      function(v)
+        return v == nil or (vim.islist(v) and #v > 0)
+      end,
+      "a list like { 'mpv', '--no-video' } or nil",
+    },
+    ["player.loop"] = { opts.player.loop, "boolean" },
+  })
+end
+
+---Merge user options over the defaults; raises a clear error on a bad option.
+---@param opts table?
+function M.setup(opts)
+  local merged = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
+  validate(merged)
+  M.options = merged
+end
+
+---The settings the remote plugin hands to the engine (the engine's own schema: `lofi_engine.config.EngineConfig`).
+---@return table
+function M.remote_settings()
+  local o = M.options
+  local function expand(path)
+    return path and vim.fs.normalize(vim.fn.fnamemodify(vim.fn.expand(path), ":p")) or vim.NIL
+  end
+  return {
+    engine = {
+      variant = o.model.variant,
+      model_dir = expand(o.model.dir),
+      device = o.model.device,
+      threads = o.model.threads or vim.NIL,
+      cache_dir = expand(o.cache.dir),
+      cache_max_bytes = math.floor(o.cache.max_size),
+    },
+    python = o.python or vim.NIL,
+    log_dir = vim.fn.stdpath("state") .. "/lofi",
+  }
+end
+
+return M

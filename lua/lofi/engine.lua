@@ -1,0 +1,54 @@
+-- The bridge to the remote plugin (rplugin/python3/lofi), which owns the engine client.
+local config = require("lofi.config")
+
+local M = {}
+
+---JSON nulls arrive as vim.NIL; Lua code wants plain nil (absent keys).
+---@param value any
+---@return any
+function M.denil(value)
+  if value == vim.NIL then
+    return nil
+  end
+  if type(value) == "table" then
+    for k, v in pairs(value) do
+      value[k] = M.denil(v)
+    end
+  end
+  return value
+end
+
+---@class lofi.Error
+---@field code string One of the spec's error codes (QUEUE_FULL, INVALID_DURATION, MODEL_NOT_FOUND, …)
+---@field message string
+
+---Send one request; never blocks on generation (the engine answers at once).
+---@param method string
+---@param params table?
+---@return any result, lofi.Error? err
+function M.request(method, params)
+  if vim.fn.exists("*LofiRequest") == 0 and vim.fn.exists("#FuncUndefined#LofiRequest") == 0 then
+    return nil,
+      {
+        code = "NOT_REGISTERED",
+        message = "the lofi remote plugin is not registered: run :UpdateRemotePlugins and restart Neovim",
+      }
+  end
+  if params == nil or vim.tbl_isempty(params) then
+    params = vim.empty_dict()
+  end
+  local ok, reply = pcall(vim.fn.LofiRequest, config.remote_settings(), method, params)
+  if not ok then
+    return nil, { code = "PLUGIN_ERROR", message = "the python3 host failed: " .. tostring(reply) }
+  end
+  if type(reply) ~= "table" then
+    return nil, { code = "PLUGIN_ERROR", message = "unexpected reply from the remote plugin" }
+  end
+  reply = M.denil(reply)
+  if reply.error then
+    return nil, reply.error
+  end
+  return reply.result
+end
+
+return M

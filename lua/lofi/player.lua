@@ -1,0 +1,99 @@
+-- Playback through an external player, spawned with an argument list (never a shell string), stdin closed.
+local config = require("lofi.config")
+
+local M = {}
+
+---Known players, best first: the command before the file, and the flag that loops natively (if any).
+M.known = {
+  { "mpv", args = { "--no-video", "--no-terminal", "--really-quiet" }, loop = { "--loop-file=inf" } },
+  { "ffplay", args = { "-nodisp", "-autoexit", "-loglevel", "quiet" }, loop = { "-loop", "0" } },
+  { "afplay", args = {} },
+  { "pw-play", args = {} },
+  { "paplay", args = {} },
+  { "aplay", args = { "-q" } },
+}
+
+---@class lofi.Playing
+---@field path string
+---@field track_id string?
+---@field process vim.SystemObj
+---@field stopped boolean
+
+---@type lofi.Playing?
+M.current = nil
+
+---The player command (without the file) and whether it loops by itself; nil when none is installed.
+---@param loop boolean
+---@return string[]?, boolean
+function M.command(loop)
+  local custom = config.options.player.cmd
+  if custom then
+    return vim.deepcopy(custom), false
+  end
+  for _, player in ipairs(M.known) do
+    if vim.fn.executable(player[1]) == 1 then
+      local cmd = vim.list_extend({ player[1] }, player.args)
+      if loop and player.loop then
+        return vim.list_extend(cmd, player.loop), true
+      end
+      return cmd, false
+    end
+  end
+  return nil, false
+end
+
+---Stop whatever is playing.
+function M.stop()
+  local playing = M.current
+  M.current = nil
+  if playing then
+    playing.stopped = true
+    pcall(playing.process.kill, playing.process, "sigterm")
+  end
+end
+
+---Play a WAV file, replacing what is playing; loops when configured.
+---@param path string
+---@param track_id string?
+---@return boolean ok, string? err
+function M.play(path, track_id)
+  if vim.fn.filereadable(path) == 0 then
+    return false, "no such track file: " .. path
+  end
+  local loop = config.options.player.loop
+  local cmd, loops_itself = M.command(loop)
+  if not cmd then
+    local names = vim.tbl_map(function(p)
+      return p[1]
+    end, M.known)
+    return false, "no audio player found: install one of " .. table.concat(names, ", ") .. " or set player.cmd"
+  end
+  M.stop()
+  table.insert(cmd, path)
+  ---@type lofi.Playing
+  local playing = { path = path, track_id = track_id, stopped = false }
+  local function start()
+    local ok, process = pcall(vim.system, cmd, { stdin = false, stdout = false, stderr = false }, function(result)
+      vim.schedule(function()
+        if M.current ~= playing or playing.stopped then
+          return
+        end
+        if loop and not loops_itself and result.code == 0 then
+          start() -- players without a loop flag are started again
+        else
+          M.current = nil
+        end
+      end)
+    end)
+    if not ok then
+      M.current = nil
+      return false, ("cannot start %s: %s"):format(cmd[1], process)
+    end
+    playing.process = process
+    return true
+  end
+  M.current = playing
+  return start()
+end
+
+return M

@@ -1,0 +1,114 @@
+"""lofi.nvim's remote plugin: the bridge between the Lua side and the engine client.
+
+It imports nothing but pynvim and the standard-library half of `lofi_engine`; the engine itself runs in its own
+process under the plugin's `.venv` interpreter. Handlers only validate, enqueue and return; engine events come
+back through `nvim.async_call` into `require("lofi")._dispatch(event, data)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pynvim
+
+PLUGIN_ROOT = Path(__file__).resolve().parents[3]
+if str(PLUGIN_ROOT) not in sys.path:
+    sys.path.insert(0, str(PLUGIN_ROOT))
+
+from lofi_engine.client import EngineClient  # noqa: E402  (needs PLUGIN_ROOT on sys.path)
+from lofi_engine.config import EngineConfig, default_state_dir  # noqa: E402
+from lofi_engine.errors import LofiError  # noqa: E402
+
+PLUGIN_ERROR = "PLUGIN_ERROR"
+log = logging.getLogger("lofi.plugin")
+
+
+def engine_python(configured: str | None) -> str:
+    """The interpreter for the engine: configured, else the plugin's own .venv, else this host's."""
+    if configured:
+        return configured
+    bin_dir = "Scripts" if os.name == "nt" else "bin"
+    venv = PLUGIN_ROOT / ".venv" / bin_dir / ("python.exe" if os.name == "nt" else "python")
+    return str(venv) if venv.exists() else sys.executable
+
+
+@pynvim.plugin
+class LofiPlugin:
+    def __init__(self, nvim: pynvim.Nvim) -> None:
+        self.nvim = nvim
+        self.client: EngineClient | None = None
+        self.settings: tuple | None = None  # what the client was made from
+        self.log_dir = default_state_dir()
+        self.log_path = self.log_dir / "plugin.log"
+
+    @pynvim.function("LofiRequest", sync=True)
+    def request(self, args: list[Any]) -> dict[str, Any]:
+        """LofiRequest(settings, method, params) → {"result": …} or {"error": {"code", "message"}}."""
+        try:
+            settings, method, params = args
+            self._configure(settings)
+            assert self.client is not None
+            return {"result": self.client.request(method, params or {})}
+        except LofiError as exc:
+            return {"error": exc.to_dict()}
+        except Exception as exc:  # the editor gets one clean message; the traceback goes to the log
+            log.exception("request %r failed", args[1:2])
+            return {"error": {"code": PLUGIN_ERROR, "message": f"{exc!r} (details in {self.log_path})"}}
+
+    @pynvim.function("LofiShutdown", sync=True)
+    def shutdown(self, args: list[Any]) -> bool:
+        self._close()
+        return True
+
+    @pynvim.shutdown_hook
+    def _on_host_exit(self) -> None:
+        self._close()
+
+    def _configure(self, settings: dict[str, Any]) -> None:
+        """(Re)create the client when the Lua side's settings change; the engine starts on the first job."""
+        config = EngineConfig.from_dict(dict(settings.get("engine") or {}))
+        key = (config, settings.get("python"), settings.get("log_dir"))
+        if self.client is not None and key == self.settings:
+            return
+        self._close()
+        if settings.get("log_dir"):
+            self.log_dir = Path(settings["log_dir"])
+        self._log_to(self.log_dir / "plugin.log")
+        self.client = EngineClient(
+            config, on_event=self._forward, python=engine_python(settings.get("python")), log_path=self.log_dir / "engine.log"
+        )
+        self.settings = key
+
+    def _log_to(self, path: Path) -> None:
+        if path == self.log_path and logging.getLogger("lofi").handlers:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root = logging.getLogger("lofi")
+        for old in root.handlers[:]:
+            root.removeHandler(old)
+            old.close()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        self.log_path = path
+
+    def _forward(self, event: str, data: dict[str, Any]) -> None:
+        """From the client's dispatcher thread to the editor's loop, in order."""
+        self.nvim.async_call(self._dispatch, event, data)
+
+    def _dispatch(self, event: str, data: dict[str, Any]) -> None:
+        try:
+            self.nvim.exec_lua("require('lofi')._dispatch(...)", event, data)
+        except Exception:
+            log.exception("dispatching %s failed", event)
+
+    def _close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+            self.settings = None

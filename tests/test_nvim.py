@@ -1,0 +1,211 @@
+"""The Neovim plugin (issue 4): a real headless Neovim ≥ 0.10, the real remote plugin, the real engine."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from conftest import PROMPT
+
+WAIT_GENERATION = """
+local lofi = require('lofi')
+local opts, timeout = ...
+local got, done, during = {}, nil, false
+for _, name in ipairs({'generation_start', 'generation_progress', 'generation_complete', 'generation_error'}) do
+  lofi.on(name, function(data) table.insert(got, {name, data}) end)
+end
+local t0 = vim.uv.hrtime()
+local result, err = lofi.generate(opts, function(e, track) done = {err = e, track = track} end)
+local returned_ms = (vim.uv.hrtime() - t0) / 1e6
+vim.wait(timeout or 60000, function()
+  during = during or lofi.is_generating()
+  return done ~= nil
+end, 5)
+return {result = result, err = err, returned_ms = returned_ms, events = got, done = done, during = during, after = lofi.is_generating()}
+"""
+
+
+def test_generate_returns_at_once_then_events_arrive_in_order(nvim) -> None:
+    out = nvim.exec_lua(WAIT_GENERATION, {"prompt": PROMPT, "duration_sec": 5, "seed": 1})
+    assert out.get("err") is None, out
+    assert out["result"]["status"] == "queued" and out["result"]["seed"] == 1
+    assert out["returned_ms"] < 200
+    names = [name for name, _ in out["events"]]
+    assert names[0] == "generation_start" and names[-1] == "generation_complete"
+    percents = [data["percent"] for name, data in out["events"] if name == "generation_progress"]
+    assert len(percents) == 20 and percents == sorted(set(percents)) and max(percents) == 99
+    track = out["done"]["track"]
+    assert out["done"].get("err") is None and track["track_id"] == out["result"]["track_id"]
+    assert soundfile.info(track["path"]).frames == 5 * 32000
+    assert out["during"] is True and out["after"] is False
+    assert nvim.exec_lua("return require('lofi').statusline()") == ""
+
+
+def test_statusline_shows_progress_while_generating(nvim) -> None:
+    lines = nvim.exec_lua(
+        """
+        local lofi, seen, done = require('lofi'), {}, false
+        vim.api.nvim_create_autocmd('User', {pattern = 'LofiProgress', callback = function()
+          table.insert(seen, lofi.statusline())
+        end})
+        lofi.generate({prompt = 'rain', duration_sec = 10, seed = 2}, function() done = true end)
+        vim.wait(60000, function() return done end, 5)
+        return seen
+        """
+    )
+    shown = [line for line in lines if line]
+    assert shown and all(line.startswith("♪ ") for line in shown)
+    assert any(line.startswith("♪ 50% ") for line in shown)
+    assert lines[-1] == ""
+
+
+def test_editor_answers_within_100ms_throughout_a_generation(nvim) -> None:
+    nvim.exec_lua("_G.done = false; require('lofi').generate({prompt = 'rain', duration_sec = 60, seed = 4}, function() _G.done = true end)")
+    worst, samples = 0.0, 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        nvim.input("ix<Esc>")
+        finished = nvim.eval("luaeval('_G.done')")
+        worst = max(worst, time.perf_counter() - started)
+        samples += 1
+        if finished:
+            break
+        time.sleep(0.01)
+    assert finished and samples > 20
+    assert worst < 0.1, f"slowest answer {worst * 1000:.0f} ms"
+    print(f"longest editor response during generation: {worst * 1000:.1f} ms over {samples} samples")
+
+
+def test_lofigenerate_command_with_arguments(nvim) -> None:
+    nvim.exec_lua("_G.completed = nil; require('lofi').on('generation_complete', function(d) _G.completed = d end)")
+    nvim.command("LofiGenerate lofi hip hop duration=5 seed=3")
+    track = nvim.exec_lua("vim.wait(60000, function() return _G.completed ~= nil end, 10); return _G.completed")
+    assert (track["prompt"], track["duration_sec"], track["seed"]) == ("lofi hip hop", 5.0, 3)
+    assert nvim.call("getcompletion", "LofiGenerate x pri", "cmdline") == ["priority=high", "priority=normal"]
+
+
+def test_lofiqueue_lists_jobs_with_high_priority_in_front(nvim) -> None:
+    nvim.exec_lua(
+        """
+        local lofi = require('lofi')
+        lofi.generate({prompt = 'long one', duration_sec = 120, seed = 1})
+        lofi.generate({prompt = 'second', duration_sec = 5, seed = 1})
+        lofi.generate({prompt = 'third', duration_sec = 5, seed = 1})
+        lofi.generate({prompt = 'urgent', duration_sec = 5, seed = 1, priority = 'high'})
+        """
+    )
+    nvim.command("LofiQueue")
+    lines = nvim.current.buffer[:]
+    assert len(lines) == 4
+    assert "running" in lines[0] and "long one" in lines[0]
+    assert lines[1].lstrip().startswith("1") and "urgent" in lines[1] and "[high]" in lines[1]
+    assert "second" in lines[2] and "third" in lines[3]
+    assert nvim.current.window.api.get_config()["relative"] == "editor"
+
+
+def test_queue_full_and_invalid_duration_reach_the_callback_and_the_user(nvim) -> None:
+    out = nvim.exec_lua(
+        """
+        local lofi, errors = require('lofi'), {}
+        for i = 1, 12 do
+          lofi.generate({prompt = 'p' .. i, duration_sec = 30, seed = i}, function(err) if err then table.insert(errors, err.code) end end)
+        end
+        local bad = nil
+        local before = #require('lofi').queue().pending
+        lofi.generate({prompt = 'short', duration_sec = 3}, function(err) bad = err end)
+        vim.wait(2000, function() return #errors > 0 and bad ~= nil end, 10)
+        return {errors = errors, bad = bad, notes = _G.notes, before = before, after = #require('lofi').queue().pending}
+        """
+    )
+    assert out["errors"] == ["QUEUE_FULL"]
+    assert out["bad"]["code"] == "INVALID_DURATION" and out["before"] == out["after"] == 10
+    messages = [n["msg"] for n in out["notes"]]
+    assert any(m.startswith("lofi: QUEUE_FULL: ") for m in messages)
+    assert any(m.startswith("lofi: INVALID_DURATION: ") for m in messages)
+    assert not any("Traceback" in m for m in messages)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for the user
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_playback_starts_and_stops_a_real_player(nvim) -> None:
+    track = nvim.exec_lua(WAIT_GENERATION, {"prompt": PROMPT, "duration_sec": 5, "seed": 9})["done"]["track"]
+    pid = nvim.exec_lua("assert(require('lofi').play(...)); return require('lofi.player').current.process.pid", track["track_id"])
+    time.sleep(0.5)
+    assert pid_alive(pid), "mpv should be playing (looping) the track"
+    assert nvim.exec_lua("return require('lofi').status().playing.track_id") == track["track_id"]
+    nvim.command("LofiStop")
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(pid)
+    assert nvim.exec_lua("return require('lofi').status().playing") is None
+
+
+def test_autoplay_and_no_player_message(nvim) -> None:
+    out = nvim.exec_lua(
+        """
+        local lofi = require('lofi')
+        lofi.setup({model = require('lofi.config').options.model, cache = require('lofi.config').options.cache,
+                    autoplay = true, player = {cmd = nil}})
+        local path = vim.env.PATH
+        vim.env.PATH = ''
+        local found = require('lofi.player').command(true)
+        local done = false
+        lofi.generate({prompt = 'no player', duration_sec = 5, seed = 1}, function() done = true end)
+        vim.wait(60000, function() return done end, 10)
+        vim.wait(200)
+        vim.env.PATH = path
+        return {found = found, notes = _G.notes, playing = require('lofi.player').current}
+        """
+    )
+    assert out.get("found") is None and out.get("playing") is None
+    assert any("no audio player found" in n["msg"] for n in out["notes"])
+
+
+def test_player_autodetection_prefers_mpv_with_its_loop_flag(nvim) -> None:
+    cmd = nvim.exec_lua("require('lofi').setup({player = {loop = true}}); return require('lofi.player').command(true)")
+    assert cmd[0] == "mpv" and "--loop-file=inf" in cmd
+
+
+def test_checkhealth_has_no_error(nvim) -> None:
+    nvim.command("checkhealth lofi")
+    text = "\n".join(nvim.current.buffer[:])
+    assert "lofi.nvim" in text and "remote plugin registered" in text and "engine interpreter" in text
+    assert "ERROR" not in text, text
+
+
+def test_quitting_leaves_no_engine_or_player_behind(tmp_path: Path, monkeypatch) -> None:
+    from conftest import TINY
+    from nvim_session import quit_nvim, start_nvim
+
+    nvim = start_nvim(tmp_path / "home", monkeypatch.setenv)
+    nvim.exec_lua(
+        "require('lofi').setup(...)",
+        {"model": {"dir": str(TINY)}, "cache": {"dir": str(tmp_path / "cache")}, "autoplay": True,
+         "player": {"cmd": ["mpv", "--ao=null", "--no-video", "--really-quiet"], "loop": True}},
+    )
+    nvim.exec_lua("_G.done = false; require('lofi').generate({prompt = 'x', duration_sec = 5, seed = 1}, function() _G.done = true end)")
+    nvim.exec_lua("vim.wait(60000, function() return _G.done end, 10); vim.wait(300)")
+    nvim.exec_lua("require('lofi').generate({prompt = 'still running', duration_sec = 120, seed = 2})")
+    engine_pid = nvim.exec_lua("vim.wait(5000, function() return require('lofi').is_generating() end, 10); return require('lofi').status().engine.engine_pid")
+    player_pid = nvim.exec_lua("return require('lofi.player').current.process.pid")
+    assert pid_alive(engine_pid) and pid_alive(player_pid)
+    quit_nvim(nvim)
+    deadline = time.monotonic() + 10
+    while (pid_alive(engine_pid) or pid_alive(player_pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(engine_pid) and not pid_alive(player_pid)
