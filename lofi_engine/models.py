@@ -6,7 +6,6 @@ Standard library only: the editor's host imports this to answer requests before 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from . import model_files as files

@@ -18,9 +18,11 @@ from . import model_files as files
 from .decoder import DECODER_INPUTS, WITH_PAST_INPUTS, CachedDecoder
 from .delay_pattern import PREDICTED, build_pattern, undelay, window_length
 from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
-from .onnx_session import is_int8, open_session, run
-from .providers import providers_for, session_options
+from .onnx_session import is_int8, run
+from .optimized_cache import open_optimized
+from .providers import providers_for
 from .sampling import TokenSampler
+from .streaming import AudioStreamer, ChunkCallback
 from .validation import MAX_SEED, check_duration, check_prompt, check_sampling, check_seed
 
 WINDOW_SEC = 30.0
@@ -119,16 +121,18 @@ class MusicGen:
         decoder: str = "auto",
         model_version: str | None = None,
         on_progress: LoadCallback | None = None,
+        optimized_cache: str | Path | None = None,
     ) -> "MusicGen":
         """Open a model directory laid out like the Hub's (fp32, fp16 or int8 files; merged or split decoder).
 
         ``on_progress(file_name, bytes_loaded, bytes_total)`` is called as each ONNX file is opened.
+        ``optimized_cache``: a directory where ONNX Runtime's optimized graphs are kept so later loads are faster.
         """
         model_dir = Path(model_dir).expanduser()
         form = files.choose_decoder_form(model_dir, decoder)
         files.check_present(model_dir, form)
         providers = providers_for(device)
-        options = session_options(threads)
+        cache = Path(optimized_cache).expanduser() if optimized_cache is not None else None
         settings = ModelSettings.read(model_dir)
         try:
             tokenizer = Tokenizer.from_file(str(model_dir / files.TOKENIZER))
@@ -143,7 +147,7 @@ class MusicGen:
         sizes = {name: (model_dir / name).stat().st_size for name in graphs}
         sessions: dict[str, ort.InferenceSession] = {}
         for name, inputs in graphs.items():
-            sessions[name] = open_session(model_dir / name, options, providers, inputs)
+            sessions[name] = open_optimized(model_dir / name, threads, providers, inputs, cache)
             if on_progress is not None:
                 on_progress(name, sum(sizes[n] for n in sessions), sum(sizes.values()))
 
@@ -180,8 +184,13 @@ class MusicGen:
         temperature: float = 1.0,
         guidance_scale: float | None = None,
         on_step: StepCallback | None = None,
+        on_chunk: ChunkCallback | None = None,
     ) -> Generation:
-        """Compose ``duration_sec`` of music; the same arguments and seed give bit-identical audio."""
+        """Compose ``duration_sec`` of music; the same arguments and seed give bit-identical audio.
+
+        ``on_step(done, total)`` follows every decoder step; ``on_chunk(samples, first_sample)`` receives playable
+        audio every 2 s of finished frames, long before the track is done (the last chunk comes from the final decode).
+        """
         started = time.perf_counter()
         check_prompt(prompt)
         duration_sec = check_duration(duration_sec)
@@ -197,19 +206,26 @@ class MusicGen:
         windows = self.plan(duration_sec)
         estimated = sum(w.steps for w in windows)
         done = 0
-
-        def count_step() -> None:
-            nonlocal done
-            done += 1
-            if on_step is not None:
-                on_step(done, estimated)
-
+        streamer = None if on_chunk is None else AudioStreamer(self.decode_audio, self.settings.hop_length, on_chunk)
         codes = np.zeros((self.settings.num_codebooks, 0), dtype=np.int64)
+
         for window in windows:
-            prompt_codes = codes[:, codes.shape[1] - window.prompt_frames :]
-            produced = self.continue_codes(prompt_codes, window.new_frames, hidden, mask, sampler, count_step)
-            codes = np.concatenate([codes, produced[:, window.prompt_frames :]], axis=1)
+            before = codes
+
+            def step(finished: Callable[[], np.ndarray], before: np.ndarray = before, window: Window = window) -> None:
+                nonlocal done
+                done += 1
+                if on_step is not None:
+                    on_step(done, estimated)
+                if streamer is not None:
+                    streamer.feed(np.concatenate([before, finished()[:, window.prompt_frames :]], axis=1))
+
+            prompt_codes = before[:, before.shape[1] - window.prompt_frames :]
+            produced = self.continue_codes(prompt_codes, window.new_frames, hidden, mask, sampler, step)
+            codes = np.concatenate([before, produced[:, window.prompt_frames :]], axis=1)
         audio = self.decode_audio(codes)
+        if streamer is not None:
+            streamer.finish(audio)
         return Generation(
             audio=audio,
             sample_rate=self.settings.sample_rate,
@@ -238,11 +254,12 @@ class MusicGen:
         hidden: np.ndarray,
         mask: np.ndarray,
         sampler: TokenSampler,
-        on_step: Callable[[], None],
+        on_step: Callable[[Callable[[], np.ndarray]], None],
     ) -> np.ndarray:
         """Continue undelayed ``prompt`` codes ``[codebooks, F]`` by ``new_frames``; returns all F + new frames.
 
         The prompt is prefilled in one decoder call from an empty cache, then one token is fed a step.
+        ``on_step(finished)`` follows each step; ``finished()`` gives the window's frames complete so far.
         """
         codebooks, prompt_frames = prompt.shape
         length = window_length(prompt_frames, new_frames, codebooks)
@@ -252,14 +269,15 @@ class MusicGen:
         grid = pattern.copy()
         rows = hidden.shape[0]
         filled = prompt_frames + 1
-        logits = self.decoder.start(np.tile(grid[:, :filled], (rows, 1)), hidden, mask)
+        logits = self.decoder.start(np.tile(grid[:, :filled], (rows, 1)), hidden, mask, capacity=length)
         for position in range(filled, length):
             tokens = sampler(logits)
             forced = pattern[:, position]
             grid[:, position] = np.where(forced == PREDICTED, tokens, forced)
             if position + 1 < length:
                 logits = self.decoder.step(np.tile(grid[:, position : position + 1], (rows, 1)))
-            on_step()
+            complete = max(0, min(position - codebooks + 1, prompt_frames + new_frames))
+            on_step(lambda complete=complete: undelay(grid, complete))
         return undelay(grid, prompt_frames + new_frames)
 
     def decode_audio(self, codes: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -36,11 +38,26 @@ def float_type(session: ort.InferenceSession, input_name: str) -> type[np.floati
 
 def run(session: ort.InferenceSession, feeds: dict[str, np.ndarray], what: str) -> list[np.ndarray]:
     """``session.run`` with ONNX Runtime failures reported as MODEL_INFERENCE_FAILED."""
-    try:
+    with _inference_errors(what):
         return session.run(None, feeds)
+
+
+def run_bound(session: ort.InferenceSession, binding: ort.IOBinding, what: str) -> list[ort.OrtValue]:
+    """``run_with_iobinding``, failures reported as MODEL_INFERENCE_FAILED; returns the outputs as OrtValues."""
+    with _inference_errors(what):
+        session.run_with_iobinding(binding)
+        return binding.get_outputs()
+
+
+@contextmanager
+def _inference_errors(what: str) -> Iterator[None]:
+    try:
+        yield
     except MemoryError:
         raise LofiError(MODEL_INFERENCE_FAILED, f"out of memory in the {what}") from None
-    except Exception as exc:
+    except LofiError:
+        raise
+    except Exception as exc:  # ONNX Runtime's own exception types
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LofiError(MODEL_INFERENCE_FAILED, f"the {what} failed: {reason}") from None
 

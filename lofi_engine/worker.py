@@ -61,21 +61,38 @@ class Worker:
             model = self.ensure_model(track_id)
             positions = [p for w in model.plan(job["duration_sec"]) for p in w.cache_positions]
             generation = model.generate(
-                job["prompt"], duration_sec=job["duration_sec"], seed=job["seed"], on_step=ProgressReporter(track_id, positions, self.emit)
+                job["prompt"],
+                duration_sec=job["duration_sec"],
+                seed=job["seed"],
+                on_step=ProgressReporter(track_id, positions, self.emit),
+                on_chunk=lambda audio, start: self.chunk(track_id, audio, start, model.settings.sample_rate),
             )
             path = write_wav(self.cache.wav_path(track_id), generation.audio, generation.sample_rate)
             meta = track_metadata(generation, path)
             self.cache.put(meta)
             self.emit("generation_complete", meta)
         except ConsentRequired as needed:
+            self.cache.remove_chunks(track_id)
             self.emit("consent_required", {"track_id": track_id, **needed.args[0]})
         except LofiError as exc:
-            self.emit("generation_error", {"track_id": track_id, **exc.to_dict()})
+            self.fail(track_id, exc.code, exc.message)
         except MemoryError:
-            self.emit("generation_error", {"track_id": track_id, "code": MODEL_INFERENCE_FAILED, "message": "out of memory while generating"})
+            self.fail(track_id, MODEL_INFERENCE_FAILED, "out of memory while generating")
         except Exception as exc:  # a bug must not kill the engine and the queue behind it
             log.exception("generation %s failed", track_id)
-            self.emit("generation_error", {"track_id": track_id, "code": MODEL_INFERENCE_FAILED, "message": f"unexpected engine error: {exc!r}"})
+            self.fail(track_id, MODEL_INFERENCE_FAILED, f"unexpected engine error: {exc!r}")
+
+    def fail(self, track_id: str, code: str, message: str) -> None:
+        self.cache.remove_chunks(track_id)
+        self.emit("generation_error", {"track_id": track_id, "code": code, "message": message})
+
+    def chunk(self, track_id: str, audio: Any, start: int, sample_rate: int) -> None:
+        """Playable audio before the track is done (`generation_chunk`): one WAV per 2 s, in order."""
+        path = write_wav(self.cache.chunk_path(track_id, start), audio, sample_rate)
+        self.emit(
+            "generation_chunk",
+            {"track_id": track_id, "path": str(path), "start_sec": start / sample_rate, "duration_sec": len(audio) / sample_rate},
+        )
 
     def download(self) -> None:
         try:
@@ -102,7 +119,7 @@ class Worker:
         try:
             self.model = MusicGen.load(
                 model_dir, device=self.config.device, threads=self.config.threads, decoder=self.config.decoder,
-                model_version=self.model_version, on_progress=loaded,
+                model_version=self.model_version, on_progress=loaded, optimized_cache=self.config.optimized_dir,
             )
         except LofiError as exc:
             if exc.code == MODEL_LOAD_FAILED and self.config.model_dir is None:

@@ -8,11 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile
 
 from conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
 
 
 def lofi(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -33,7 +39,7 @@ def test_generate_writes_a_wav_and_prints_metadata(tmp_path: Path) -> None:
     assert meta["path"] == str(out) and meta["seed"] == 42 and meta["duration_sec"] == 10.0 and meta["sample_rate"] == 32000
     info = soundfile.info(str(out))
     assert (info.samplerate, info.channels, info.frames, info.format) == (32000, 1, 320000, "WAV")
-    assert [p.name for p in tmp_path.iterdir()] == ["song.wav"], "no temp file left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav", "xdg-cache"], "no temp file left behind"
 
     again = lofi("generate", "lofi hip hop, jazzy piano", "--model-dir", str(TINY), "--duration", "10", "--seed", "42", "--output", str(tmp_path / "again.wav"))
     assert json.loads(again.stdout)["track_id"] == meta["track_id"]
@@ -59,7 +65,7 @@ def test_errors_exit_non_zero_with_code_and_message(tmp_path: Path) -> None:
         assert done.returncode == 1
         assert done.stderr.strip().splitlines()[-1].startswith(prefix), done.stderr
         assert "Traceback" not in done.stderr and done.stdout == ""
-    assert not list(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["xdg-cache"]
 
 
 def test_console_script_is_installed() -> None:

@@ -203,3 +203,21 @@ def test_closing_the_client_stops_the_engine(engine) -> None:
     client.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_playable_chunks_stream_before_the_track_completes(engine) -> None:
+    """Issue 5, time to first sound: `generation_chunk` events with WAV files, in order, before completion."""
+    client, events = engine()
+    tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 10, "seed": 5})["track_id"]
+    done = events.wait_event("generation_complete", track_id=tid)
+    stream = events.of(tid)
+    chunks = [p for m, p in stream if m == "generation_chunk"]
+    names = [m for m, _ in stream]
+    assert names.index("generation_chunk") < names.index("generation_progress") + 15  # the first comes early
+    assert [c["start_sec"] for c in chunks] == [2.0 * i for i in range(5)]
+    assert sum(c["duration_sec"] for c in chunks) == pytest.approx(10.0)
+    for chunk in chunks:
+        info = soundfile.info(chunk["path"])
+        assert info.samplerate == 32000 and info.frames == round(chunk["duration_sec"] * 32000)
+    assert names.index("generation_complete") > max(i for i, n in enumerate(names) if n == "generation_chunk")
+    assert Path(done["path"]).exists()

@@ -62,7 +62,7 @@ def test_45_seconds_crosses_a_window_with_exact_length_and_continuous_codes(tiny
     greedy = tiny.generate(PROMPT, duration_sec=45, top_k=1)
     hidden, mask = tiny.encode_text(PROMPT, guidance=True)
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=3.0)
-    tail = tiny.continue_codes(greedy.codes[:, 900:1500], 750, hidden, mask, sampler, lambda: None)
+    tail = tiny.continue_codes(greedy.codes[:, 900:1500], 750, hidden, mask, sampler, lambda finished: None)
     np.testing.assert_array_equal(tail[:, 600:], greedy.codes[:, 1500:])
     # Audio across the seam is one decode: no discontinuity larger than the music itself has elsewhere.
     seam = 1500 * 640
@@ -101,3 +101,24 @@ def test_top_k_one_is_greedy_and_guidance_mixes_halves() -> None:
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=3.0)
     # uncond + 3 (cond - uncond): token 3 scores 0.5 + 1.5 = 2.0, token 7 scores 1.2 - 3.6 < 0
     np.testing.assert_array_equal(sampler(logits), [3, 3, 3, 3])
+
+
+def test_audio_streams_in_chunks_that_match_the_final_decode(tiny: MusicGen) -> None:
+    """Issue 5, time to first sound: playable chunks long before the end, equal to the one-shot decode within
+    1e-4 away from the joins, covering the whole track once, across a window boundary too."""
+    chunks: list[tuple[int, np.ndarray, int]] = []
+    steps: list[int] = []
+    out = tiny.generate(
+        PROMPT, duration_sec=35, seed=6, on_step=lambda done, total: steps.append(done),
+        on_chunk=lambda audio, start: chunks.append((start, audio.copy(), len(steps))),
+    )
+    starts = [start for start, _, _ in chunks]
+    assert starts[0] == 0 and chunks[0][2] == 100 + 5 + 3  # 2 s of audio after 108 of 1753 steps
+    assert all(b == a + len(audio) for (a, audio, _), b in zip(chunks, starts[1:]))
+    assert starts[-1] + len(chunks[-1][1]) == len(out.audio) == 35 * 32000
+    joined = np.concatenate([audio for _, audio, _ in chunks])
+    away = np.ones(len(joined), dtype=bool)
+    for start in starts[1:]:
+        away[max(0, start - 640 * 4) : start + 640 * 4] = False
+    np.testing.assert_allclose(joined[away], out.audio[away], atol=1e-4, rtol=0)
+    assert sum(1 for _, _, at in chunks if at < len(steps)) >= 15  # most chunks arrive while generating

@@ -6,7 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 import soundfile
 
 from conftest import PROMPT

@@ -130,12 +130,12 @@ def build_model(size: str):
     return model
 
 
-def export(model, work: Path, out: Path) -> None:
-    """Export with optimum-onnx exactly like the published files, then merge the decoders ourselves."""
+def export(model, hf_dir: Path, out: Path) -> None:
+    """Save the transformers checkpoint to ``hf_dir``, export it with optimum-onnx exactly like the published
+    files, then merge the decoders ourselves."""
     from optimum.exporters.onnx import main_export
     from optimum.onnx import merge_decoders
 
-    hf_dir = work / "hf"
     model.save_pretrained(hf_dir)
     main_export(str(hf_dir), str(out), task="text-to-audio", do_validation=False)
     merge_decoders(
@@ -243,7 +243,10 @@ def main() -> None:
     model = build_model(args.size)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        export(model, work, fp32)
+        # The benchmark runs transformers on the very same weights: keep the checkpoint for full-size models.
+        hf_dir = args.out / f"{name}-transformers" if args.size == "full" else work / "hf"
+        shutil.rmtree(hf_dir, ignore_errors=True)
+        export(model, hf_dir, fp32)
         build_tokenizer(fp32 / "tokenizer.json")
         make_int8(fp32, args.out / f"{name}-int8", work)
     if args.size == "tiny":

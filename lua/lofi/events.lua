@@ -6,6 +6,7 @@ M.names = {
   "generation_progress",
   "generation_complete",
   "generation_error",
+  "generation_chunk",
   "model_load_progress",
   "consent_required",
   "download_progress",

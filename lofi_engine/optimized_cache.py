@@ -1,0 +1,98 @@
+"""ONNX Runtime's optimized graphs and prepacked weights, kept on disk so that later loads skip that work.
+
+On the CPU, most of a session's load time goes to graph optimization and to repacking every MatMul weight into
+the layout its kernels read. The first load saves the result (graph plus prepacked weights as external data);
+later loads open that with optimization off: for the fp32 decoder, load time halves and the weights are held
+once instead of twice. An entry is keyed by the source file, ONNX Runtime's version and the CPU, written under a
+temp name and renamed into place; one that fails to load is deleted and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnxruntime as ort
+
+from .errors import LofiError
+from .onnx_session import open_session
+from .providers import CPU, session_options
+
+MODEL = "model.onnx"
+WEIGHTS = "model.onnx.data"
+SOURCE = "source.txt"
+log = logging.getLogger("lofi.engine")
+
+
+def open_optimized(
+    path: Path, threads: int | None, providers: list[str], required_inputs: tuple[str, ...], cache_dir: Path | None
+) -> ort.InferenceSession:
+    """A session over ``path``, through the on-disk cache when there is one and the session runs on the CPU."""
+    if cache_dir is None or providers != [CPU]:
+        return open_session(path, session_options(threads), providers, required_inputs)
+    entry = cache_dir / _fingerprint(path)
+    if (entry / MODEL).is_file():
+        options = session_options(threads)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return open_session(entry / MODEL, options, providers, required_inputs)
+        except LofiError as exc:
+            log.warning("dropping the optimized copy of %s: %s", path, exc.message)
+            shutil.rmtree(entry, ignore_errors=True)
+    return _build(path, entry, threads, providers, required_inputs)
+
+
+def _build(path: Path, entry: Path, threads: int | None, providers: list[str], required_inputs: tuple[str, ...]) -> ort.InferenceSession:
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    except OSError:
+        return open_session(path, session_options(threads), providers, required_inputs)
+    options = session_options(threads)
+    options.optimized_model_filepath = str(staging / MODEL)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", WEIGHTS)
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    options.add_session_config_entry("session.save_external_prepacked_constant_initializers", "1")
+    try:
+        session = open_session(path, options, providers, required_inputs)
+    except LofiError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        if (staging / MODEL).is_file():
+            (staging / SOURCE).write_text(str(path.resolve()), encoding="utf-8")
+            _drop_outdated(entry, path)
+            staging.rename(entry)
+    except OSError:  # another editor built it first, or the disk is full: the session works either way
+        pass
+    shutil.rmtree(staging, ignore_errors=True)
+    return session
+
+
+def _drop_outdated(entry: Path, path: Path) -> None:
+    """Copies made from an earlier version of the same source file."""
+    for other in entry.parent.glob(f"{path.stem}-*"):
+        try:
+            if other != entry and (other / SOURCE).read_text(encoding="utf-8") == str(path.resolve()):
+                shutil.rmtree(other, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{ort.__version__}:{platform.machine()}:{_cpu_flags()}"
+    return f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _cpu_flags() -> str:
+    """Prepacked layouts depend on the instruction set: an entry is only reused on the same kind of CPU."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return platform.processor()
