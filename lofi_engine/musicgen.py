@@ -269,7 +269,7 @@ class MusicGen:
         grid = pattern.copy()
         rows = hidden.shape[0]
         filled = prompt_frames + 1
-        logits = self.decoder.start(np.tile(grid[:, :filled], (rows, 1)), hidden, mask, capacity=length)
+        logits = self.decoder.start(np.tile(grid[:, :filled], (rows, 1)), hidden, mask)
         for position in range(filled, length):
             tokens = sampler(logits)
             forced = pattern[:, position]

@@ -208,3 +208,54 @@ def test_quitting_leaves_no_engine_or_player_behind(tmp_path: Path, monkeypatch)
     while (pid_alive(engine_pid) or pid_alive(player_pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(engine_pid) and not pid_alive(player_pid)
+
+
+def mpv_property(socket: str, name: str):
+    import json
+    import socket as sockets
+
+    with sockets.socket(sockets.AF_UNIX) as s:
+        s.connect(socket)
+        s.sendall(json.dumps({"command": ["get_property", name], "request_id": 1}).encode() + b"\n")
+        buffer = b""
+        while True:
+            buffer += s.recv(4096)
+            for line in buffer.split(b"\n"):
+                if line and json.loads(line).get("request_id") == 1:
+                    return json.loads(line)["data"]
+
+
+def test_playback_starts_from_streamed_chunks_before_the_track_is_done(nvim) -> None:
+    """Issue 5, time to first sound: mpv starts on the first chunks and gets the rest appended gaplessly; the
+    chunks then loop as the whole track."""
+    out = nvim.exec_lua(
+        """
+        local lofi = require('lofi')
+        local options = require('lofi.config').options
+        lofi.setup({model = options.model, cache = options.cache, autoplay = true,
+                    player = {cmd = {'mpv', '--ao=null', '--no-video', '--really-quiet'}, loop = true}})
+        local order, done = {}, false
+        lofi.on('generation_chunk', function() table.insert(order, 'chunk') end)
+        lofi.on('generation_complete', function() table.insert(order, 'complete'); done = true end)
+        local started_at = nil
+        local timer = vim.uv.new_timer()
+        timer:start(0, 5, vim.schedule_wrap(function()
+          if not started_at and require('lofi.player').current then started_at = #order end
+        end))
+        lofi.generate({prompt = 'stream', duration_sec = 10, seed = 8})
+        vim.wait(60000, function() return done end, 5)
+        vim.wait(500)
+        timer:stop()
+        local playing = require('lofi.player').current
+        return {order = order, started_at = started_at, socket = playing and playing.socket, pid = playing and playing.process.pid}
+        """
+    )
+    assert out["order"].count("chunk") == 5 and out["order"][-1] == "complete"
+    assert out["started_at"] is not None and out["started_at"] < len(out["order"]) - 1, "mpv started before the track was done"
+    assert pid_alive(out["pid"])
+    deadline = time.monotonic() + 5
+    while mpv_property(out["socket"], "playlist-count") < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mpv_property(out["socket"], "playlist-count") == 5
+    assert mpv_property(out["socket"], "loop-playlist") == "inf"
+    nvim.command("LofiStop")

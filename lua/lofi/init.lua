@@ -3,6 +3,7 @@ local config = require("lofi.config")
 local engine = require("lofi.engine")
 local events = require("lofi.events")
 local player = require("lofi.player")
+local stream = require("lofi.stream")
 local ui = require("lofi.ui")
 
 local M = {}
@@ -205,16 +206,23 @@ local reactions = {
   generation_progress = function(d)
     ui.notify(("lofi: generating %d%% (%s left)"):format(d.percent, ui.clock(d.eta_sec)), vim.log.levels.INFO, true)
     ui.progress_changed()
+    stream.on_progress(d)
+  end,
+  generation_chunk = function(d)
+    stream.on_chunk(d)
   end,
   generation_complete = function(d)
     ui.progress_changed()
     ui.notify(("lofi: %q is ready (%ss)"):format(d.prompt, d.duration_sec), vim.log.levels.INFO, true)
     finish(d.track_id, nil, d)
-    if config.options.autoplay then
+    if stream.on_complete(d) then
+      engine.request("track_played", { track_id = d.track_id })
+    elseif config.options.autoplay then
       M.play(d)
     end
   end,
   generation_error = function(d)
+    stream.on_error(d)
     ui.progress_changed()
     ui.error(d)
     finish(d.track_id, { code = d.code, message = d.message }, nil)

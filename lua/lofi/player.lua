@@ -52,6 +52,34 @@ function M.stop()
   end
 end
 
+---Start a player command (an argument list, stdin closed) as what is playing now.
+---@param cmd string[]
+---@param track_id string?
+---@param path string?
+---@param on_exit fun(playing: lofi.Playing, code: integer)? called on the main loop unless it was stopped
+---@return vim.SystemObj? process, string? err
+function M.spawn(cmd, track_id, path, on_exit)
+  ---@type lofi.Playing
+  local playing = { path = path, track_id = track_id, stopped = false }
+  local ok, process = pcall(vim.system, cmd, { stdin = false, stdout = false, stderr = false }, function(result)
+    vim.schedule(function()
+      if M.current ~= playing or playing.stopped then
+        return
+      end
+      M.current = nil
+      if on_exit then
+        on_exit(playing, result.code)
+      end
+    end)
+  end)
+  if not ok then
+    return nil, ("cannot start %s: %s"):format(cmd[1], process)
+  end
+  playing.process = process
+  M.current = playing
+  return process
+end
+
 ---Play a WAV file, replacing what is playing; loops when configured.
 ---@param path string
 ---@param track_id string?
@@ -70,30 +98,13 @@ function M.play(path, track_id)
   end
   M.stop()
   table.insert(cmd, path)
-  ---@type lofi.Playing
-  local playing = { path = path, track_id = track_id, stopped = false }
-  local function start()
-    local ok, process = pcall(vim.system, cmd, { stdin = false, stdout = false, stderr = false }, function(result)
-      vim.schedule(function()
-        if M.current ~= playing or playing.stopped then
-          return
-        end
-        if loop and not loops_itself and result.code == 0 then
-          start() -- players without a loop flag are started again
-        else
-          M.current = nil
-        end
-      end)
-    end)
-    if not ok then
-      M.current = nil
-      return false, ("cannot start %s: %s"):format(cmd[1], process)
+  local function again(_, code)
+    if loop and not loops_itself and code == 0 then
+      M.spawn(cmd, track_id, path, again) -- players without a loop flag are started again
     end
-    playing.process = process
-    return true
   end
-  M.current = playing
-  return start()
+  local process, err = M.spawn(cmd, track_id, path, again)
+  return process ~= nil, err
 end
 
 return M
