@@ -1,11 +1,14 @@
 """The MusicGen decoder with its key/value cache, over the merged file or the split pair.
 
-The cache never leaves ONNX Runtime: each step's `present.*` outputs stay OrtValues and are bound, through
-IOBinding, as the next step's `past_key_values.*` inputs. Converting them to numpy and back (what a plain
-`session.run` loop does) copies the whole cache twice a step, and binding them to buffers of our own makes the
-merged file's `If` node copy its branch's outputs into them; left in ONNX Runtime's arena, the memory of one
-step is reused by the next and the merged file's outputs are forwarded without a copy. Measured on the full-size
-model (`make bench`), late-window steps went from 127 ms to 77 ms.
+Each step the graph concatenates the past cache with the new position and returns the result. Left to itself
+ONNX Runtime allocates a fresh output for that every step (hundreds of MB late in a window) and a plain loop
+copies it into numpy and back. Here the self-attention cache lives in two preallocated buffers per tensor,
+reused for the whole window: a step reads its past from one and writes its present into the other through
+IOBinding, then they swap. The cross-attention cache is computed once per window and bound as is.
+
+Measured with `make bench` against a plain `session.run` loop and against keeping ONNX Runtime's own outputs
+as OrtValues: step times are within noise of each other (the graph's own concatenation dominates), and this
+one holds the least memory for a 30 s track (5.4 GB peak against 6.8 GB).
 """
 
 from __future__ import annotations
@@ -34,61 +37,103 @@ class CachedDecoder:
     first: ort.InferenceSession
     with_past: ort.InferenceSession
     dtype: type[np.floating] = field(init=False)
-    _cache: dict[str, ort.OrtValue] = field(init=False, default_factory=dict)
+    _self_names: list[str] = field(init=False)  # present.{i}.decoder.{key,value}
+    _cross_names: list[str] = field(init=False)  # present.{i}.encoder.{key,value}
+    _heads: int = field(init=False)
+    _head_dim: int = field(init=False)
+    _buffers: dict[str, list[np.ndarray]] = field(init=False, default_factory=dict)
+    _cross: dict[str, ort.OrtValue] = field(init=False, default_factory=dict)
     _feeds: dict[str, np.ndarray] = field(init=False, default_factory=dict)
+    _rows: int = field(init=False, default=0)
+    _length: int = field(init=False, default=0)
+    _current: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.dtype = float_type(self.first, "encoder_hidden_states")
-        self._first_outputs = [o.name for o in self.first.get_outputs()]
-        self._step_outputs = [o.name for o in self.with_past.get_outputs()]
-        self._step_inputs = {i.name for i in self.with_past.get_inputs()}
-        self._past_shapes = {i.name: i.shape for i in self.with_past.get_inputs() if i.name.startswith(PAST)}
+        outputs = [o.name for o in self.first.get_outputs()]
+        self._self_names = [n for n in outputs if n.startswith(PRESENT) and ".decoder." in n]
+        self._cross_names = [n for n in outputs if n.startswith(PRESENT) and ".encoder." in n]
+        sample = next(i for i in self.with_past.get_inputs() if i.name == PAST + self._self_names[0][len(PRESENT):])
+        self._heads, self._head_dim = int(sample.shape[1]), int(sample.shape[3])
+        self._with_past_inputs = {i.name for i in self.with_past.get_inputs()}
 
     @property
     def merged(self) -> bool:
         return self.first is self.with_past
 
-    def start(self, input_ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Prefill ``input_ids`` ``[rows, n]`` from an empty cache; returns the last position's logits."""
+    def start(self, input_ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray, capacity: int) -> np.ndarray:
+        """Prefill ``input_ids`` ``[rows, n]`` from an empty cache that will grow to ``capacity`` positions;
+        returns the last position's logits."""
+        batch, n = hidden.shape[0], input_ids.shape[1]
+        self._rows, self._length, self._current = batch, n, 0
+        self._reserve(batch, capacity)
         self._feeds = {"encoder_hidden_states": np.ascontiguousarray(hidden, dtype=self.dtype), "encoder_attention_mask": mask}
         binding = self.first.io_binding()
         binding.bind_cpu_input("input_ids", input_ids)
         for name, value in self._feeds.items():
             binding.bind_cpu_input(name, value)
         if self.merged:
-            for name, shape in self._past_shapes.items():
-                binding.bind_cpu_input(name, np.zeros((hidden.shape[0], shape[1], 0, shape[3]), dtype=self.dtype))
+            empty = np.zeros((batch, self._heads, 0, self._head_dim), dtype=self.dtype)
+            for name in self._self_names + self._cross_names:
+                binding.bind_cpu_input(PAST + name[len(PRESENT):], empty)
             binding.bind_cpu_input(USE_CACHE, np.array([False]))
-        outputs = self._run(self.first, binding, self._first_outputs)
-        # Both caches come from the first call; the cross-attention one never changes within a window.
-        self._cache = {PAST + name[len(PRESENT):]: value for name, value in outputs.items() if name.startswith(PRESENT)}
-        return self._last_logits(outputs["logits"])
+        names = [o.name for o in self.first.get_outputs()]
+        for name in names:  # once a window: let ONNX Runtime allocate, then move the cache into its buffer
+            binding.bind_output(name)
+        outputs = dict(zip(names, run_bound(self.first, binding, "decoder")))
+        for name in self._self_names:
+            size = self._rows * self._heads * n * self._head_dim
+            self._buffers[name][0][:size] = outputs[name].numpy().reshape(-1)
+        self._cross = {PAST + name[len(PRESENT):]: outputs[name] for name in self._cross_names}
+        return self._last_logits(outputs["logits"].numpy())
 
     def step(self, input_ids: np.ndarray) -> np.ndarray:
         """Feed one new token per row (``[rows, 1]``); returns its logits."""
+        past, present = self._current, 1 - self._current
         binding = self.with_past.io_binding()
         binding.bind_cpu_input("input_ids", input_ids)
         for name, value in self._feeds.items():
-            if name in self._step_inputs:
+            if name in self._with_past_inputs:
                 binding.bind_cpu_input(name, value)
-        for name, value in self._cache.items():
+        for name in self._self_names:
+            self._bind_cache_input(binding, PAST + name[len(PRESENT):], self._buffers[name][past], self._length)
+        for name, value in self._cross.items():
             binding.bind_ortvalue_input(name, value)
         if self.merged:
             binding.bind_cpu_input(USE_CACHE, np.array([True]))
-        outputs = self._run(self.with_past, binding, self._step_outputs)
-        # The merged file's cache branch returns empty placeholders for the cross-attention cache: keep ours.
-        self._cache.update((PAST + name[len(PRESENT):], value) for name, value in outputs.items() if ".decoder." in name)
-        return self._last_logits(outputs["logits"])
+        binding.bind_output("logits")
+        for name in self._self_names:
+            self._bind_cache_output(binding, name, present, self._length + 1)
+        for name in self._cross_names if self.merged else ():
+            binding.bind_output(name)  # the merged file's placeholders; never read
+        outputs = run_bound(self.with_past, binding, "decoder")
+        self._length += 1
+        self._current = present
+        return self._last_logits(outputs[0].numpy())
+
+    def _reserve(self, batch: int, capacity: int) -> None:
+        """Two buffers per self-attention tensor, big enough for the window; kept across windows and jobs."""
+        size = batch * self._heads * capacity * self._head_dim
+        for name in self._self_names:
+            buffers = self._buffers.get(name)
+            if buffers is None or buffers[0].size < size or buffers[0].dtype != self.dtype:
+                self._buffers[name] = [np.empty(size, dtype=self.dtype), np.empty(size, dtype=self.dtype)]
+
+    def _shape(self, length: int) -> tuple[int, int, int, int]:
+        return (self._rows, self._heads, length, self._head_dim)
+
+    def _bind_cache_input(self, binding: ort.IOBinding, name: str, buffer: np.ndarray, length: int) -> None:
+        binding.bind_input(name, "cpu", 0, self.dtype, self._shape(length), buffer.ctypes.data)
+
+    def _bind_cache_output(self, binding: ort.IOBinding, name: str, which: int, length: int) -> None:
+        buffer = self._buffers[name][which]
+        if self._rows * self._heads * length * self._head_dim > buffer.size:
+            raise LofiError(MODEL_INFERENCE_FAILED, f"the decoder cache outgrew its {buffer.size} reserved values")
+        binding.bind_output(name, "cpu", 0, self.dtype, self._shape(length), buffer.ctypes.data)
 
     @staticmethod
-    def _run(session: ort.InferenceSession, binding: ort.IOBinding, names: list[str]) -> dict[str, ort.OrtValue]:
-        for name in names:
-            binding.bind_output(name)
-        return dict(zip(names, run_bound(session, binding, "decoder")))
-
-    @staticmethod
-    def _last_logits(logits: ort.OrtValue) -> np.ndarray:
-        last = logits.numpy()[:, -1, :].astype(np.float32)
+    def _last_logits(logits: np.ndarray) -> np.ndarray:
+        last = logits[:, -1, :].astype(np.float32)
         if not np.isfinite(last).all():
             raise LofiError(MODEL_INFERENCE_FAILED, "the decoder produced NaN or infinite logits (numerical instability)")
         return last

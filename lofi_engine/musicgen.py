@@ -212,13 +212,16 @@ class MusicGen:
         for window in windows:
             before = codes
 
-            def step(finished: Callable[[], np.ndarray], before: np.ndarray = before, window: Window = window) -> None:
+            def step(complete: int, finished: Callable[[], np.ndarray], before: np.ndarray = before, window: Window = window) -> None:
                 nonlocal done
                 done += 1
                 if on_step is not None:
                     on_step(done, estimated)
                 if streamer is not None:
-                    streamer.feed(np.concatenate([before, finished()[:, window.prompt_frames :]], axis=1))
+                    streamer.feed(
+                        before.shape[1] + max(0, complete - window.prompt_frames),
+                        lambda: np.concatenate([before, finished()[:, window.prompt_frames :]], axis=1),
+                    )
 
             prompt_codes = before[:, before.shape[1] - window.prompt_frames :]
             produced = self.continue_codes(prompt_codes, window.new_frames, hidden, mask, sampler, step)
@@ -254,12 +257,13 @@ class MusicGen:
         hidden: np.ndarray,
         mask: np.ndarray,
         sampler: TokenSampler,
-        on_step: Callable[[Callable[[], np.ndarray]], None],
+        on_step: Callable[[int, Callable[[], np.ndarray]], None],
     ) -> np.ndarray:
         """Continue undelayed ``prompt`` codes ``[codebooks, F]`` by ``new_frames``; returns all F + new frames.
 
         The prompt is prefilled in one decoder call from an empty cache, then one token is fed a step.
-        ``on_step(finished)`` follows each step; ``finished()`` gives the window's frames complete so far.
+        ``on_step(complete, finished)`` follows each step: ``complete`` frames of the window are finished and
+        ``finished()`` returns them.
         """
         codebooks, prompt_frames = prompt.shape
         length = window_length(prompt_frames, new_frames, codebooks)
@@ -269,7 +273,7 @@ class MusicGen:
         grid = pattern.copy()
         rows = hidden.shape[0]
         filled = prompt_frames + 1
-        logits = self.decoder.start(np.tile(grid[:, :filled], (rows, 1)), hidden, mask)
+        logits = self.decoder.start(np.tile(grid[:, :filled], (rows, 1)), hidden, mask, capacity=length)
         for position in range(filled, length):
             tokens = sampler(logits)
             forced = pattern[:, position]
@@ -277,7 +281,7 @@ class MusicGen:
             if position + 1 < length:
                 logits = self.decoder.step(np.tile(grid[:, position : position + 1], (rows, 1)))
             complete = max(0, min(position - codebooks + 1, prompt_frames + new_frames))
-            on_step(lambda complete=complete: undelay(grid, complete))
+            on_step(complete, lambda complete=complete: undelay(grid, complete))
         return undelay(grid, prompt_frames + new_frames)
 
     def decode_audio(self, codes: np.ndarray) -> np.ndarray:

@@ -26,10 +26,14 @@ class AudioStreamer:
     lookahead_frames: int = 5  # decoded after the chunk and dropped: the convolutions' right context
     emitted_frames: int = field(default=0, init=False)
 
-    def feed(self, codes: np.ndarray) -> None:
-        """``codes`` ``[codebooks, frames]``: every frame finished so far (the track from its start)."""
-        while codes.shape[1] - self.emitted_frames >= self.chunk_frames + self.lookahead_frames:
-            self._emit(codes, self.emitted_frames + self.chunk_frames)
+    def feed(self, frames: int, codes: Callable[[], np.ndarray]) -> None:
+        """``frames`` of the track are finished; ``codes()`` returns them ``[codebooks, frames]`` (only called
+        when a chunk is due, so the per-step cost is a comparison)."""
+        if frames - self.emitted_frames < self.chunk_frames + self.lookahead_frames:
+            return
+        finished = codes()
+        while finished.shape[1] - self.emitted_frames >= self.chunk_frames + self.lookahead_frames:
+            self._emit(finished, self.emitted_frames + self.chunk_frames)
 
     def finish(self, audio: np.ndarray) -> None:
         """The rest of the track, from the final one-shot decode."""

@@ -62,7 +62,7 @@ def test_45_seconds_crosses_a_window_with_exact_length_and_continuous_codes(tiny
     greedy = tiny.generate(PROMPT, duration_sec=45, top_k=1)
     hidden, mask = tiny.encode_text(PROMPT, guidance=True)
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=3.0)
-    tail = tiny.continue_codes(greedy.codes[:, 900:1500], 750, hidden, mask, sampler, lambda finished: None)
+    tail = tiny.continue_codes(greedy.codes[:, 900:1500], 750, hidden, mask, sampler, lambda complete, finished: None)
     np.testing.assert_array_equal(tail[:, 600:], greedy.codes[:, 1500:])
     # Audio across the seam is one decode: no discontinuity larger than the music itself has elsewhere.
     seam = 1500 * 640

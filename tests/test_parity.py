@@ -32,7 +32,7 @@ def test_continuation_from_codes_matches_transformers(tiny: MusicGen) -> None:
     hidden, mask = tiny.encode_text(PROMPT, guidance=False)
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=1.0)
     steps = []
-    codes = tiny.continue_codes(prompt_codes, 100, hidden, mask, sampler, lambda finished: steps.append(1))
+    codes = tiny.continue_codes(prompt_codes, 100, hidden, mask, sampler, lambda complete, finished: steps.append(1))
     np.testing.assert_array_equal(codes, reference("continuation_g1_codes"))
     np.testing.assert_array_equal(codes[:, :50], prompt_codes)
     assert len(steps) == 103

@@ -7,6 +7,7 @@
 ---@class lofi.CacheConfig
 ---@field dir string? Where tracks are kept (nil: $XDG_CACHE_HOME/lofi.nvim)
 ---@field max_size integer Cache size limit in bytes; least recently played tracks go first
+---@field optimized boolean Keep ONNX Runtime's optimized model on disk: loads ≈ 2× faster, ≈ 3.5 GB of disk for small
 
 ---@class lofi.PlayerConfig
 ---@field cmd string[]? Player command and arguments, the file is appended (nil: autodetect)
@@ -26,7 +27,7 @@ local M = {}
 ---@type lofi.Config
 M.defaults = {
   model = { variant = "small", dir = nil, device = "auto", threads = nil },
-  cache = { dir = nil, max_size = 2 * 1024 * 1024 * 1024 },
+  cache = { dir = nil, max_size = 2 * 1024 * 1024 * 1024, optimized = true },
   duration_sec = 30,
   notify = true,
   player = { cmd = nil, loop = true },
@@ -85,6 +86,7 @@ local function validate(opts)
       end,
       "a number of bytes",
     },
+    ["cache.optimized"] = { opts.cache.optimized, "boolean" },
     ["player.cmd"] = {
       opts.player.cmd,
       function(v)
@@ -119,6 +121,7 @@ function M.remote_settings()
       threads = o.model.threads or vim.NIL,
       cache_dir = expand(o.cache.dir),
       cache_max_bytes = math.floor(o.cache.max_size),
+      optimized_cache = o.cache.optimized,
     },
     python = o.python or vim.NIL,
     log_dir = vim.fn.stdpath("state") .. "/lofi",
