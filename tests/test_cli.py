@@ -65,7 +65,7 @@ def test_errors_exit_non_zero_with_code_and_message(tmp_path: Path) -> None:
         assert done.returncode == 1
         assert done.stderr.strip().splitlines()[-1].startswith(prefix), done.stderr
         assert "Traceback" not in done.stderr and done.stdout == ""
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "nothing written"
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".wav", ".part", ".json")], "no track written"
 
 
 def test_console_script_is_installed() -> None:
