@@ -259,3 +259,46 @@ def test_playback_starts_from_streamed_chunks_before_the_track_is_done(nvim) -> 
     assert mpv_property(out["socket"], "playlist-count") == 5
     assert mpv_property(out["socket"], "loop-playlist") == "inf"
     nvim.command("LofiStop")
+
+
+def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Path, monkeypatch) -> None:
+    """FR-024…FR-027 from the editor: vim.ui.select asks, the answer is remembered, progress is visible."""
+    from conftest import TINY
+    from fake_hub import FakeHub
+    from lofi_engine.models import HUB_REPO, VARIANT_FILES
+    from nvim_session import quit_nvim, start_nvim
+
+    hub = FakeHub(HUB_REPO, {repo_path: (TINY / name).read_bytes() for name, repo_path in VARIANT_FILES["small"].items()})
+    monkeypatch.setenv("HF_ENDPOINT", hub.start())
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    nvim = start_nvim(tmp_path / "home", monkeypatch.setenv)
+    try:
+        out = nvim.exec_lua(
+            """
+            local lofi = require('lofi')
+            lofi.setup({cache = {dir = ...}, autoplay = false})
+            _G.notes, _G.asked = {}, {}
+            vim.notify = function(msg) table.insert(_G.notes, msg) end
+            vim.ui.select = function(items, opts, on_choice)
+              table.insert(_G.asked, opts.prompt)
+              on_choice(items[1])
+            end
+            local done
+            lofi.generate({prompt = 'first track', duration_sec = 5, seed = 1}, function(err, track) done = {err = err, track = track} end)
+            vim.wait(60000, function() return done ~= nil end, 10)
+            local second
+            lofi.generate({prompt = 'second track', duration_sec = 5, seed = 2}, function(err, track) second = {err = err, track = track} end)
+            vim.wait(60000, function() return second ~= nil end, 10)
+            return {done = done, second = second, asked = _G.asked, notes = _G.notes}
+            """,
+            str(tmp_path / "cache"),
+        )
+    finally:
+        quit_nvim(nvim)
+        hub.stop()
+    assert out["done"].get("err") is None and out["done"]["track"]["model_version"] == "musicgen-small-fp32-v1"
+    assert out["second"].get("err") is None
+    assert len(out["asked"]) == 1 and "small" in out["asked"][0] and "GB" in out["asked"][0]
+    assert any(n.startswith("lofi: downloading the model ") and "%" in n for n in out["notes"])
+    assert len(hub.gets()) == len(VARIANT_FILES["small"])
