@@ -34,6 +34,8 @@ from .validation import MAX_SEED, check_duration, check_prompt, check_seed
 MAX_PENDING = 10
 PRIORITIES = ("normal", "high")
 METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
+CANCELLED = "CANCELLED"
+NOT_CANCELLABLE = "NOT_CANCELLABLE"
 GENERATE_PARAMS = {"prompt", "duration_sec", "seed", "priority"}
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 EventCallback = Callable[[str, dict], None]
@@ -101,6 +103,7 @@ class EngineClient:
             "tracks": lambda p: self.cache.tracks(),
             "track_played": self._track_played,
             "status": lambda p: self._status(),
+            "cancel": self._cancel,
         }
         if method not in handlers:
             raise LofiError(METHOD_NOT_FOUND, f"unknown method {method!r}; known: {', '.join(sorted(handlers))}")
@@ -169,6 +172,19 @@ class EngineClient:
             self._pending.insert(0, Job("download", {}, "high"))
         self._advance()
         return {"status": "downloading", "variant": variant}
+
+    def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Drop a queued job (its requester gets `generation_error` CANCELLED); a running MusicGen job cannot be
+        stopped (FR-009) and says so."""
+        track_id = params.get("track_id")
+        job = next((j for j in self._pending if j.kind == "generate" and j.track_id == track_id), None)
+        if job is not None:
+            self._pending.remove(job)
+            self._emit("generation_error", {"track_id": track_id, "code": CANCELLED, "message": "cancelled before it started"})
+            return {"track_id": track_id, "status": "cancelled"}
+        if self._running is not None and self._running.track_id == track_id:
+            raise LofiError(NOT_CANCELLABLE, "a MusicGen generation cannot be stopped once it has started (FR-009); it will finish")
+        raise LofiError(INVALID_PARAMS, f"no queued generation {track_id!r}")
 
     def _track_played(self, params: dict[str, Any]) -> dict[str, Any]:
         meta = self.cache.touch(str(params.get("track_id")))

@@ -221,3 +221,21 @@ def test_playable_chunks_stream_before_the_track_completes(engine) -> None:
         assert info.samplerate == 32000 and info.frames == round(chunk["duration_sec"] * 32000)
     assert names.index("generation_complete") > max(i for i, n in enumerate(names) if n == "generation_chunk")
     assert Path(done["path"]).exists()
+
+
+def test_a_queued_job_can_be_cancelled_the_running_one_cannot(engine) -> None:
+    client, events = engine()
+    running = client.request("generate", {"prompt": "running", "duration_sec": 30, "seed": 1})["track_id"]
+    queued = client.request("generate", {"prompt": "queued", "duration_sec": 5, "seed": 1})["track_id"]
+    kept = client.request("generate", {"prompt": "kept", "duration_sec": 5, "seed": 1})["track_id"]
+    assert client.request("cancel", {"track_id": queued}) == {"track_id": queued, "status": "cancelled"}
+    assert events.wait_event("generation_error", track_id=queued)["code"] == "CANCELLED"
+    with pytest.raises(LofiError) as err:
+        client.request("cancel", {"track_id": running})
+    assert err.value.code == "NOT_CANCELLABLE" and "FR-009" in err.value.message
+    with pytest.raises(LofiError) as err:
+        client.request("cancel", {"track_id": "nope"})
+    assert err.value.code == "INVALID_PARAMS"
+    events.wait_event("generation_complete", track_id=kept)
+    assert "generation_start" not in [m for m, _ in events.of(queued)]
+    assert client.cache.get(queued) is None and client.cache.get(running) is not None

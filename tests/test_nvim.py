@@ -302,3 +302,19 @@ def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Pa
     assert len(out["asked"]) == 1 and "small" in out["asked"][0] and "GB" in out["asked"][0]
     assert any(n.startswith("lofi: downloading the model ") and "%" in n for n in out["notes"])
     assert len(hub.gets()) == len(VARIANT_FILES["small"])
+
+
+def test_lofi_cancel_drops_the_last_queued_job(nvim) -> None:
+    out = nvim.exec_lua(
+        """
+        local lofi, errors = require('lofi'), {}
+        lofi.generate({prompt = 'running', duration_sec = 30, seed = 1})
+        local queued = lofi.generate({prompt = 'queued', duration_sec = 5, seed = 1}, function(err) errors[#errors + 1] = err end)
+        vim.cmd('LofiCancel')
+        vim.wait(5000, function() return #errors > 0 end, 10)
+        local pending = lofi.queue().pending
+        return {errors = errors, queued = queued.track_id, pending = #pending, notes = _G.notes}
+        """
+    )
+    assert out["errors"][0]["code"] == "CANCELLED" and out["pending"] == 0
+    assert any(n["msg"] == "lofi: cancelled " + out["queued"] for n in out["notes"])

@@ -74,6 +74,16 @@ function M.complete_tracks(arg_lead)
   return ids
 end
 
+function M.complete_pending(arg_lead)
+  local ids = {}
+  for _, job in ipairs((require("lofi").queue() or {}).pending or {}) do
+    if job.track_id and vim.startswith(job.track_id, arg_lead) then
+      table.insert(ids, job.track_id)
+    end
+  end
+  return ids
+end
+
 function M.register()
   local create = vim.api.nvim_create_user_command
   create("LofiGenerate", M.generate, {
@@ -88,6 +98,9 @@ function M.register()
   create("LofiStop", function()
     require("lofi").stop()
   end, { desc = "Stop playback" })
+  create("LofiCancel", function(cmd)
+    require("lofi").cancel(cmd.args ~= "" and cmd.args or nil)
+  end, { nargs = "?", complete = M.complete_pending, desc = "Cancel a queued generation (default: the last queued)" })
   create("LofiDownload", function()
     require("lofi").download()
   end, { desc = "Download the model (asks first)" })

@@ -76,6 +76,27 @@ function M.queue()
   return engine.request("queue")
 end
 
+---Cancel a queued generation (default: the last one queued); its callback gets err.code CANCELLED. A
+---generation that has started cannot be stopped (FR-009).
+---@param track_id string?
+---@return table? result, lofi.Error? err
+function M.cancel(track_id)
+  if not track_id then
+    local queue = M.queue() or {}
+    local last = queue.pending and queue.pending[#queue.pending]
+    if not last then
+      ui.notify("lofi: nothing is waiting in the queue", vim.log.levels.WARN)
+      return nil, { code = "INVALID_PARAMS", message = "nothing is waiting in the queue" }
+    end
+    track_id = last.track_id
+  end
+  local result, err = engine.request("cancel", { track_id = track_id })
+  if err then
+    ui.error(err)
+  end
+  return result, err
+end
+
 ---Cached tracks, newest first.
 ---@return table[] tracks, lofi.Error? err
 function M.tracks()
@@ -224,7 +245,11 @@ local reactions = {
   generation_error = function(d)
     stream.on_error(d)
     ui.progress_changed()
-    ui.error(d)
+    if d.code == "CANCELLED" then
+      ui.notify("lofi: cancelled " .. d.track_id)
+    else
+      ui.error(d)
+    end
     finish(d.track_id, { code = d.code, message = d.message }, nil)
   end,
   model_load_progress = function(d)
