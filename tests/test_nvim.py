@@ -318,3 +318,36 @@ def test_lofi_cancel_drops_the_last_queued_job(nvim) -> None:
     )
     assert out["errors"][0]["code"] == "CANCELLED" and out["pending"] == 0
     assert any(n["msg"] == "lofi: cancelled " + out["queued"] for n in out["notes"])
+
+
+def test_lofigenerate_without_a_prompt_asks_for_one(nvim) -> None:
+    track = nvim.exec_lua(
+        """
+        _G.completed = nil
+        require('lofi').on('generation_complete', function(d) _G.completed = d end)
+        vim.ui.input = function(opts, on_confirm) _G.asked = opts.prompt; on_confirm('rainy night piano') end
+        vim.cmd('LofiGenerate duration=5 seed=4')
+        vim.wait(60000, function() return _G.completed ~= nil end, 10)
+        return {asked = _G.asked, completed = _G.completed}
+        """
+    )
+    assert track["asked"].startswith("lofi")
+    assert (track["completed"]["prompt"], track["completed"]["duration_sec"], track["completed"]["seed"]) == ("rainy night piano", 5.0, 4)
+
+
+def test_statusline_component_works_in_the_statusline_option(nvim) -> None:
+    shown = nvim.exec_lua(
+        """
+        vim.o.statusline = "%{v:lua.require'lofi'.statusline()}"
+        local lofi, seen, done = require('lofi'), {}, false
+        lofi.on('generation_progress', function()
+          table.insert(seen, vim.api.nvim_eval_statusline(vim.o.statusline, {}).str)
+        end)
+        lofi.generate({prompt = 'bar', duration_sec = 5, seed = 5}, function() done = true end)
+        vim.wait(60000, function() return done end, 10)
+        table.insert(seen, vim.api.nvim_eval_statusline(vim.o.statusline, {}).str)
+        return seen
+        """
+    )
+    assert shown[-1] == ""
+    assert any(s.startswith("♪ 50% ") for s in shown[:-1]), shown
