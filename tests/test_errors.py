@@ -120,3 +120,16 @@ def test_nan_logits_are_an_inference_failure(tiny_copy: Path) -> None:
     onnx.save(model, path)
     err = expect("MODEL_INFERENCE_FAILED", MusicGen.load(tiny_copy).generate, PROMPT, duration_sec=5)
     assert "NaN" in err.message
+
+
+def test_variant_defaults_to_fp16_on_a_gpu_and_fp32_otherwise() -> None:
+    """Issue 3: small (fp32) is the CPU default, small-fp16 the GPU default; an explicit choice wins."""
+    from lofi_engine.config import EngineConfig
+
+    assert EngineConfig().variant == "small"
+    assert EngineConfig(device="cuda").variant == EngineConfig(device="metal").variant == "small-fp16"
+    assert EngineConfig(device="cuda", variant="small-int8").variant == "small-int8"
+    assert EngineConfig.from_dict(EngineConfig(device="cuda").to_dict()).variant == "small-fp16"
+    with pytest.raises(LofiError) as err:
+        EngineConfig(variant="large")
+    assert err.value.code == "INVALID_PARAMS"

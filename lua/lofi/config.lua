@@ -1,5 +1,5 @@
 ---@class lofi.ModelConfig
----@field variant "small"|"small-int8"|"small-fp16" Model variant to download and use
+---@field variant "small"|"small-int8"|"small-fp16"|nil Model variant (nil: small, or small-fp16 with device cuda/metal)
 ---@field dir string? A folder of model files (Hub layout); skips the download
 ---@field device "auto"|"cpu"|"cuda"|"metal" Where inference runs
 ---@field threads integer? CPU threads (nil: all cores)
@@ -26,7 +26,7 @@ local M = {}
 
 ---@type lofi.Config
 M.defaults = {
-  model = { variant = "small", dir = nil, device = "auto", threads = nil },
+  model = { variant = nil, dir = nil, device = "auto", threads = nil },
   cache = { dir = nil, max_size = 2 * 1024 * 1024 * 1024, optimized = true },
   duration_sec = 30,
   notify = true,
@@ -68,7 +68,13 @@ local function validate(opts)
     python = { opts.python, optional("string") },
   })
   vim.validate({
-    ["model.variant"] = { opts.model.variant, one_of({ "small", "small-int8", "small-fp16" }) },
+    ["model.variant"] = {
+      opts.model.variant,
+      function(v)
+        return v == nil or vim.tbl_contains({ "small", "small-int8", "small-fp16" }, v)
+      end,
+      "small, small-int8, small-fp16 or nil",
+    },
     ["model.dir"] = { opts.model.dir, optional("string") },
     ["model.device"] = { opts.model.device, one_of({ "auto", "cpu", "cuda", "metal" }) },
     ["model.threads"] = {
@@ -115,7 +121,7 @@ function M.remote_settings()
   end
   return {
     engine = {
-      variant = o.model.variant,
+      variant = o.model.variant or vim.NIL,
       model_dir = expand(o.model.dir),
       device = o.model.device,
       threads = o.model.threads or vim.NIL,

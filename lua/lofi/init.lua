@@ -173,10 +173,10 @@ end
 function M.download(on_answer)
   local status = engine.request("status") or {}
   if status.model_available then
-    ui.notify(("lofi: the %s model is already available"):format(status.variant or config.options.model.variant))
+    ui.notify(("lofi: the %s model is already available"):format(status.variant))
     return
   end
-  M._ask_consent({ variant = config.options.model.variant }, on_answer)
+  M._ask_consent({ variant = status.variant or "configured" }, on_answer)
 end
 
 ---@param data table the consent_required event (variant, size_bytes)
