@@ -50,9 +50,9 @@ class CachedDecoder:
 
     def __post_init__(self) -> None:
         self.dtype = float_type(self.first, "encoder_hidden_states")
-        outputs = [o.name for o in self.first.get_outputs()]
-        self._self_names = [n for n in outputs if n.startswith(PRESENT) and ".decoder." in n]
-        self._cross_names = [n for n in outputs if n.startswith(PRESENT) and ".encoder." in n]
+        self._first_outputs = [o.name for o in self.first.get_outputs()]
+        self._self_names = [n for n in self._first_outputs if n.startswith(PRESENT) and ".decoder." in n]
+        self._cross_names = [n for n in self._first_outputs if n.startswith(PRESENT) and ".encoder." in n]
         sample = next(i for i in self.with_past.get_inputs() if i.name == PAST + self._self_names[0][len(PRESENT):])
         self._heads, self._head_dim = int(sample.shape[1]), int(sample.shape[3])
         self._with_past_inputs = {i.name for i in self.with_past.get_inputs()}
@@ -77,12 +77,11 @@ class CachedDecoder:
             for name in self._self_names + self._cross_names:
                 binding.bind_cpu_input(PAST + name[len(PRESENT):], empty)
             binding.bind_cpu_input(USE_CACHE, np.array([False]))
-        names = [o.name for o in self.first.get_outputs()]
-        for name in names:  # once a window: let ONNX Runtime allocate, then move the cache into its buffer
+        for name in self._first_outputs:  # once a window: let ONNX Runtime allocate, then move the cache in
             binding.bind_output(name)
-        outputs = dict(zip(names, run_bound(self.first, binding, "decoder")))
+        outputs = dict(zip(self._first_outputs, run_bound(self.first, binding, "decoder")))
+        size = self._rows * self._heads * n * self._head_dim
         for name in self._self_names:
-            size = self._rows * self._heads * n * self._head_dim
             self._buffers[name][0][:size] = outputs[name].numpy().reshape(-1)
         self._cross = {PAST + name[len(PRESENT):]: outputs[name] for name in self._cross_names}
         return self._last_logits(outputs["logits"].numpy())

@@ -97,10 +97,15 @@ class Worker:
     def download(self) -> None:
         try:
             if not is_available(self.config):
-                download_variant(self.config, lambda p: self.emit("download_progress", {"variant": self.config.variant, **p}))
+                self.fetch_model()
             self.emit("download_complete", {"variant": self.config.variant, "path": str(locate_model(self.config))})
         except LofiError as exc:
             self.emit("download_error", {"variant": self.config.variant, **exc.to_dict()})
+
+    def fetch_model(self, track_id: str | None = None) -> None:
+        """Download the configured variant, reporting `download_progress` (for the job that needs it, if any)."""
+        about = {"variant": self.config.variant} | ({"track_id": track_id} if track_id else {})
+        download_variant(self.config, lambda progress: self.emit("download_progress", {**about, **progress}))
 
     def ensure_model(self, track_id: str) -> MusicGen:
         if self.model is not None:
@@ -109,7 +114,7 @@ class Worker:
             if not self.consent.granted(self.config.variant):
                 sizes = remote_sizes(self.config.variant)
                 raise ConsentRequired({"variant": self.config.variant, "size_bytes": sum(sizes.values()), "files": sorted(sizes)})
-            download_variant(self.config, lambda p: self.emit("download_progress", {"variant": self.config.variant, "track_id": track_id, **p}))
+            self.fetch_model(track_id)
         model_dir = locate_model(self.config)
         started = time.perf_counter()
 

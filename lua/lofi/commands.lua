@@ -64,24 +64,23 @@ function M.queue()
   ui.float(ui.queue_lines(queue), "lofi queue")
 end
 
-function M.complete_tracks(arg_lead)
+---Track ids of `items` starting with what was typed.
+local function complete_ids(items, arg_lead)
   local ids = {}
-  for _, track in ipairs((require("lofi").tracks())) do
-    if vim.startswith(track.track_id, arg_lead) then
-      table.insert(ids, track.track_id)
+  for _, item in ipairs(items) do
+    if item.track_id and vim.startswith(item.track_id, arg_lead) then
+      table.insert(ids, item.track_id)
     end
   end
   return ids
 end
 
+function M.complete_tracks(arg_lead)
+  return complete_ids((require("lofi").tracks()), arg_lead)
+end
+
 function M.complete_pending(arg_lead)
-  local ids = {}
-  for _, job in ipairs((require("lofi").queue() or {}).pending or {}) do
-    if job.track_id and vim.startswith(job.track_id, arg_lead) then
-      table.insert(ids, job.track_id)
-    end
-  end
-  return ids
+  return complete_ids((require("lofi").queue() or {}).pending or {}, arg_lead)
 end
 
 function M.register()
