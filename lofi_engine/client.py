@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 from .cache import TrackCache
 from .config import EngineConfig, default_state_dir
 from .engine_process import engine_main
-from .errors import INVALID_PARAMS, MODEL_DOWNLOAD_FAILED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, MODEL_NOT_FOUND, QUEUE_FULL, LofiError
+from .errors import CANCELLED, INVALID_PARAMS, NOT_CANCELLABLE, MODEL_DOWNLOAD_FAILED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, MODEL_NOT_FOUND, QUEUE_FULL, LofiError
 from .models import ConsentStore, is_available, model_version
 from .track import track_id as make_track_id
 from .validation import MAX_SEED, check_duration, check_prompt, check_seed
@@ -34,8 +34,6 @@ from .validation import MAX_SEED, check_duration, check_prompt, check_seed
 MAX_PENDING = 10
 PRIORITIES = ("normal", "high")
 METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
-CANCELLED = "CANCELLED"
-NOT_CANCELLABLE = "NOT_CANCELLABLE"
 GENERATE_PARAMS = {"prompt", "duration_sec", "seed", "priority"}
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 EventCallback = Callable[[str, dict], None]

@@ -36,10 +36,12 @@ def float_type(session: ort.InferenceSession, input_name: str) -> type[np.floati
     return np.float16 if kind == "tensor(float16)" else np.float32
 
 
-def run(session: ort.InferenceSession, feeds: dict[str, np.ndarray], what: str) -> list[np.ndarray]:
+def run(
+    session: ort.InferenceSession, feeds: dict[str, np.ndarray], what: str, options: ort.RunOptions | None = None
+) -> list[np.ndarray]:
     """``session.run`` with ONNX Runtime failures reported as MODEL_INFERENCE_FAILED."""
     with _inference_errors(what):
-        return session.run(None, feeds)
+        return session.run(None, feeds, options)
 
 
 def run_bound(session: ort.InferenceSession, binding: ort.IOBinding, what: str) -> list[ort.OrtValue]:

@@ -1,0 +1,125 @@
+"""The `manifest.json` of an ACE-Step export: what the runtime may load, and the proof that it is what was exported.
+
+Standard library only: the editor's host reads it to name the model version before the engine starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import MODEL_LOAD_FAILED, MODEL_NOT_FOUND, LofiError
+from ..jsonfile import read_json, write_json_atomic
+
+FORMAT = "lofi-ace-step-onnx/1"
+MANIFEST = "manifest.json"
+GRAPHS = ("text_encoder", "condition_encoder", "dit", "vae_decoder")
+VARIANTS = ("fp32", "int8")
+VERIFIED_STAMP = ".lofi-verified.json"
+"""Sizes and modification times of files whose sha256 was checked, so a 6 GB DiT is hashed once, not every load."""
+
+HOW_TO_EXPORT = (
+    "ACE-Step has no published ONNX files: export a checkpoint once with "
+    "`python -m lofi_engine.export.ace_step CHECKPOINT_DIR --out DIR` (see README, \"ACE-Step\") and set "
+    "ace_step_model_dir (CLI: --model-dir with --backend ace-step) to DIR"
+)
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    root: Path
+    data: dict[str, Any]
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> "Manifest":
+        """MODEL_NOT_FOUND when there is no export at ``model_dir``; MODEL_LOAD_FAILED when its manifest is unusable."""
+        root = Path(model_dir).expanduser()
+        path = root / MANIFEST
+        if not path.is_file():
+            raise LofiError(MODEL_NOT_FOUND, f"no ACE-Step export at {root} ({MANIFEST} is missing). {HOW_TO_EXPORT}")
+        data = read_json(path, None)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise LofiError(MODEL_LOAD_FAILED, f"{path} is not a readable {FORMAT} manifest; export the checkpoint again")
+        try:
+            for role in GRAPHS:
+                data["graphs"][role]["inputs"], data["graphs"][role]["outputs"]  # noqa: B018 (presence check)
+            for key in ("sample_rate", "hop_length", "latent_channels", "patch_size", "steps", "shift", "text_template", "tokenizer", "silence_latent"):
+                data[key]  # noqa: B018
+            for files in data["variants"].values():
+                for name in files.values():
+                    data["files"][name]["sha256"], data["files"][name]["size"]  # noqa: B018
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise LofiError(MODEL_LOAD_FAILED, f"{path} lacks {exc}; export the checkpoint again") from None
+        return cls(root, data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    @property
+    def latent_rate(self) -> float:
+        return self.data["sample_rate"] / self.data["hop_length"]
+
+    def variant_files(self, variant: str) -> dict[str, str]:
+        """Graph role → file for ``variant`` (fp32 or int8)."""
+        if variant not in self.data["variants"]:
+            raise LofiError(
+                MODEL_LOAD_FAILED,
+                f"the export at {self.root} has no {variant} variant (it has {', '.join(sorted(self.data['variants']))})",
+            )
+        return self.data["variants"][variant]
+
+    def files_for(self, variant: str) -> list[str]:
+        """Every file a load of ``variant`` reads: graphs, their external data, the tokenizer, the silence latent."""
+        graphs = list(self.variant_files(variant).values())
+        data = [d for g in graphs for d in self.data.get("external_data", {}).get(g, [])]
+        return graphs + data + [self.data["tokenizer"], self.data["silence_latent"]]
+
+    def model_version(self, variant: str) -> str:
+        source = self.data.get("source", {})
+        revision = str(source.get("revision") or "local")[:12]
+        return f"{self.data.get('model', 'ace-step-1.5-turbo')}-{variant}-{revision}"
+
+    def verify(self, names: list[str]) -> None:
+        """Every named file exists with the manifest's size and sha256 (hashed once per size and mtime)."""
+        stamp_path = self.root / VERIFIED_STAMP
+        stamps = read_json(stamp_path, {})
+        if not isinstance(stamps, dict):
+            stamps = {}
+        changed = False
+        for name in names:
+            expected = self.data["files"].get(name)
+            if expected is None:
+                raise LofiError(MODEL_LOAD_FAILED, f"{name} is not listed in {self.root / MANIFEST}")
+            path = self.root / name
+            if not path.is_file():
+                raise LofiError(MODEL_LOAD_FAILED, f"{path} is missing (named by {MANIFEST}); export the checkpoint again")
+            stat = path.stat()
+            if stat.st_size != expected["size"]:
+                raise LofiError(MODEL_LOAD_FAILED, f"{path} has {stat.st_size} bytes, the manifest says {expected['size']}")
+            key = f"{stat.st_size}:{stat.st_mtime_ns}:{expected['sha256']}"
+            if stamps.get(name) == key:
+                continue
+            if sha256_of(path) != expected["sha256"]:
+                raise LofiError(MODEL_LOAD_FAILED, f"{path} does not match the sha256 in {MANIFEST}; it was changed or damaged")
+            stamps[name], changed = key, True
+        if changed:
+            try:
+                write_json_atomic(stamp_path, stamps)
+            except OSError:
+                pass  # a read-only export is verified again next time
+
