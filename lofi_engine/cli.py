@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from .ace_step.pipeline import AceStep
 from .config import EngineConfig
-from .errors import MODEL_NOT_FOUND, LofiError
+from .errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
 from .models import HUB_REPO, ConsentStore, is_available, locate_model, model_version, variant_dir
 from .musicgen import MusicGen
 from .track import track_id, track_metadata
@@ -50,17 +51,18 @@ def _clock(seconds: float) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lofi", description="Compose music locally from a text prompt (MusicGen on ONNX Runtime).")
+    parser = argparse.ArgumentParser(prog="lofi", description="Compose music locally from a text prompt (MusicGen or ACE-Step on ONNX Runtime).")
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="generate a track and write it as a WAV file")
     generate.add_argument("prompt", help='what the music should sound like, e.g. "lofi hip hop, jazzy piano"')
-    generate.add_argument("--duration", type=float, default=30.0, help="seconds of audio, 5 to 120 (default: 30)")
+    generate.add_argument("--duration", type=float, default=30.0, help="seconds of audio: 5 to 120 with musicgen, 10 to 240 with ace-step (default: 30)")
     generate.add_argument("--seed", type=int, default=None, help="seed for reproducible output (default: random, printed)")
     generate.add_argument("--output", "-o", type=Path, default=None, help="WAV file to write (default: ./<track_id>.wav)")
-    generate.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: model's, 250; 1 = greedy)")
-    generate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
-    generate.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: model's, 3.0; 1 = off)")
+    generate.add_argument("--steps", type=int, default=None, help="ACE-Step: diffusion steps (default: the export's, 8 for turbo)")
+    generate.add_argument("--top-k", type=int, default=None, help="MusicGen: sample among the k likeliest tokens (default: model's, 250; 1 = greedy)")
+    generate.add_argument("--temperature", type=float, default=1.0, help="MusicGen: sampling temperature (default: 1.0)")
+    generate.add_argument("--guidance", type=float, default=None, help="MusicGen: classifier-free guidance scale (default: model's, 3.0; 1 = off)")
     EngineConfig.add_arguments(generate)
 
     serve = commands.add_parser("serve", help="serve JSON-RPC 2.0 over stdio (one JSON object a line)")
@@ -75,15 +77,43 @@ def build_parser() -> argparse.ArgumentParser:
 def run_generate(args: argparse.Namespace) -> None:
     config = EngineConfig.from_arguments(args)
     check_prompt(args.prompt)
-    check_duration(args.duration)
+    check_duration(args.duration, config.backend)
     check_seed(args.seed)
+    generation = generate_ace_step(args, config) if config.backend == "ace-step" else generate_musicgen(args, config)
+    tid = track_id(generation.prompt, generation.seed, generation.duration_sec, generation.model_version, generation.backend)
+    path = write_wav(args.output or Path(f"{tid}.wav"), generation.audio, generation.sample_rate)
+    print(json.dumps(track_metadata(generation, path), ensure_ascii=False), flush=True)
+
+
+def generate_ace_step(args: argparse.Namespace, config: EngineConfig):
+    given = [flag for flag, value in (("--top-k", args.top_k), ("--guidance", args.guidance)) if value is not None]
+    if args.temperature != 1.0:
+        given.append("--temperature")
+    if given:
+        raise LofiError(INVALID_PARAMS, f"{', '.join(given)} apply to musicgen only; ACE-Step turbo samples by diffusion")
+    if args.steps is not None and (args.steps < 1 or args.steps > 100):
+        raise LofiError(INVALID_PARAMS, f"--steps must be from 1 to 100, not {args.steps}")
+    print(f"loading ACE-Step from {config.ace_step_dir} …", file=sys.stderr)
+    model = AceStep.load(config.ace_step_dir, variant=config.ace_step_variant, device=config.device, threads=config.threads)
+    plan = model.plan(args.duration, args.steps)
+    bar = TerminalProgress(sys.stderr, unit="steps and chunks")
+    offsets = {"diffusion": 0, "decode": plan.steps}
+    return model.generate(
+        args.prompt, duration_sec=args.duration, seed=args.seed, steps=args.steps,
+        on_step=lambda stage, done, total: bar(offsets[stage] + done, len(plan.units)),
+    )
+
+
+def generate_musicgen(args: argparse.Namespace, config: EngineConfig):
+    if args.steps is not None:
+        raise LofiError(INVALID_PARAMS, "--steps applies to ace-step only")
     model_dir = locate_model(config)
     print(f"loading model from {model_dir} …", file=sys.stderr)
     model = MusicGen.load(
         model_dir, device=config.device, threads=config.threads, decoder=config.decoder, model_version=model_version(config),
         optimized_cache=config.optimized_dir,
     )
-    generation = model.generate(
+    return model.generate(
         args.prompt,
         duration_sec=args.duration,
         seed=args.seed,
@@ -92,9 +122,6 @@ def run_generate(args: argparse.Namespace) -> None:
         guidance_scale=args.guidance,
         on_step=TerminalProgress(sys.stderr),
     )
-    tid = track_id(generation.prompt, generation.seed, generation.duration_sec, generation.model_version)
-    path = write_wav(args.output or Path(f"{tid}.wav"), generation.audio, generation.sample_rate)
-    print(json.dumps(track_metadata(generation, path), ensure_ascii=False), flush=True)
 
 
 def run_serve(args: argparse.Namespace) -> None:

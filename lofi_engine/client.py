@@ -29,12 +29,12 @@ from .engine_process import engine_main
 from .errors import CANCELLED, INVALID_PARAMS, NOT_CANCELLABLE, MODEL_DOWNLOAD_FAILED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, MODEL_NOT_FOUND, QUEUE_FULL, LofiError
 from .models import ConsentStore, is_available, model_version
 from .track import track_id as make_track_id
-from .validation import MAX_SEED, check_duration, check_prompt, check_seed
+from .validation import MAX_SEED, check_backend, check_duration, check_prompt, check_seed
 
 MAX_PENDING = 10
 PRIORITIES = ("normal", "high")
 METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
-GENERATE_PARAMS = {"prompt", "duration_sec", "seed", "priority"}
+GENERATE_PARAMS = {"prompt", "duration_sec", "seed", "priority", "backend"}
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 EventCallback = Callable[[str, dict], None]
 log = logging.getLogger("lofi.client")
@@ -57,7 +57,7 @@ class Job:
     def view(self, position: int) -> dict[str, Any]:
         view = {"kind": self.kind, "position": position, "priority": self.priority, "percent": self.percent, "eta_sec": self.eta_sec}
         if self.kind == "generate":
-            view.update({k: self.params[k] for k in ("track_id", "prompt", "duration_sec", "seed")})
+            view.update({k: self.params[k] for k in ("track_id", "prompt", "duration_sec", "seed", "backend")})
         return view
 
 
@@ -74,6 +74,7 @@ class EngineClient:
         self.python = python
         self.log_path = log_path or default_state_dir() / "engine.log"
         self.model_version = model_version(config)
+        """MusicGen's; ACE-Step's is read from its export's manifest at each request (it may be exported later)."""
         self.cache = TrackCache(config.cache_dir / "tracks", config.cache_max_bytes)
         self.consent = ConsentStore(config)
         self._on_event = on_event
@@ -85,6 +86,7 @@ class EngineClient:
         self._conn: Connection | None = None
         self._closed = False
         self._events: queue.Queue[tuple[str, dict] | None] = queue.Queue()
+        self._cancel_running: Any = None  # the engine's multiprocessing Event: stop the running ACE-Step job
         self._dispatcher = threading.Thread(target=self._dispatch_events, name="lofi-events", daemon=True)
         self._dispatcher.start()
         self.cache.root.mkdir(parents=True, exist_ok=True)
@@ -119,14 +121,16 @@ class EngineClient:
         if unknown:
             raise LofiError(INVALID_PARAMS, f"unknown parameter {', '.join(unknown)} for generate")
         prompt = check_prompt(params.get("prompt"))
-        duration = check_duration(params.get("duration_sec", 30))
+        backend = check_backend(params.get("backend", self.config.backend))
+        duration = check_duration(params.get("duration_sec", 30), backend)
         seed = check_seed(params.get("seed"))
         priority = params.get("priority", "normal")
         if priority not in PRIORITIES:
             raise LofiError(INVALID_PARAMS, f"priority must be normal or high, not {priority!r}")
         if seed is None:
             seed = secrets.randbelow(MAX_SEED + 1)
-        tid = make_track_id(prompt, seed, duration, self.model_version)
+        version = self.model_version if backend == "musicgen" else model_version(self.config, backend)
+        tid = make_track_id(prompt, seed, duration, version, backend)
 
         cached = self.cache.get(tid)
         if cached is not None:
@@ -138,14 +142,15 @@ class EngineClient:
         if len(self._pending) >= MAX_PENDING:
             raise LofiError(QUEUE_FULL, f"{MAX_PENDING} requests are already waiting; try again when one finishes")
 
-        job = Job("generate", {"track_id": tid, "prompt": prompt, "duration_sec": duration, "seed": seed}, priority)
+        params = {"track_id": tid, "prompt": prompt, "duration_sec": duration, "seed": seed, "backend": backend, "model_version": version}
+        job = Job("generate", params, priority)
         if priority == "high":
             index = sum(1 for j in self._pending if j.priority == "high")  # ahead of every normal job, after earlier high ones
         else:
             index = len(self._pending)
         self._pending.insert(index, job)
         position = self._jobs().index(job)
-        if self._awaiting_consent is not None:  # the queue waits for the user's answer: ask for this request too
+        if self._awaiting_consent is not None and backend == "musicgen":  # the queue waits for the user's answer: ask for this request too
             self._emit("consent_required", {**self._awaiting_consent, "track_id": tid})
         self._advance()
         return {"track_id": tid, "status": "queued", "position": position, "seed": seed}
@@ -158,8 +163,8 @@ class EngineClient:
         self.consent.record(variant, consent)
         self._awaiting_consent = None
         if not consent:
-            declined = [j for j in self._pending if j.kind == "generate"]
-            self._pending = [j for j in self._pending if j.kind != "generate"]
+            declined = [j for j in self._pending if j.kind == "generate" and j.params["backend"] == "musicgen"]
+            self._pending = [j for j in self._pending if j not in declined]
             for job in declined:
                 self._emit("generation_error", {"track_id": job.track_id, "code": MODEL_NOT_FOUND, "message": f"the {variant} model is not downloaded and its download was declined"})
             return {"status": "declined", "variant": variant}
@@ -172,8 +177,8 @@ class EngineClient:
         return {"status": "downloading", "variant": variant}
 
     def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Drop a queued job (its requester gets `generation_error` CANCELLED); a running MusicGen job cannot be
-        stopped (FR-009) and says so."""
+        """Drop a queued job at once, or stop a running ACE-Step job between steps (or inside one): its requester
+        gets `generation_error` CANCELLED. A running MusicGen job cannot be stopped (FR-009) and says so."""
         track_id = params.get("track_id")
         job = next((j for j in self._pending if j.kind == "generate" and j.track_id == track_id), None)
         if job is not None:
@@ -181,6 +186,9 @@ class EngineClient:
             self._emit("generation_error", {"track_id": track_id, "code": CANCELLED, "message": "cancelled before it started"})
             return {"track_id": track_id, "status": "cancelled"}
         if self._running is not None and self._running.track_id == track_id:
+            if self._running.params.get("backend") == "ace-step" and self._cancel_running is not None:
+                self._cancel_running.set()
+                return {"track_id": track_id, "status": "cancelling"}
             raise LofiError(NOT_CANCELLABLE, "a MusicGen generation cannot be stopped once it has started (FR-009); it will finish")
         raise LofiError(INVALID_PARAMS, f"no queued generation {track_id!r}")
 
@@ -201,7 +209,10 @@ class EngineClient:
             "engine": "running" if self._process is not None and self._process.is_alive() else "stopped",
             "engine_pid": self._process.pid if self._process is not None else None,
             "model_version": self.model_version,
+            "backend": self.config.backend,
             "variant": self.config.variant,
+            "ace_step_model_dir": str(self.config.ace_step_dir),
+            "ace_step_available": (self.config.ace_step_dir / "manifest.json").is_file(),
             "model_dir": str(self.config.model_dir) if self.config.model_dir else None,
             "model_available": is_available(self.config),
             "awaiting_consent": self._awaiting_consent is not None,
@@ -242,9 +253,10 @@ class EngineClient:
             )
         context = multiprocessing.get_context("spawn")
         parent_end, child_end = context.Pipe()
+        cancel = context.Event()
         process = context.Process(
             target=engine_main,
-            args=(child_end, self.config.to_dict(), self.model_version, str(self.log_path), REPO_ROOT),
+            args=(child_end, cancel, self.config.to_dict(), str(self.log_path), REPO_ROOT),
             name="lofi-engine",
             daemon=True,
         )
@@ -255,7 +267,7 @@ class EngineClient:
             raise LofiError(MODEL_LOAD_FAILED, f"cannot start the engine with {self.python or sys.executable}: {exc}") from None
         finally:
             child_end.close()
-        self._process, self._conn = process, parent_end
+        self._process, self._conn, self._cancel_running = process, parent_end, cancel
         threading.Thread(target=self._read_engine, args=(process, parent_end), name="lofi-engine-reader", daemon=True).start()
         log.info("engine process %s started", process.pid)
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import INVALID_PARAMS, LofiError
+from .validation import BACKENDS
 
 VARIANTS = ("small", "small-int8", "small-fp16")
 DEVICES = ("auto", "cpu", "cuda", "metal")
 DECODER_FORMS = ("auto", "merged", "split")
+ACE_STEP_VARIANTS = ("fp32", "int8")
 
 
 def _user_dir(xdg_variable: str, posix_default: str, darwin_default: str) -> Path:
@@ -41,6 +43,10 @@ def default_state_dir() -> Path:
 
 @dataclass
 class EngineConfig:
+    backend: str = field(
+        default="musicgen",
+        metadata={"help": "the backend a request uses when it names none: musicgen (5–120 s) or ace-step (10–240 s, 48 kHz stereo)", "choices": BACKENDS},
+    )
     variant: str | None = field(
         default=None,
         metadata={
@@ -51,6 +57,13 @@ class EngineConfig:
     )
     model_dir: Path | None = field(
         default=None, metadata={"help": "a directory of model files laid out like the Hub's; skips the download"}
+    )
+    ace_step_model_dir: Path | None = field(
+        default=None,
+        metadata={"help": "an ACE-Step export (its manifest.json and ONNX files; default: cache_dir/models/ace-step)"},
+    )
+    ace_step_variant: str = field(
+        default="fp32", metadata={"help": "ACE-Step DiT weights: fp32, or int8 (weight-only, a quarter of the size)", "choices": ACE_STEP_VARIANTS}
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or metal", "choices": DEVICES})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (default: all cores)"})
@@ -78,7 +91,7 @@ class EngineConfig:
             raise LofiError(INVALID_PARAMS, f"optimized_cache must be true or false, not {self.optimized_cache!r}")
         if not _is_int(self.cache_max_bytes) or self.cache_max_bytes < 0:
             raise LofiError(INVALID_PARAMS, f"cache_max_bytes must be a non-negative integer, not {self.cache_max_bytes!r}")
-        for name in ("model_dir", "cache_dir"):
+        for name in ("model_dir", "ace_step_model_dir", "cache_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 if not isinstance(value, str) or not value.strip():
@@ -116,7 +129,16 @@ class EngineConfig:
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> "EngineConfig":
-        return cls.from_dict({f.name: getattr(args, f.name) for f in fields(cls)})
+        """With ``--backend ace-step``, ``--model-dir`` names the ACE-Step export (unless --ace-step-model-dir does)."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls)}
+        if values["backend"] == "ace-step" and values["model_dir"] is not None and values["ace_step_model_dir"] is None:
+            values["ace_step_model_dir"], values["model_dir"] = values["model_dir"], None
+        return cls.from_dict(values)
+
+    @property
+    def ace_step_dir(self) -> Path:
+        """Where the ACE-Step export is read from."""
+        return self.ace_step_model_dir or self.cache_dir / "models" / "ace-step"
 
     @property
     def optimized_dir(self) -> Path | None:

@@ -9,7 +9,8 @@ import os
 import sys
 
 
-def engine_main(conn, config: dict, model_version: str, log_path: str, repo_root: str) -> None:
+def engine_main(conn, cancel, config: dict, log_path: str, repo_root: str) -> None:
+    """``cancel``: a multiprocessing Event the client sets to stop the running (ACE-Step) job."""
     _detach_stdio(log_path)
     _own_sys_path(repo_root)
 
@@ -20,7 +21,7 @@ def engine_main(conn, config: dict, model_version: str, log_path: str, repo_root
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s engine[%(process)d] %(levelname)s %(message)s")
     logging.getLogger("lofi.engine").info("engine started under %s", sys.executable)
-    Worker(conn, EngineConfig.from_dict(config), model_version).serve()
+    Worker(conn, EngineConfig.from_dict(config), cancel).serve()
 
 
 def _detach_stdio(log_path: str) -> None:

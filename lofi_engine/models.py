@@ -9,6 +9,7 @@ import hashlib
 from pathlib import Path
 
 from . import model_files as files
+from .ace_step.manifest import Manifest
 from .config import EngineConfig
 from .errors import MODEL_NOT_FOUND, LofiError
 from .jsonfile import read_json, write_json_atomic
@@ -65,8 +66,13 @@ def locate_model(config: EngineConfig) -> Path:
     return variant_dir(config)
 
 
-def model_version(config: EngineConfig) -> str:
-    """The version that enters every track id: the variant's, or a fingerprint of a user-supplied directory."""
+def model_version(config: EngineConfig, backend: str = "musicgen") -> str:
+    """The version that enters every track id: the variant's, or a fingerprint of a user-supplied directory.
+
+    For ACE-Step: the export's manifest names it (MODEL_NOT_FOUND, saying how to export, when there is none).
+    """
+    if backend == "ace-step":
+        return Manifest.read(config.ace_step_dir).model_version(config.ace_step_variant)
     if config.model_dir is None:
         return VARIANT_VERSIONS[config.variant]
     digest = hashlib.sha256()

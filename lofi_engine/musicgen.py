@@ -99,6 +99,7 @@ class Generation:
     generation_time_sec: float
     prompt: str
     model_version: str
+    backend: str = "musicgen"
 
 
 @dataclass

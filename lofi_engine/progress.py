@@ -42,20 +42,52 @@ class EtaEstimator:
         return max(0.0, intercept * remaining + slope * self.remaining_position_sum)
 
 
-class ProgressReporter:
-    """Called after each decoder step; emits one event per 5 % threshold crossed, the last at 99 %.
+class StageEta:
+    """Seconds left for a job whose units are of different kinds (ACE-Step: DiT steps, then decode chunks).
 
-    ``tokens_generated`` reaches ``tokens_estimated`` exactly in the final (99 %) event; 100 % is the
-    `generation_complete` event itself.
+    A kind's unit costs the mean of its measured units; a kind not measured yet is priced from a measured one
+    through ``costs``, each unit's expected cost relative to the others (only the ratios matter).
     """
 
-    def __init__(self, track_id: str, positions: list[int], emit: Callable[[str, dict], None]) -> None:
+    def __init__(self, units: list[str], costs: list[float]) -> None:
+        self.units = units
+        self.costs = costs
+        self.seconds: dict[str, float] = {}
+        self.cost_done: dict[str, float] = {}
+
+    def record(self, step_index: int, seconds: float) -> None:
+        kind = self.units[step_index]
+        self.seconds[kind] = self.seconds.get(kind, 0.0) + seconds
+        self.cost_done[kind] = self.cost_done.get(kind, 0.0) + self.costs[step_index]
+
+    def eta(self, steps_done: int) -> float:
+        if not self.seconds:
+            return 0.0
+        rate = {kind: self.seconds[kind] / max(self.cost_done[kind], 1e-12) for kind in self.seconds}
+        fallback = sum(self.seconds.values()) / max(sum(self.cost_done.values()), 1e-12)
+        return sum(rate.get(kind, fallback) * cost for kind, cost in zip(self.units[steps_done:], self.costs[steps_done:]))
+
+
+class ProgressReporter:
+    """Called after each unit of work; emits one event per 5 % threshold crossed, the last at 99 %.
+
+    ``tokens_generated`` (units done: decoder steps, or DiT steps and decode chunks) reaches ``tokens_estimated``
+    exactly in the final (99 %) event; 100 % is the `generation_complete` event itself.
+    """
+
+    def __init__(self, track_id: str, estimator: EtaEstimator | StageEta, total: int, emit: Callable[[str, dict], None]) -> None:
         self.track_id = track_id
-        self.total = len(positions)
+        self.total = total
         self.emit = emit
-        self.eta = EtaEstimator(positions)
+        self.eta = estimator
         self.last_percent = 0
         self.last_time = time.perf_counter()
+        self.stage: str | None = None
+
+    @classmethod
+    def for_positions(cls, track_id: str, positions: list[int], emit: Callable[[str, dict], None]) -> "ProgressReporter":
+        """MusicGen: one unit per decoder step, its cost growing with the cache position."""
+        return cls(track_id, EtaEstimator(positions), len(positions), emit)
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
@@ -70,7 +102,5 @@ class ProgressReporter:
 
     def _send(self, percent: int, done: int, eta: float) -> None:
         self.last_percent = percent
-        self.emit(
-            "generation_progress",
-            {"track_id": self.track_id, "percent": percent, "tokens_generated": done, "tokens_estimated": self.total, "eta_sec": eta},
-        )
+        event = {"track_id": self.track_id, "percent": percent, "tokens_generated": done, "tokens_estimated": self.total, "eta_sec": eta}
+        self.emit("generation_progress", event if self.stage is None else {**event, "stage": self.stage})

@@ -5,22 +5,35 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .musicgen import Generation
+    import numpy as np
 
 
-def track_id(prompt: str, seed: int, duration_sec: float, model_version: str) -> str:
-    """Short stable hash of prompt + seed + duration + model version: the same request gives the same id."""
-    key = json.dumps([prompt, int(seed), float(duration_sec), model_version], ensure_ascii=False)
+class Finished(Protocol):
+    """What both backends' results carry."""
+
+    audio: np.ndarray
+    sample_rate: int
+    prompt: str
+    seed: int
+    duration_sec: float
+    generation_time_sec: float
+    model_version: str
+    backend: str
+
+
+def track_id(prompt: str, seed: int, duration_sec: float, model_version: str, backend: str) -> str:
+    """Short stable hash of prompt + seed + duration + model version + backend: the same request gives the same id."""
+    key = json.dumps([prompt, int(seed), float(duration_sec), model_version, backend], ensure_ascii=False)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def track_metadata(generation: "Generation", path: Path) -> dict:
-    """Every field of the spec's `generation_complete` notification."""
+def track_metadata(generation: Finished, path: Path) -> dict:
+    """Every field of the spec's `generation_complete` notification, and the backend."""
     return {
-        "track_id": track_id(generation.prompt, generation.seed, generation.duration_sec, generation.model_version),
+        "track_id": track_id(generation.prompt, generation.seed, generation.duration_sec, generation.model_version, generation.backend),
         "path": str(path),
         "duration_sec": round(len(generation.audio) / generation.sample_rate, 3),
         "sample_rate": generation.sample_rate,
@@ -28,4 +41,6 @@ def track_metadata(generation: "Generation", path: Path) -> dict:
         "seed": generation.seed,
         "generation_time_sec": round(generation.generation_time_sec, 3),
         "model_version": generation.model_version,
+        "backend": generation.backend,
+        "channels": 1 if generation.audio.ndim == 1 else generation.audio.shape[1],
     }

@@ -7,8 +7,16 @@ import numbers
 
 from .errors import INVALID_DURATION, INVALID_PARAMS, INVALID_PROMPT, LofiError
 
-MUSICGEN_DURATION = (5.0, 120.0)
+BACKENDS = ("musicgen", "ace-step")
+DURATION_LIMITS = {"musicgen": (5.0, 120.0), "ace-step": (10.0, 240.0)}
+"""Seconds of audio each backend makes: MusicGen stitches 30 s windows, ACE-Step composes the whole piece at once."""
 MAX_SEED = 2**32 - 1
+
+
+def check_backend(backend: object) -> str:
+    if backend not in BACKENDS:
+        raise LofiError(INVALID_PARAMS, f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    return str(backend)
 
 
 def check_prompt(prompt: object) -> str:
@@ -17,15 +25,15 @@ def check_prompt(prompt: object) -> str:
     return prompt
 
 
-def check_duration(duration_sec: object, limits: tuple[float, float] = MUSICGEN_DURATION) -> float:
-    lo, hi = limits
+def check_duration(duration_sec: object, backend: str = "musicgen") -> float:
+    lo, hi = DURATION_LIMITS[backend]
     if (
         isinstance(duration_sec, bool)
         or not isinstance(duration_sec, numbers.Real)
         or not math.isfinite(duration_sec)
         or not lo <= duration_sec <= hi
     ):
-        raise LofiError(INVALID_DURATION, f"duration_sec must be a number from {lo:g} to {hi:g} seconds, got {duration_sec!r}")
+        raise LofiError(INVALID_DURATION, f"duration_sec must be a number from {lo:g} to {hi:g} seconds with {backend}, got {duration_sec!r}")
     return float(duration_sec)
 
 

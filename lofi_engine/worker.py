@@ -7,18 +7,20 @@ like the spec's JSON-RPC notifications. The model is loaded on the first generat
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .cache import TrackCache
 from .config import EngineConfig
 from .download import download_variant, forget_file, remote_sizes
+from .ace_step.pipeline import AceStep, Plan
 from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
 from .models import ConsentStore, is_available, locate_model
 from .musicgen import MusicGen
-from .progress import ProgressReporter
+from .progress import ProgressReporter, StageEta
 from .track import track_metadata
 from .wav import write_wav
 
@@ -29,14 +31,21 @@ class ConsentRequired(Exception):
     """The model must be downloaded and the user has not agreed yet."""
 
 
+DIT_SEC_PER_TOKEN = 0.027
+VAE_SEC_PER_FRAME = 0.064
+"""ACE-Step's cost model before a stage is measured (2 cores, full-size random parts): a DiT step per token of the
+piece, a decode chunk per latent frame. Only the ratio matters; measured times replace it as the job runs."""
+
+
 class Worker:
-    def __init__(self, conn: Connection, config: EngineConfig, model_version: str) -> None:
+    def __init__(self, conn: Connection, config: EngineConfig, cancel: Any) -> None:
+        """``cancel``: the client's multiprocessing Event asking to stop the running job (ACE-Step only)."""
         self.conn = conn
         self.config = config
-        self.model_version = model_version
+        self.cancel = cancel
         self.cache = TrackCache(config.cache_dir / "tracks", config.cache_max_bytes)
         self.consent = ConsentStore(config)
-        self.model: MusicGen | None = None
+        self.models: dict[str, MusicGen | AceStep] = {}
 
     def emit(self, method: str, params: dict[str, Any]) -> None:
         self.conn.send({"method": method, "params": params})
@@ -50,23 +59,30 @@ class Worker:
             if job["method"] == "shutdown":
                 return
             if job["method"] == "generate":
+                self.cancel.clear()  # a cancel meant for the job before this one arrived too late for it
                 self.generate(job["params"])
             elif job["method"] == "download":
                 self.download()
 
     def generate(self, job: dict[str, Any]) -> None:
-        track_id = job["track_id"]
-        self.emit("generation_start", {"track_id": track_id, "prompt": job["prompt"], "duration_sec": job["duration_sec"], "seed": job["seed"]})
+        track_id, backend = job["track_id"], job["backend"]
+        self.emit(
+            "generation_start",
+            {"track_id": track_id, "prompt": job["prompt"], "duration_sec": job["duration_sec"], "seed": job["seed"], "backend": backend},
+        )
         try:
-            model = self.ensure_model(track_id)
-            positions = [p for w in model.plan(job["duration_sec"]) for p in w.cache_positions]
-            generation = model.generate(
-                job["prompt"],
-                duration_sec=job["duration_sec"],
-                seed=job["seed"],
-                on_step=ProgressReporter(track_id, positions, self.emit),
-                on_chunk=lambda audio, start: self.chunk(track_id, audio, start, model.settings.sample_rate),
-            )
+            model = self.ensure_model(track_id, backend, job["model_version"])
+            if isinstance(model, AceStep):
+                generation = self.run_ace_step(model, job)
+            else:
+                positions = [p for w in model.plan(job["duration_sec"]) for p in w.cache_positions]
+                generation = model.generate(
+                    job["prompt"],
+                    duration_sec=job["duration_sec"],
+                    seed=job["seed"],
+                    on_step=ProgressReporter.for_positions(track_id, positions, self.emit),
+                    on_chunk=lambda audio, start: self.chunk(track_id, audio, start, model.settings.sample_rate),
+                )
             path = write_wav(self.cache.wav_path(track_id), generation.audio, generation.sample_rate)
             meta = track_metadata(generation, path)
             self.cache.put(meta)
@@ -81,6 +97,25 @@ class Worker:
         except Exception as exc:  # a bug must not kill the engine and the queue behind it
             log.exception("generation %s failed", track_id)
             self.fail(track_id, MODEL_INFERENCE_FAILED, f"unexpected engine error: {exc!r}")
+
+    def run_ace_step(self, model: AceStep, job: dict[str, Any]):
+        """An ACE-Step job, stopped when the client sets the cancel event (between steps, or inside one)."""
+        plan = model.plan(job["duration_sec"])
+        reporter = ProgressReporter(job["track_id"], StageEta(plan.units, _ace_step_costs(plan)), len(plan.units), self.emit)
+        offsets = {"diffusion": 0, "decode": plan.steps}
+
+        def step(stage: str, done: int, total: int) -> None:
+            reporter.stage = stage
+            reporter(offsets[stage] + done, len(plan.units))
+
+        finished = threading.Event()
+        watcher = threading.Thread(target=_watch_cancel, args=(self.cancel, finished, model.cancel), daemon=True)
+        watcher.start()
+        try:
+            return model.generate(job["prompt"], duration_sec=job["duration_sec"], seed=job["seed"], on_step=step)
+        finally:
+            finished.set()
+            watcher.join()
 
     def fail(self, track_id: str, code: str, message: str) -> None:
         self.cache.remove_chunks(track_id)
@@ -107,9 +142,35 @@ class Worker:
         about = {"variant": self.config.variant} | ({"track_id": track_id} if track_id else {})
         download_variant(self.config, lambda progress: self.emit("download_progress", {**about, **progress}))
 
-    def ensure_model(self, track_id: str) -> MusicGen:
-        if self.model is not None:
-            return self.model
+    def ensure_model(self, track_id: str, backend: str, model_version: str) -> MusicGen | AceStep:
+        """The backend's model, loaded on first use and kept (FR-007); the other backend's is let go to free memory."""
+        if backend in self.models:
+            return self.models[backend]
+        if self.models:
+            log.info("unloading %s to load %s", ", ".join(self.models), backend)
+            self.models.clear()
+        if backend == "ace-step":
+            self.models[backend] = self.load_ace_step(track_id, model_version)
+        else:
+            self.models[backend] = self.load_musicgen(track_id, model_version)
+        return self.models[backend]
+
+    def _load_progress(self, track_id: str) -> Callable[[str, int, int], None]:
+        def loaded(name: str, done: int, total: int) -> None:
+            self.emit("model_load_progress", {"track_id": track_id, "file": name, "bytes_loaded": done, "bytes_total": total, "percent": 100 * done // total})
+
+        return loaded
+
+    def load_ace_step(self, track_id: str, model_version: str) -> AceStep:
+        started = time.perf_counter()
+        model = AceStep.load(
+            self.config.ace_step_dir, variant=self.config.ace_step_variant, device=self.config.device, threads=self.config.threads,
+            model_version=model_version, on_progress=self._load_progress(track_id),
+        )
+        log.info("ACE-Step loaded from %s in %.1f s", self.config.ace_step_dir, time.perf_counter() - started)
+        return model
+
+    def load_musicgen(self, track_id: str, model_version: str) -> MusicGen:
         if not is_available(self.config):
             if not self.consent.granted(self.config.variant):
                 sizes = remote_sizes(self.config.variant)
@@ -117,21 +178,17 @@ class Worker:
             self.fetch_model(track_id)
         model_dir = locate_model(self.config)
         started = time.perf_counter()
-
-        def loaded(name: str, done: int, total: int) -> None:
-            self.emit("model_load_progress", {"track_id": track_id, "file": name, "bytes_loaded": done, "bytes_total": total, "percent": 100 * done // total})
-
         try:
-            self.model = MusicGen.load(
+            model = MusicGen.load(
                 model_dir, device=self.config.device, threads=self.config.threads, decoder=self.config.decoder,
-                model_version=self.model_version, on_progress=loaded, optimized_cache=self.config.optimized_dir,
+                model_version=model_version, on_progress=self._load_progress(track_id), optimized_cache=self.config.optimized_dir,
             )
         except LofiError as exc:
             if exc.code == MODEL_LOAD_FAILED and self.config.model_dir is None:
                 self._forget_broken_download(model_dir, exc)
             raise
-        log.info("model loaded from %s in %.1f s", model_dir, time.perf_counter() - started)
-        return self.model
+        log.info("MusicGen loaded from %s in %.1f s", model_dir, time.perf_counter() - started)
+        return model
 
     def _forget_broken_download(self, model_dir: Path, exc: LofiError) -> None:
         """A downloaded file that does not load is deleted, so the next request downloads it again."""
@@ -139,3 +196,16 @@ class Worker:
             if path.name in exc.message:
                 forget_file(path)
                 exc.message += "; the file was deleted and will be downloaded again on the next request"
+
+
+def _ace_step_costs(plan: Plan) -> list[float]:
+    chunk_frames = [c.end - c.start for c in plan.chunks]
+    return [DIT_SEC_PER_TOKEN * plan.dit_tokens] * plan.steps + [VAE_SEC_PER_FRAME * f for f in chunk_frames]
+
+
+def _watch_cancel(cancel: Any, finished: threading.Event, stop: Callable[[], None]) -> None:
+    """Until the job is finished, pass the client's cancel request on to the model."""
+    while not finished.is_set():
+        if cancel.wait(0.05):
+            stop()
+            return

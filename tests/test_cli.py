@@ -35,7 +35,8 @@ def test_generate_writes_a_wav_and_prints_metadata(tmp_path: Path) -> None:
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1
     meta = json.loads(lines[0])
-    assert set(meta) == {"track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version"}
+    assert set(meta) == {"track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version", "backend", "channels"}
+    assert meta["backend"] == "musicgen" and meta["channels"] == 1
     assert meta["path"] == str(out) and meta["seed"] == 42 and meta["duration_sec"] == 10.0 and meta["sample_rate"] == 32000
     info = soundfile.info(str(out))
     assert (info.samplerate, info.channels, info.frames, info.format) == (32000, 1, 320000, "WAV")

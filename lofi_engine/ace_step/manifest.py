@@ -6,7 +6,6 @@ Standard library only: the editor's host reads it to name the model version befo
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

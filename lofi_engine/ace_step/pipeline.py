@@ -25,7 +25,6 @@ from ..providers import providers_for, session_options
 from ..validation import MAX_SEED, check_duration, check_prompt, check_seed
 from .manifest import GRAPHS, Manifest
 
-ACE_STEP_DURATION = (10.0, 240.0)
 DECODE_FRAMES = 125
 """Latent frames (5 s) decoded per VAE chunk: a progress and cancellation point every 5 s of audio."""
 DECODE_OVERLAP = 32
@@ -191,7 +190,7 @@ class AceStep:
         self._cancelled.clear()
         self.run_options = ort.RunOptions()
         check_prompt(prompt)
-        duration_sec = check_duration(duration_sec, ACE_STEP_DURATION)
+        duration_sec = check_duration(duration_sec, "ace-step")
         seed = check_seed(seed)
         if seed is None:
             seed = secrets.randbelow(MAX_SEED + 1)
