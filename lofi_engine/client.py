@@ -236,7 +236,8 @@ class EngineClient:
         self._running = job
         try:
             self._ensure_engine()
-            assert self._conn is not None
+            assert self._conn is not None and self._cancel_running is not None
+            self._cancel_running.clear()  # a cancel that came too late for the previous job is not this one's
             self._conn.send({"method": job.kind, "params": job.params})
         except LofiError as exc:
             self._finish_with_error(exc.code, exc.message)

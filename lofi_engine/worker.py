@@ -59,7 +59,6 @@ class Worker:
             if job["method"] == "shutdown":
                 return
             if job["method"] == "generate":
-                self.cancel.clear()  # a cancel meant for the job before this one arrived too late for it
                 self.generate(job["params"])
             elif job["method"] == "download":
                 self.download()
@@ -112,7 +111,7 @@ class Worker:
         watcher = threading.Thread(target=_watch_cancel, args=(self.cancel, finished, model.cancel), daemon=True)
         watcher.start()
         try:
-            return model.generate(job["prompt"], duration_sec=job["duration_sec"], seed=job["seed"], on_step=step)
+            return model.generate(job["prompt"], duration_sec=job["duration_sec"], seed=job["seed"], on_step=step, should_stop=self.cancel.is_set)
         finally:
             finished.set()
             watcher.join()

@@ -108,6 +108,7 @@ class AceStep:
     model_version: str
     run_options: ort.RunOptions
     _cancelled: threading.Event
+    _should_stop: Callable[[], bool]
 
     @classmethod
     def load(
@@ -143,7 +144,7 @@ class AceStep:
             sessions[role] = session
             if on_progress is not None:
                 on_progress(graphs[role], sum(sizes[r] for r in sessions), sum(sizes.values()))
-        return cls(manifest, tokenizer, sessions, silence, model_version or manifest.model_version(variant), ort.RunOptions(), threading.Event())
+        return cls(manifest, tokenizer, sessions, silence, model_version or manifest.model_version(variant), ort.RunOptions(), threading.Event(), _never)
 
     @property
     def sample_rate(self) -> int:
@@ -156,12 +157,12 @@ class AceStep:
     # ---- cancellation -----------------------------------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Stop the running generation: between steps, or inside the ONNX run in flight. Safe from any thread."""
+        """Stop the running generation, inside the ONNX run in flight or at the next step. Safe from any thread."""
         self._cancelled.set()
         self.run_options.terminate = True
 
     def _check(self, where: str) -> None:
-        if self._cancelled.is_set():
+        if self._cancelled.is_set() or self._should_stop():
             raise Cancelled(where)
 
     def _run(self, role: str, feeds: dict[str, np.ndarray], where: str) -> list[np.ndarray]:
@@ -181,14 +182,18 @@ class AceStep:
         steps: int | None = None,
         noise: np.ndarray | None = None,
         on_step: StepCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> AceGeneration:
         """Compose ``duration_sec`` (10–240 s) of stereo music; the same prompt, duration and seed give the same audio.
 
         ``noise`` ``[T, 64]`` replaces the seeded starting noise (to compare with another implementation).
+        ``should_stop()`` is asked before every step and chunk (a stop request that may predate this call);
+        :meth:`cancel` also ends the ONNX run in flight.
         """
         started = time.perf_counter()
         self._cancelled.clear()
         self.run_options = ort.RunOptions()
+        self._should_stop = should_stop or _never
         check_prompt(prompt)
         duration_sec = check_duration(duration_sec, "ace-step")
         seed = check_seed(seed)
@@ -272,6 +277,10 @@ class AceStep:
             audio /= peak
         audio *= PEAK / max(float(np.abs(audio).max()), 1e-6)
         return np.ascontiguousarray(audio.T)
+
+
+def _never() -> bool:
+    return False
 
 
 def make_plan(duration_sec: float, frames: int, patch: int, hop: int, steps: int) -> Plan:

@@ -1,9 +1,10 @@
 -- :LofiGenerate, :LofiQueue, :LofiPlay, :LofiStop, :LofiDownload with completion.
 local M = {}
 
-local OPTIONS = { duration = "duration_sec", seed = "seed", priority = "priority" }
+local OPTIONS = { duration = "duration_sec", seed = "seed", priority = "priority", backend = "backend" }
+local WORDS = { priority = true, backend = true }
 
----Split `lofi hip hop duration=20 seed=3 priority=high` into a prompt and options.
+---Split `lofi hip hop duration=20 seed=3 priority=high backend=ace-step` into a prompt and options.
 ---@param args string[]
 ---@return lofi.GenerateOpts? opts, string? err
 function M.parse_generate(args)
@@ -11,8 +12,8 @@ function M.parse_generate(args)
   for _, arg in ipairs(args) do
     local key, value = arg:match("^(%w+)=(.*)$")
     if key and OPTIONS[key] then
-      if key == "priority" then
-        opts.priority = value
+      if WORDS[key] then
+        opts[OPTIONS[key]] = value
       else
         local number = tonumber(value)
         if not number then
@@ -48,7 +49,7 @@ function M.generate(cmd)
 end
 
 function M.complete_generate(arg_lead)
-  local items = { "duration=", "seed=", "priority=high", "priority=normal" }
+  local items = { "duration=", "seed=", "priority=high", "priority=normal", "backend=musicgen", "backend=ace-step" }
   return vim.tbl_filter(function(item)
     return vim.startswith(item, arg_lead)
   end, items)
@@ -80,7 +81,9 @@ function M.complete_tracks(arg_lead)
 end
 
 function M.complete_pending(arg_lead)
-  return complete_ids((require("lofi").queue() or {}).pending or {}, arg_lead)
+  local queue = require("lofi").queue() or {}
+  local jobs = vim.list_extend({ queue.running }, queue.pending or {})
+  return complete_ids(jobs, arg_lead)
 end
 
 function M.register()
@@ -88,7 +91,7 @@ function M.register()
   create("LofiGenerate", M.generate, {
     nargs = "*",
     complete = M.complete_generate,
-    desc = "Generate music from a prompt: :LofiGenerate lofi hip hop duration=30 seed=1 priority=high",
+    desc = "Generate music from a prompt: :LofiGenerate lofi hip hop duration=30 seed=1 priority=high backend=ace-step",
   })
   create("LofiQueue", M.queue, { desc = "Show the running and pending generations" })
   create("LofiPlay", function(cmd)
@@ -99,7 +102,7 @@ function M.register()
   end, { desc = "Stop playback" })
   create("LofiCancel", function(cmd)
     require("lofi").cancel(cmd.args ~= "" and cmd.args or nil)
-  end, { nargs = "?", complete = M.complete_pending, desc = "Cancel a queued generation (default: the last queued)" })
+  end, { nargs = "?", complete = M.complete_pending, desc = "Cancel a generation (default: the last queued, else the running one)" })
   create("LofiDownload", function()
     require("lofi").download()
   end, { desc = "Download the model (asks first)" })

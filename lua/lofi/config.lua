@@ -4,6 +4,10 @@
 ---@field device "auto"|"cpu"|"cuda"|"metal" Where inference runs
 ---@field threads integer? CPU threads (nil: all cores)
 
+---@class lofi.AceStepConfig
+---@field dir string? An ACE-Step export made with `python -m lofi_engine.export.ace_step` (nil: <cache>/models/ace-step)
+---@field variant "fp32"|"int8" DiT weights: fp32, or int8 weight-only (a quarter of the size)
+
 ---@class lofi.CacheConfig
 ---@field dir string? Where tracks are kept (nil: $XDG_CACHE_HOME/lofi.nvim)
 ---@field max_size integer Cache size limit in bytes; least recently played tracks go first
@@ -14,9 +18,11 @@
 ---@field loop boolean Repeat the track until stopped (background music)
 
 ---@class lofi.Config
+---@field backend "musicgen"|"ace-step" Backend of a generation that names none: MusicGen (5–120 s, 32 kHz mono) or ACE-Step (10–240 s, 48 kHz stereo)
 ---@field model lofi.ModelConfig
+---@field ace_step lofi.AceStepConfig
 ---@field cache lofi.CacheConfig
----@field duration_sec number Default length of a generated track, 5 to 120 seconds
+---@field duration_sec number Default length of a generated track: 5 to 120 seconds with musicgen, 10 to 240 with ace-step
 ---@field notify boolean Show progress and results with vim.notify
 ---@field player lofi.PlayerConfig
 ---@field autoplay boolean Play a track as soon as it is generated
@@ -26,7 +32,9 @@ local M = {}
 
 ---@type lofi.Config
 M.defaults = {
+  backend = "musicgen",
   model = { variant = nil, dir = nil, device = "auto", threads = nil },
+  ace_step = { dir = nil, variant = "fp32" },
   cache = { dir = nil, max_size = 2 * 1024 * 1024 * 1024, optimized = true },
   duration_sec = 30,
   notify = true,
@@ -50,18 +58,24 @@ local function optional(kind)
   end
 end
 
+---Seconds of audio each backend makes (the engine's `validation.DURATION_LIMITS`).
+M.durations = { musicgen = { 5, 120 }, ["ace-step"] = { 10, 240 } }
+
 ---@param opts lofi.Config
 local function validate(opts)
+  vim.validate({ backend = { opts.backend, one_of({ "musicgen", "ace-step" }) } })
   vim.validate({
     model = { opts.model, "table" },
+    ace_step = { opts.ace_step, "table" },
     cache = { opts.cache, "table" },
     player = { opts.player, "table" },
     duration_sec = {
       opts.duration_sec,
       function(v)
-        return type(v) == "number" and v >= 5 and v <= 120
+        local range = M.durations[opts.backend]
+        return type(v) == "number" and v >= range[1] and v <= range[2]
       end,
-      "a number from 5 to 120",
+      ("a number from %d to %d (backend %s)"):format(M.durations[opts.backend][1], M.durations[opts.backend][2], opts.backend),
     },
     notify = { opts.notify, "boolean" },
     autoplay = { opts.autoplay, "boolean" },
@@ -76,6 +90,8 @@ local function validate(opts)
       "small, small-int8, small-fp16 or nil",
     },
     ["model.dir"] = { opts.model.dir, optional("string") },
+    ["ace_step.dir"] = { opts.ace_step.dir, optional("string") },
+    ["ace_step.variant"] = { opts.ace_step.variant, one_of({ "fp32", "int8" }) },
     ["model.device"] = { opts.model.device, one_of({ "auto", "cpu", "cuda", "metal" }) },
     ["model.threads"] = {
       opts.model.threads,
@@ -121,6 +137,9 @@ function M.remote_settings()
   end
   return {
     engine = {
+      backend = o.backend,
+      ace_step_model_dir = expand(o.ace_step.dir),
+      ace_step_variant = o.ace_step.variant,
       variant = o.model.variant or vim.NIL,
       model_dir = expand(o.model.dir),
       device = o.model.device,

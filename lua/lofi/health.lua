@@ -92,6 +92,15 @@ local function check_model_and_cache()
       "Run :LofiDownload, or generate once and accept the download, or set model.dir to a folder of model files",
     })
   end
+  if status.ace_step_available then
+    vim.health.ok("ACE-Step export found in " .. status.ace_step_model_dir)
+  else
+    local report = status.backend == "ace-step" and vim.health.error or vim.health.info
+    report(("no ACE-Step export in %s (needed for backend ace-step)"):format(status.ace_step_model_dir), {
+      "Export a checkpoint once: python -m lofi_engine.export.ace_step CHECKPOINT_DIR --out DIR (see :help lofi-ace-step)",
+      "then set ace_step.dir = DIR in setup()",
+    })
+  end
   local dir = status.cache_dir
   if vim.fn.mkdir(dir, "p") == 1 or vim.fn.isdirectory(dir) == 1 then
     local probe = dir .. "/.lofi-health"

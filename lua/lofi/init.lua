@@ -19,7 +19,8 @@ end
 
 ---@class lofi.GenerateOpts
 ---@field prompt string What the music should sound like
----@field duration_sec number? 5 to 120 (default: setup's duration_sec)
+---@field duration_sec number? 5 to 120 with musicgen, 10 to 240 with ace-step (default: setup's duration_sec)
+---@field backend "musicgen"|"ace-step"|nil Which model composes it (default: setup's backend)
 ---@field seed integer? For reproducible output (default: random, returned)
 ---@field priority "normal"|"high"|nil High goes ahead of the queued jobs
 
@@ -35,6 +36,7 @@ function M.generate(opts, callback)
     duration_sec = opts.duration_sec or config.options.duration_sec,
     seed = opts.seed,
     priority = opts.priority,
+    backend = opts.backend or config.options.backend,
   })
   if err then
     ui.error(err)
@@ -76,17 +78,18 @@ function M.queue()
   return engine.request("queue")
 end
 
----Cancel a queued generation (default: the last one queued); its callback gets err.code CANCELLED. A
+---Cancel a generation (default: the last one queued, else the running one); its callback gets err.code
+---CANCELLED. A queued job is dropped at once, a running ACE-Step job stops within a step; a MusicGen
 ---generation that has started cannot be stopped (FR-009).
 ---@param track_id string?
 ---@return table? result, lofi.Error? err
 function M.cancel(track_id)
   if not track_id then
     local queue = M.queue() or {}
-    local last = queue.pending and queue.pending[#queue.pending]
+    local last = (queue.pending and queue.pending[#queue.pending]) or queue.running
     if not last then
-      ui.notify("lofi: nothing is waiting in the queue", vim.log.levels.WARN)
-      return nil, { code = "INVALID_PARAMS", message = "nothing is waiting in the queue" }
+      ui.notify("lofi: nothing is being generated or waiting", vim.log.levels.WARN)
+      return nil, { code = "INVALID_PARAMS", message = "nothing is being generated or waiting" }
     end
     track_id = last.track_id
   end

@@ -69,7 +69,8 @@ function M.queue_lines(queue)
   local lines = {}
   local function line(job, state)
     local eta = job.eta_sec and (" eta " .. M.clock(job.eta_sec)) or ""
-    local what = job.kind == "download" and "model download" or ("%q %ss seed %s"):format(job.prompt, job.duration_sec, job.seed)
+    local what = job.kind == "download" and "model download"
+      or ("%q %ss seed %s %s"):format(job.prompt, job.duration_sec, job.seed, job.backend or "")
     return ("%2d  %-8s %3d%%%s  %s%s"):format(job.position, state, job.percent or 0, eta, what, job.priority == "high" and "  [high]" or "")
   end
   if queue.running then

@@ -1,0 +1,407 @@
+"""ACE-Step 1.5 turbo (issue 6): the ONNX pipeline against diffusers, shapes, seeds, progress, manifest checks.
+
+The fixtures were written by the export tool itself (`make fixtures`) from tiny random parts of the real
+architecture; the reference is diffusers' own `AceStepPipeline` on the same parts with the same noise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import FIXTURES
+from lofi_engine import LofiError
+from lofi_engine.ace_step.manifest import MANIFEST, Manifest
+from lofi_engine.ace_step.pipeline import AceStep, sigmas
+
+ACE_TINY = FIXTURES / "ace-step-tiny"
+ACE_REFERENCE = np.load(FIXTURES / "ace-step-tiny-reference" / "reference.npz")
+ACE_PROMPT = str(ACE_REFERENCE["prompt"])
+
+
+@pytest.fixture(scope="module")
+def ace() -> AceStep:
+    return AceStep.load(ACE_TINY, device="cpu")
+
+
+@pytest.fixture
+def ace_copy(tmp_path: Path) -> Path:
+    """A private copy of the export a test may damage."""
+    return Path(shutil.copytree(ACE_TINY, tmp_path / "ace-step", ignore=shutil.ignore_patterns(".lofi-verified.json")))
+
+
+@pytest.mark.parametrize("name", ["even", "odd"])
+def test_onnx_pipeline_matches_diffusers(ace: AceStep, name: str) -> None:
+    """Same parts, same noise: latents within 1e-3 of diffusers' (odd lengths take the host's patch padding)."""
+    duration = float(ACE_REFERENCE[f"{name}_duration"])
+    result = ace.generate(ACE_PROMPT, duration, seed=1, noise=ACE_REFERENCE[f"{name}_noise"])
+    expected = ACE_REFERENCE[f"{name}_latents"]
+    assert result.latents.shape == expected.shape
+    assert np.abs(result.latents - expected).max() < 1e-3
+
+
+def test_audio_matches_diffusers_across_decode_chunks(ace: AceStep) -> None:
+    """10 s decodes in two overlapping chunks; the joined audio equals diffusers' single decode within 1e-3."""
+    result = ace.generate(ACE_PROMPT, 10.0, seed=1, noise=ACE_REFERENCE["even_noise"])
+    assert len(ace.plan(10.0).chunks) == 2
+    assert result.audio.shape == (int(ACE_REFERENCE["even_audio_samples"]), 2)
+    stride = int(ACE_REFERENCE["audio_stride"])
+    assert np.abs(result.audio.T[:, ::stride] - ACE_REFERENCE["even_audio"]).max() < 1e-3
+    assert abs(np.abs(result.audio).max() - 10 ** (-1 / 20)) < 1e-6  # −1 dBFS peak
+
+
+def test_turbo_schedule_is_the_shifted_linear_ramp() -> None:
+    np.testing.assert_allclose(sigmas(8, 3.0), [1, 0.95454544, 0.9, 0.8333333, 0.75, 0.64285713, 0.5, 0.3, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("duration", "frames", "tokens", "chunks"),
+    [(10, 250, 125, 2), (10.5, 263, 132, 3), (20, 500, 250, 4), (240, 6000, 3000, 48)],
+)
+def test_durations_map_to_shapes(ace: AceStep, duration: float, frames: int, tokens: int, chunks: int) -> None:
+    """25 latent frames a second, the DiT sees half as many tokens, 1920 stereo samples a frame at 48 kHz."""
+    plan = ace.plan(duration)
+    assert plan.latent_frames == frames and plan.dit_tokens == tokens and plan.dit_frames == 2 * tokens
+    assert plan.samples == frames * 1920 and plan.steps == 8 and len(plan.chunks) == chunks
+    kept = [(c.keep_start, c.keep_end) for c in plan.chunks]
+    assert kept[0][0] == 0 and kept[-1][1] == frames and all(a[1] == b[0] for a, b in zip(kept, kept[1:]))
+    assert all(0 <= c.start <= c.keep_start and c.keep_end <= c.end <= frames for c in plan.chunks)
+    assert plan.units == ["diffusion"] * 8 + ["decode"] * chunks
+
+
+def test_seeds_reproduce_and_differ(ace: AceStep) -> None:
+    first = ace.generate("slow ambient piano", 10, seed=7)
+    again = ace.generate("slow ambient piano", 10, seed=7)
+    other = ace.generate("slow ambient piano", 10, seed=8)
+    assert np.array_equal(first.audio, again.audio) and first.seed == 7
+    assert not np.allclose(first.audio, other.audio)
+    assert first.audio.shape == (480000, 2) and first.sample_rate == 48000
+
+
+def test_the_prompt_conditions_the_music(ace: AceStep) -> None:
+    base = ace.generate("slow ambient piano", 10, seed=7).latents
+    assert not np.allclose(base, ace.generate("fast drum and bass", 10, seed=7).latents)
+
+
+def test_every_step_and_decode_chunk_reports_progress(ace: AceStep) -> None:
+    seen = []
+    ace.generate("slow ambient piano", 20, seed=1, on_step=lambda stage, done, total: seen.append((stage, done, total)))
+    assert seen == [("diffusion", i, 8) for i in range(1, 9)] + [("decode", i, 4) for i in range(1, 5)]
+
+
+def test_bad_durations_name_the_backend_range(ace: AceStep) -> None:
+    for bad in (5, 9.99, 240.5, float("nan"), "30"):
+        with pytest.raises(LofiError) as err:
+            ace.generate("x", bad, seed=1)
+        assert err.value.code == "INVALID_DURATION" and "10 to 240" in err.value.message and "ace-step" in err.value.message
+
+
+@pytest.mark.parametrize(("stage", "at", "where"), [("diffusion", 3, "at diffusion step 4 of 8"), ("decode", 1, "while decoding chunk 2 of 4")])
+def test_cancel_stops_between_steps(ace: AceStep, stage: str, at: int, where: str) -> None:
+    def step(s: str, done: int, total: int) -> None:
+        if (s, done) == (stage, at):
+            ace.cancel()
+
+    with pytest.raises(LofiError) as err:
+        ace.generate("slow ambient piano", 20, seed=1, on_step=step)
+    assert err.value.code == "CANCELLED" and err.value.message == f"cancelled {where}"
+    assert ace.generate("slow ambient piano", 10, seed=1).audio.shape == (480000, 2)  # the next job runs normally
+
+
+def test_cancel_from_another_thread_terminates_the_run_in_flight(ace: AceStep) -> None:
+    """At 240 s a tiny DiT step takes ≈ 0.2 s; a cancel 20 ms into step 2 ends step 2 itself (RunOptions.terminate)."""
+
+    def step(stage: str, done: int, total: int) -> None:
+        if (stage, done) == ("diffusion", 1):
+            threading.Timer(0.02, ace.cancel).start()
+
+    with pytest.raises(LofiError) as err:
+        ace.generate("slow ambient piano", 240, seed=1, on_step=step)
+    assert err.value.code == "CANCELLED" and err.value.message == "cancelled at diffusion step 2 of 8"
+
+
+def test_int8_variant_runs_and_names_itself(ace: AceStep) -> None:
+    int8 = AceStep.load(ACE_TINY, variant="int8", device="cpu")
+    assert int8.model_version == "ace-step-1.5-turbo-int8-tiny-random" and ace.model_version == "ace-step-1.5-turbo-fp32-tiny-random"
+    fp32, quantized = ace.generate("x", 10, seed=3).audio, int8.generate("x", 10, seed=3).audio
+    assert quantized.shape == fp32.shape and np.isfinite(quantized).all() and not np.array_equal(fp32, quantized)
+
+
+# ---- the manifest --------------------------------------------------------------------------------------------------
+
+
+def _load_error(model_dir: Path, **kwargs) -> LofiError:
+    with pytest.raises(LofiError) as err:
+        AceStep.load(model_dir, device="cpu", **kwargs)
+    return err.value
+
+
+def test_missing_export_says_how_to_make_one(tmp_path: Path) -> None:
+    error = _load_error(tmp_path / "nothing")
+    assert error.code == "MODEL_NOT_FOUND" and "python -m lofi_engine.export.ace_step" in error.message
+
+
+def test_changed_file_fails_its_sha256(ace_copy: Path) -> None:
+    dit = ace_copy / "dit.onnx"
+    data = bytearray(dit.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dit.write_bytes(bytes(data))
+    error = _load_error(ace_copy)
+    assert error.code == "MODEL_LOAD_FAILED" and "dit.onnx" in error.message and "sha256" in error.message
+
+
+def test_truncated_and_missing_files_are_named(ace_copy: Path) -> None:
+    vae = ace_copy / "vae_decoder.onnx"
+    vae.write_bytes(vae.read_bytes()[:1000])
+    error = _load_error(ace_copy)
+    assert error.code == "MODEL_LOAD_FAILED" and "vae_decoder.onnx has 1000 bytes" in error.message
+    vae.unlink()
+    error = _load_error(ace_copy)
+    assert error.code == "MODEL_LOAD_FAILED" and "vae_decoder.onnx is missing" in error.message
+
+
+def test_a_file_verified_once_is_checked_again_when_it_changes(ace_copy: Path) -> None:
+    AceStep.load(ace_copy, device="cpu")
+    assert (ace_copy / ".lofi-verified.json").is_file()
+    tokenizer = ace_copy / "tokenizer.json"
+    text = tokenizer.read_text()
+    tokenizer.write_text(text.replace('"<|endoftext|>"', '"<|endoftexx|>"', 1))
+    error = _load_error(ace_copy)
+    assert error.code == "MODEL_LOAD_FAILED" and "tokenizer.json" in error.message
+
+
+def test_foreign_or_incomplete_manifest_is_refused(ace_copy: Path) -> None:
+    manifest = ace_copy / MANIFEST
+    data = json.loads(manifest.read_text())
+    manifest.write_text("{ not json")
+    assert _load_error(ace_copy).code == "MODEL_LOAD_FAILED"
+    manifest.write_text(json.dumps({**data, "format": "something-else/9"}))
+    assert "is not a readable lofi-ace-step-onnx/1 manifest" in _load_error(ace_copy).message
+    del data["graphs"]["dit"]
+    manifest.write_text(json.dumps(data))
+    error = _load_error(ace_copy)
+    assert error.code == "MODEL_LOAD_FAILED" and "'dit'" in error.message
+
+
+def test_variant_not_in_the_export_is_refused(ace_copy: Path) -> None:
+    manifest = ace_copy / MANIFEST
+    data = json.loads(manifest.read_text())
+    del data["variants"]["int8"]
+    manifest.write_text(json.dumps(data))
+    error = _load_error(ace_copy, variant="int8")
+    assert error.code == "MODEL_LOAD_FAILED" and "has no int8 variant" in error.message
+
+
+def test_manifest_describes_the_export() -> None:
+    manifest = Manifest.read(ACE_TINY)
+    assert manifest["sample_rate"] == 48000 and manifest["hop_length"] == 1920 and manifest.latent_rate == 25
+    assert manifest["steps"] == 8 and manifest["shift"] == 3.0 and manifest["source"]["revision"] == "tiny-random"
+    assert set(manifest["graphs"]["dit"]["inputs"]) == {"hidden_states", "timestep", "timestep_r", "encoder_hidden_states", "context_latents"}
+    for name, entry in manifest["files"].items():
+        assert (ACE_TINY / name).stat().st_size == entry["size"] and len(entry["sha256"]) == 64
+
+
+# ---- the CLI -------------------------------------------------------------------------------------------------------
+
+
+def test_cli_writes_a_48k_stereo_wav(tmp_path: Path) -> None:
+    """The issue's "done means": `lofi generate … --backend ace-step --model-dir … --duration 20`."""
+    from test_cli import lofi
+
+    out = tmp_path / "ambient.wav"
+    done = lofi("generate", "slow ambient piano", "--backend", "ace-step", "--model-dir", str(ACE_TINY), "--duration", "20", "--seed", "5", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    meta = json.loads(done.stdout)
+    info = soundfile.info(out)
+    assert (info.samplerate, info.channels, info.frames) == (48000, 2, 20 * 48000)
+    assert meta["backend"] == "ace-step" and meta["sample_rate"] == 48000 and meta["channels"] == 2 and meta["duration_sec"] == 20.0
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_cli_refuses_musicgen_only_flags_and_short_pieces(tmp_path: Path) -> None:
+    from test_cli import lofi
+
+    done = lofi("generate", "x", "--backend", "ace-step", "--model-dir", str(ACE_TINY), "--duration", "20", "--top-k", "5", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().endswith("--top-k apply to musicgen only; ACE-Step turbo samples by diffusion")
+    done = lofi("generate", "x", "--backend", "ace-step", "--model-dir", str(ACE_TINY), "--duration", "5", cwd=tmp_path)
+    assert done.returncode == 1 and "INVALID_DURATION" in done.stderr and "10 to 240" in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+# ---- the service: queue, progress, cancellation ---------------------------------------------------------------------
+
+
+def _ace_engine(engine):
+    return engine(ace_step_model_dir=str(ACE_TINY))
+
+
+def test_service_runs_ace_step_jobs_with_progress_per_step_and_chunk(engine) -> None:
+    """FR-010/FR-011 for the second backend: one queue, shared events, progress over the whole job."""
+    client, events = _ace_engine(engine)
+    reply = client.request("generate", {"prompt": "slow ambient piano", "duration_sec": 20, "seed": 3, "backend": "ace-step"})
+    done = events.wait_event("generation_complete", track_id=reply["track_id"])
+    stream = events.of(reply["track_id"])
+    assert stream[0] == ("generation_start", {"track_id": reply["track_id"], "prompt": "slow ambient piano", "duration_sec": 20.0, "seed": 3, "backend": "ace-step"})
+    progress = [p for m, p in stream if m == "generation_progress"]
+    assert [p["percent"] for p in progress] == list(range(5, 100, 5)) + [99]
+    assert all(p["tokens_estimated"] == 8 + 4 for p in progress) and progress[-1]["tokens_generated"] == 12
+    stages = [p["stage"] for p in progress]
+    assert stages == sorted(stages, key=["diffusion", "decode"].index) and stages[0] == "diffusion" and stages[-1] == "decode"
+    assert done["backend"] == "ace-step" and done["sample_rate"] == 48000 and done["channels"] == 2
+    assert done["model_version"] == "ace-step-1.5-turbo-fp32-tiny-random"
+    info = soundfile.info(done["path"])
+    assert (info.samplerate, info.channels, info.frames) == (48000, 2, 20 * 48000)
+
+
+def test_track_id_includes_the_backend_and_each_backend_has_its_range(engine) -> None:
+    client, events = _ace_engine(engine)
+    params = {"prompt": "slow ambient piano", "duration_sec": 20, "seed": 3}
+    musicgen = client.request("generate", params)
+    ace = client.request("generate", {**params, "backend": "ace-step"})
+    assert musicgen["track_id"] != ace["track_id"]
+    assert client.request("queue")["pending"][-1]["backend"] == "ace-step"
+    with pytest.raises(LofiError) as err:
+        client.request("generate", {**params, "duration_sec": 200})
+    assert err.value.code == "INVALID_DURATION" and "5 to 120 seconds with musicgen" in err.value.message
+    with pytest.raises(LofiError) as err:
+        client.request("generate", {**params, "duration_sec": 8, "backend": "ace-step"})
+    assert err.value.code == "INVALID_DURATION" and "10 to 240 seconds with ace-step" in err.value.message
+    with pytest.raises(LofiError) as err:
+        client.request("generate", {**params, "backend": "jukebox"})
+    assert err.value.code == "INVALID_PARAMS" and "musicgen, ace-step" in err.value.message
+    events.wait_event("generation_complete", track_id=ace["track_id"])
+
+
+def test_ace_step_without_an_export_fails_at_once_with_how_to(engine, tmp_path: Path) -> None:
+    client, _ = engine(ace_step_model_dir=str(tmp_path / "no-export"))
+    with pytest.raises(LofiError) as err:
+        client.request("generate", {"prompt": "x", "duration_sec": 20, "backend": "ace-step"})
+    assert err.value.code == "MODEL_NOT_FOUND" and "lofi_engine.export.ace_step" in err.value.message
+    assert client.request("queue") == {"running": None, "pending": [], "awaiting_consent": False}
+
+
+def _no_track_left(client, track_id: str) -> bool:
+    tracks = client.cache.root
+    return not any(track_id in p.name for p in tracks.rglob("*")) and all(t["track_id"] != track_id for t in client.request("tracks"))
+
+
+def test_cancel_a_queued_ace_step_job_before_it_starts(engine) -> None:
+    client, events = _ace_engine(engine)
+    first = client.request("generate", {"prompt": "slow ambient piano", "duration_sec": 240, "seed": 1, "backend": "ace-step"})
+    queued = client.request("generate", {"prompt": "slow ambient piano", "duration_sec": 30, "seed": 2, "backend": "ace-step"})
+    assert client.request("cancel", {"track_id": queued["track_id"]}) == {"track_id": queued["track_id"], "status": "cancelled"}
+    assert events.wait_event("generation_error", track_id=queued["track_id"])["code"] == "CANCELLED"
+    client.request("cancel", {"track_id": first["track_id"]})
+    events.wait_event("generation_error", track_id=first["track_id"])
+    assert not [m for m, _ in events.of(queued["track_id"]) if m != "generation_error"]  # it never started
+    assert _no_track_left(client, queued["track_id"])
+
+
+@pytest.mark.parametrize("stage", ["diffusion", "decode"])
+def test_cancel_a_running_ace_step_job_mid_run(engine, stage: str) -> None:
+    """Stopped where it is (a DiT step or a decode chunk): generation_error CANCELLED, no file, the queue goes on."""
+    client, events = _ace_engine(engine)
+    running = client.request("generate", {"prompt": "slow ambient piano", "duration_sec": 240, "seed": 1, "backend": "ace-step"})
+    after = client.request("generate", {"prompt": "slow ambient piano", "duration_sec": 10, "seed": 9, "backend": "ace-step"})
+    events.wait_event("generation_progress", track_id=running["track_id"], stage=stage)
+    assert client.request("cancel", {"track_id": running["track_id"]}) == {"track_id": running["track_id"], "status": "cancelling"}
+    error = events.wait_event("generation_error", track_id=running["track_id"])
+    assert error["code"] == "CANCELLED" and ("decoding" if stage == "decode" else "diffusion step") in error["message"]
+    assert not [m for m, _ in events.of(running["track_id"]) if m == "generation_complete"]
+    assert _no_track_left(client, running["track_id"])
+    assert soundfile.info(events.wait_event("generation_complete", track_id=after["track_id"])["path"]).channels == 2
+
+
+def test_a_started_musicgen_job_still_cannot_be_cancelled(engine) -> None:
+    client, events = _ace_engine(engine)
+    running = client.request("generate", {"prompt": "lofi", "duration_sec": 60, "seed": 1})
+    events.wait_event("generation_progress", track_id=running["track_id"])
+    with pytest.raises(LofiError) as err:
+        client.request("cancel", {"track_id": running["track_id"]})
+    assert err.value.code == "NOT_CANCELLABLE"
+    events.wait_event("generation_complete", track_id=running["track_id"])
+
+
+def test_backends_take_turns_in_one_engine(engine) -> None:
+    """The engine lets one backend's model go when the other is asked for, and both keep working."""
+    client, events = _ace_engine(engine)
+    ids = [
+        client.request("generate", {"prompt": "lofi", "duration_sec": 5, "seed": 1})["track_id"],
+        client.request("generate", {"prompt": "lofi", "duration_sec": 10, "seed": 1, "backend": "ace-step"})["track_id"],
+        client.request("generate", {"prompt": "lofi", "duration_sec": 5, "seed": 2})["track_id"],
+    ]
+    rates = [events.wait_event("generation_complete", track_id=t)["sample_rate"] for t in ids]
+    assert rates == [32000, 48000, 32000]
+
+
+# ---- JSON-RPC (`lofi serve`) and Neovim -----------------------------------------------------------------------------
+
+
+def test_backend_selection_and_cancel_over_json_rpc(tmp_path: Path) -> None:
+    from test_rpc import Server
+
+    server = Server(tmp_path / "cache", "--ace-step-model-dir", str(ACE_TINY))
+    try:
+        short = server.call("generate", {"prompt": "x", "duration_sec": 8, "backend": "ace-step"}, id=1)["error"]
+        assert short["code"] == -32602 and short["data"]["code"] == "INVALID_DURATION" and "10 to 240" in short["message"]
+        reply = server.call("generate", {"prompt": "slow ambient piano", "duration_sec": 12, "seed": 4, "backend": "ace-step"}, id=2)
+        done = server.read_until(lambda m: m.get("method") == "generation_complete")["params"]
+        assert done["track_id"] == reply["result"]["track_id"] and done["backend"] == "ace-step" and done["sample_rate"] == 48000
+        assert soundfile.info(done["path"]).channels == 2
+        long = server.call("generate", {"prompt": "slow ambient piano", "duration_sec": 240, "seed": 4, "backend": "ace-step"}, id=3)
+        tid = long["result"]["track_id"]
+        server.read_until(lambda m: m.get("method") == "generation_progress" and m["params"]["track_id"] == tid)
+        assert server.call("cancel", {"track_id": tid}, id=4)["result"] == {"track_id": tid, "status": "cancelling"}
+        error = server.read_until(lambda m: m.get("method") == "generation_error")["params"]
+        assert error["track_id"] == tid and error["code"] == "CANCELLED"
+    finally:
+        server.close()
+
+
+def test_neovim_generates_with_ace_step_through_the_lua_api(nvim, tmp_path: Path) -> None:
+    """`require("lofi").generate{backend = "ace-step", …}` in a real editor: a 48 kHz stereo track comes back."""
+    from test_nvim import WAIT_GENERATION
+
+    nvim.exec_lua(
+        "require('lofi').setup(...)",
+        {"ace_step": {"dir": str(ACE_TINY)}, "cache": {"dir": str(tmp_path / "cache")}, "autoplay": False},
+    )
+    out = nvim.exec_lua(WAIT_GENERATION, {"prompt": "slow ambient piano", "duration_sec": 20, "seed": 6, "backend": "ace-step"})
+    assert out.get("err") is None and out["done"].get("err") is None, out
+    track = out["done"]["track"]
+    assert track["backend"] == "ace-step" and track["sample_rate"] == 48000
+    info = soundfile.info(track["path"])
+    assert (info.samplerate, info.channels, info.frames) == (48000, 2, 20 * 48000)
+    stages = {data.get("stage") for name, data in out["events"] if name == "generation_progress"}
+    assert stages == {"diffusion", "decode"}
+
+
+def test_neovim_setup_checks_the_duration_against_the_backend(nvim) -> None:
+    ok, message = nvim.exec_lua("return {pcall(require('lofi').setup, {backend = 'ace-step', duration_sec = 5})}")
+    assert ok is False and "10 to 240" in message
+    assert nvim.exec_lua("return {pcall(require('lofi').setup, {backend = 'ace-step', duration_sec = 200})}")[0] is True
+    ok, message = nvim.exec_lua("return {pcall(require('lofi').setup, {backend = 'jukebox'})}")
+    assert ok is False and "backend" in message
+
+
+def test_lofi_cancel_stops_a_running_ace_step_job_from_the_editor(nvim, tmp_path: Path) -> None:
+    nvim.exec_lua("require('lofi').setup(...)", {"ace_step": {"dir": str(ACE_TINY)}, "cache": {"dir": str(tmp_path / "cache")}, "autoplay": False, "backend": "ace-step"})
+    out = nvim.exec_lua(
+        """
+        local lofi, done, started = require('lofi'), nil, false
+        lofi.on('generation_progress', function() started = true end)
+        local result = lofi.generate({prompt = 'slow ambient piano', duration_sec = 240, seed = 1}, function(err) done = err end)
+        vim.wait(60000, function() return started end, 5)
+        vim.cmd('LofiCancel')
+        vim.wait(60000, function() return done ~= nil end, 5)
+        return {result = result, done = done, notes = _G.notes}
+        """
+    )
+    assert out["done"]["code"] == "CANCELLED"
+    assert any("cancelled " + out["result"]["track_id"] in note["msg"] for note in out["notes"])
