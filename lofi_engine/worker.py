@@ -31,10 +31,11 @@ class ConsentRequired(Exception):
     """The model must be downloaded and the user has not agreed yet."""
 
 
-DIT_SEC_PER_TOKEN = 0.027
-VAE_SEC_PER_FRAME = 0.064
-"""ACE-Step's cost model before a stage is measured (2 cores, full-size random parts): a DiT step per token of the
-piece, a decode chunk per latent frame. Only the ratio matters; measured times replace it as the job runs."""
+DIT_SEC_PER_TOKEN = 0.016
+VAE_SEC_PER_FRAME = 0.043
+"""ACE-Step's cost model before a stage is measured (`make bench-ace-step`, 2 cores, full-size random parts): a DiT
+step per token of the piece, a decode chunk per latent frame it decodes. Only the ratio matters: measured times
+replace it as the job runs."""
 
 
 class Worker:

@@ -5,13 +5,14 @@ Dev-only (torch, diffusers 0.42, transformers 5.x: `make ace-dev`). Two sizes:
 * ``--size tiny``: the committed fixtures: ``ace-step-tiny/`` (written by ``lofi_engine.export.ace_step`` from a
   diffusers checkpoint saved here, so the tool itself is exercised) and ``ace-step-tiny-reference/reference.npz``,
   diffusers' own ``AceStepPipeline`` run on the same parts with fixed noise.
-* ``--size full``: the real 1.5 turbo DiT (24 layers, hidden 2048, ≈ 1.6 B parameters) alone, exported to ONNX
-  for the benchmark of one DiT step; never committed.
+* ``--size full``: the real 1.5 turbo DiT (24 layers, hidden 2048, ≈ 1.6 B parameters; fp32 and int8) and the
+  VAE decoder at their real sizes, exported to ONNX for `make bench-ace-step`; never committed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lofi_engine.export.ace_step import DiTGraph, Exporter, VaeDecoderGraph, export_checkpoint, export_friendly, remove_weight_norm
+
 SEED = 1234
 PROMPT = "slow ambient piano"
 REFERENCES = {"even": 10.0, "odd": 10.5}  # 250 and 263 latent frames: the odd one takes the host's padding path
 AUDIO_STRIDE = 8
-"""The reference keeps every 8th audio sample: all chunk boundaries of the decode are covered at an eighth of the size."""
+"""The reference keeps every 8th audio sample: the chunk boundary of the decode is covered at an eighth of the size."""
 TINY_SILENCE_FRAMES = 1000
 
 TOKENIZER_CORPUS = [
@@ -40,6 +43,8 @@ TOKENIZER_CORPUS = [
 TINY = dict(heads=4, kv_heads=2, head_dim=8, hidden=32, intermediate=64, layers=2, sliding_window=16)
 FULL_DIT = dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=24, num_attention_heads=16,
                 num_key_value_heads=8, head_dim=128, sliding_window=128)
+FULL_VAE = dict(encoder_hidden_size=128, downsampling_ratios=[2, 4, 4, 6, 10], channel_multiples=[1, 2, 4, 8, 16],
+                decoder_channels=128, decoder_input_channels=64, audio_channels=2, sampling_rate=48000)
 
 
 def build_tokenizer():
@@ -95,7 +100,7 @@ def write_reference(pipe, out: Path) -> None:
         arrays[f"{name}_duration"] = np.array(duration)
         arrays[f"{name}_noise"] = noise[0]
         arrays[f"{name}_latents"] = latents[0].numpy()
-        if name == "even":
+        if name == "odd":  # 263 frames: two decode chunks, so the reference covers a chunk boundary
             arrays[f"{name}_audio"] = audio[0][:, ::AUDIO_STRIDE].astype(np.float32)
             arrays[f"{name}_audio_samples"] = np.array(audio.shape[-1])
     out.mkdir(parents=True, exist_ok=True)
@@ -103,8 +108,6 @@ def write_reference(pipe, out: Path) -> None:
 
 
 def build_tiny(out: Path) -> None:
-    from lofi_engine.export.ace_step import export_checkpoint
-
     pipe = build_tiny_pipeline()
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "acestep-v15-turbo-tiny"
@@ -116,19 +119,26 @@ def build_tiny(out: Path) -> None:
     write_reference(saved, out / "ace-step-tiny-reference")
 
 
-def build_full_dit(out: Path) -> None:
-    """The full-size DiT alone (random weights), exported like the tool exports it, for `make bench`."""
-    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+def build_full(out: Path) -> None:
+    """The full-size DiT (fp32 and int8 weight-only) and VAE decoder, random weights, exported as the tool exports
+    them, for `make bench-ace-step`."""
+    out.mkdir(parents=True, exist_ok=True)
+    exporter = Exporter(None, out)
+    export_full_dit(exporter)
+    gc.collect()
+    exporter.quantize_int8("dit.onnx")
+    export_full_vae(exporter)
+    print(f"wrote {out}")
 
-    from lofi_engine.export.ace_step import DiTGraph, Exporter, export_friendly
+
+def export_full_dit(exporter: "Exporter") -> None:
+    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
 
     torch.manual_seed(SEED)
     started = time.perf_counter()
     transformer = AceStepTransformer1DModel(in_channels=192, audio_acoustic_hidden_dim=64, patch_size=2, is_turbo=True,
                                             model_version="turbo", **FULL_DIT).eval()
     print(f"built the DiT ({sum(p.numel() for p in transformer.parameters()) / 1e9:.3f} B parameters) in {time.perf_counter() - started:.0f} s")
-    out.mkdir(parents=True, exist_ok=True)
-    exporter = Exporter(None, out)
     frames = 2 * 2 * FULL_DIT["sliding_window"]
 
     def inputs(n: int) -> dict[str, torch.Tensor]:
@@ -140,7 +150,16 @@ def build_full_dit(out: Path) -> None:
         exporter.export("dit", DiTGraph(transformer), inputs(frames), ["velocity"],
                         {"hidden_states": {1: "frames"}, "encoder_hidden_states": {1: "condition_tokens"}, "context_latents": {1: "frames"}},
                         inputs(frames // 2 + 2))
-    print(f"wrote {out}")
+
+
+def export_full_vae(exporter: "Exporter") -> None:
+    from diffusers import AutoencoderOobleck
+
+    vae = AutoencoderOobleck(**FULL_VAE).eval()
+    remove_weight_norm(vae)
+    print(f"built the VAE decoder ({sum(p.numel() for p in vae.decoder.parameters()) / 1e6:.1f} M parameters)")
+    exporter.export("vae_decoder", VaeDecoderGraph(vae), {"latents": torch.randn(1, 64, 50)}, ["audio"],
+                    {"latents": {2: "frames"}}, {"latents": torch.randn(1, 64, 37)})
 
 
 def main() -> None:
@@ -151,7 +170,7 @@ def main() -> None:
     if args.size == "tiny":
         build_tiny(args.out)
     else:
-        build_full_dit(args.out / "ace-step-full-dit")
+        build_full(args.out / "ace-step-full")
 
 
 if __name__ == "__main__":

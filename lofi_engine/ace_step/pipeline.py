@@ -25,11 +25,11 @@ from ..providers import providers_for, session_options
 from ..validation import MAX_SEED, check_duration, check_prompt, check_seed
 from .manifest import GRAPHS, Manifest
 
-DECODE_FRAMES = 125
-"""Latent frames (5 s) decoded per VAE chunk: a progress and cancellation point every 5 s of audio."""
-DECODE_OVERLAP = 32
-"""Latent frames of context each side of a chunk, cut away after decoding. The Oobleck decoder sees about ±9 frames,
-so the joined chunks equal one whole decode to float rounding."""
+DECODE_FRAMES = 250
+"""Latent frames (10 s) decoded per VAE chunk: a progress and cancellation point every 10 s of audio."""
+DECODE_OVERLAP = 16
+"""Latent frames of context each side of a chunk, cut away after decoding. The Oobleck decoder sees ±10 frames
+(measured: with 10 frames of context a chunk equals the whole decode exactly), so the joined chunks are exact."""
 PEAK = 10 ** (-1.0 / 20.0)
 """Tracks are normalised to a −1 dBFS peak, as ACE-Step's own pipeline does."""
 
