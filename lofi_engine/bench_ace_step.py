@@ -122,7 +122,7 @@ def report(results: dict[str, Any]) -> str:
         for duration, step in dit["steps"].items():
             lines.append(f"  one DiT step, {float(duration):>5g} s piece ({math.ceil(float(duration) * LATENT_RATE) // 2} tokens)  {step['best_sec']:8.2f} s")
     vae = results["vae"]
-    lines.append(f"VAE decode, one chunk ({vae['chunk_frames']} frames = 5 s + context)  {vae['chunk_sec']:.2f} s")
+    lines.append(f"VAE decode, one chunk ({vae['chunk_frames']} frames: {DECODE_FRAMES // LATENT_RATE} s + context)  {vae['chunk_sec']:.2f} s")
     for variant, guess in results["estimate_240"].items():
         lines.append(
             f"240 s piece, {variant}: 8 steps {guess['diffusion_sec']:.0f} s + {guess['chunks']} decode chunks "

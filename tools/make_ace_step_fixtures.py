@@ -123,7 +123,7 @@ def build_full(out: Path) -> None:
     """The full-size DiT (fp32 and int8 weight-only) and VAE decoder, random weights, exported as the tool exports
     them, for `make bench-ace-step`."""
     out.mkdir(parents=True, exist_ok=True)
-    exporter = Exporter(None, out)
+    exporter = Exporter(out)
     export_full_dit(exporter)
     gc.collect()
     exporter.quantize_int8("dit.onnx")

@@ -194,8 +194,9 @@ def remove_weight_norm(module: nn.Module) -> None:
 
 
 class Exporter:
-    def __init__(self, pipe: Any, out: Path, log=print) -> None:
-        self.pipe = pipe
+    """Writes graphs into ``out``, remembering each one's tensor names and external data for the manifest."""
+
+    def __init__(self, out: Path, log=print) -> None:
         self.out = out
         self.log = log
         self.graphs: dict[str, dict[str, Any]] = {}
@@ -335,7 +336,7 @@ def export_checkpoint(
     for model in (text_encoder, condition, transformer, vae):
         model.eval()
     remove_weight_norm(vae)
-    exporter = Exporter(pipe, out, log)
+    exporter = Exporter(out, log)
     hop = math.prod(vae.config.downsampling_ratios)
     sample_rate = int(vae.config.sampling_rate)
     latent_rate = sample_rate / hop
