@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from .ace_step.manifest import HOW_TO_EXPORT
 from .ace_step.pipeline import AceStep
 from .config import EngineConfig
 from .errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
@@ -134,6 +135,8 @@ def run_download(args: argparse.Namespace) -> None:
     from .download import download_variant, remote_sizes
 
     config = EngineConfig.from_arguments(args)
+    if config.backend == "ace-step":
+        raise LofiError(MODEL_NOT_FOUND, f"lofi download fetches MusicGen only. {HOW_TO_EXPORT}")
     consent = ConsentStore(config)
     if is_available(config):
         print(f"the {config.variant} model is already downloaded: {variant_dir(config)}", file=sys.stderr)

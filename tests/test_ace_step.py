@@ -232,6 +232,8 @@ def test_cli_refuses_musicgen_only_flags_and_short_pieces(tmp_path: Path) -> Non
     done = lofi("generate", "x", "--backend", "ace-step", "--model-dir", str(ACE_TINY), "--duration", "5", cwd=tmp_path)
     assert done.returncode == 1 and "INVALID_DURATION" in done.stderr and "10 to 240" in done.stderr
     assert not list(tmp_path.iterdir())
+    done = lofi("download", "--backend", "ace-step", "--yes", "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert done.returncode == 1 and "MODEL_NOT_FOUND: lofi download fetches MusicGen only" in done.stderr and "export.ace_step" in done.stderr
 
 
 # ---- the service: queue, progress, cancellation ---------------------------------------------------------------------

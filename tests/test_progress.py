@@ -27,3 +27,20 @@ def test_reporter_emits_every_5_percent_in_order_and_ends_at_99_with_all_tokens(
     assert events[-1]["tokens_generated"] == events[-1]["tokens_estimated"] == 37
     assert all(abs(e["percent"] - 100 * e["tokens_generated"] / 37) <= 5 for e in events[:-1])
     assert [e["tokens_generated"] for e in events] == sorted(e["tokens_generated"] for e in events)
+
+
+def test_stage_eta_prices_an_unmeasured_stage_from_the_cost_model_then_from_measurements() -> None:
+    """ACE-Step: 8 DiT steps then 24 decode chunks; the ETA is honest before and after the decode is measured."""
+    from lofi_engine.progress import StageEta
+
+    units = ["diffusion"] * 8 + ["decode"] * 24
+    costs = [48.0] * 8 + [12.0] * 24  # the cost model: a step is 4 chunks
+    seconds = [50.0] * 8 + [13.0] * 24  # what the machine really takes
+    eta = StageEta(units, costs)
+    assert eta.eta(0) == 0.0  # nothing measured, no guess
+    eta.record(0, seconds[0])
+    truth = sum(seconds[1:])
+    assert abs(eta.eta(1) - truth) / truth < 0.05
+    for i in range(1, 9):
+        eta.record(i, seconds[i])
+    assert abs(eta.eta(9) - sum(seconds[9:])) < 1e-6  # the decode now priced from its own measurement
