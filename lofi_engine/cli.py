@@ -96,12 +96,9 @@ def generate_ace_step(args: argparse.Namespace, config: EngineConfig):
         raise LofiError(INVALID_PARAMS, f"--steps must be from 1 to 100, not {args.steps}")
     print(f"loading ACE-Step from {config.ace_step_dir} …", file=sys.stderr)
     model = AceStep.load(config.ace_step_dir, variant=config.ace_step_variant, device=config.device, threads=config.threads)
-    plan = model.plan(args.duration, args.steps)
-    bar = TerminalProgress(sys.stderr, unit="steps and chunks")
-    offsets = {"diffusion": 0, "decode": plan.steps}
     return model.generate(
         args.prompt, duration_sec=args.duration, seed=args.seed, steps=args.steps,
-        on_step=lambda stage, done, total: bar(offsets[stage] + done, len(plan.units)),
+        on_step=TerminalProgress(sys.stderr, unit="DiT steps and decode chunks"),
     )
 
 

@@ -20,6 +20,7 @@ from .delay_pattern import PREDICTED, build_pattern, undelay, window_length
 from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
 from .onnx_session import is_int8, run
 from .optimized_cache import open_optimized
+from .progress import EtaEstimator
 from .providers import providers_for
 from .sampling import TokenSampler
 from .streaming import AudioStreamer, ChunkCallback
@@ -161,6 +162,14 @@ class MusicGen:
             precision = "fp16" if cached.dtype == np.float16 else "int8" if is_int8(decoder_file) else "fp32"
             model_version = f"musicgen-{settings.size}-{precision}-v1"
         return cls(tokenizer, sessions[files.TEXT_ENCODER], cached, sessions[files.AUDIO_DECODER], settings, model_version)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.settings.sample_rate
+
+    def progress_model(self, duration_sec: float) -> EtaEstimator:
+        """One unit of work per decoder step, its cost growing with the cache position it reads."""
+        return EtaEstimator([p for w in self.plan(duration_sec) for p in w.cache_positions])
 
     def plan(self, duration_sec: float) -> list[Window]:
         """The decoder windows that make ``duration_sec`` of audio; their steps sum to the job's total work."""

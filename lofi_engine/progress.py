@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Union
 
 STEP_PERCENT = 5
 MAX_PERCENT = 99
@@ -18,6 +18,7 @@ class EtaEstimator:
 
     def __init__(self, positions: list[int]) -> None:
         self.positions = positions
+        self.total = len(positions)
         self.remaining_position_sum = float(sum(positions))
         self.n = self.sp = self.st = self.spp = self.spt = 0.0
 
@@ -29,6 +30,9 @@ class EtaEstimator:
         self.st += seconds
         self.spp += p * p
         self.spt += p * seconds
+
+    def stage(self, steps_done: int) -> str | None:
+        return None
 
     def eta(self, steps_done: int) -> float:
         remaining = len(self.positions) - steps_done
@@ -51,6 +55,7 @@ class StageEta:
 
     def __init__(self, units: list[str], costs: list[float]) -> None:
         self.units = units
+        self.total = len(units)
         self.costs = costs
         self.seconds: dict[str, float] = {}
         self.cost_done: dict[str, float] = {}
@@ -60,12 +65,19 @@ class StageEta:
         self.seconds[kind] = self.seconds.get(kind, 0.0) + seconds
         self.cost_done[kind] = self.cost_done.get(kind, 0.0) + self.costs[step_index]
 
+    def stage(self, steps_done: int) -> str | None:
+        """The kind of the unit just done, reported with the progress."""
+        return self.units[steps_done - 1]
+
     def eta(self, steps_done: int) -> float:
         if not self.seconds:
             return 0.0
         rate = {kind: self.seconds[kind] / max(self.cost_done[kind], 1e-12) for kind in self.seconds}
         fallback = sum(self.seconds.values()) / max(sum(self.cost_done.values()), 1e-12)
         return sum(rate.get(kind, fallback) * cost for kind, cost in zip(self.units[steps_done:], self.costs[steps_done:]))
+
+
+Estimator = Union[EtaEstimator, StageEta]
 
 
 class ProgressReporter:
@@ -75,19 +87,14 @@ class ProgressReporter:
     exactly in the final (99 %) event; 100 % is the `generation_complete` event itself.
     """
 
-    def __init__(self, track_id: str, estimator: EtaEstimator | StageEta, total: int, emit: Callable[[str, dict], None]) -> None:
+    def __init__(self, track_id: str, estimator: Estimator, emit: Callable[[str, dict], None]) -> None:
+        """``estimator``: the backend's ``progress_model(duration)``: its units of work and their ETA."""
         self.track_id = track_id
-        self.total = total
+        self.total = estimator.total
         self.emit = emit
         self.eta = estimator
         self.last_percent = 0
         self.last_time = time.perf_counter()
-        self.stage: str | None = None
-
-    @classmethod
-    def for_positions(cls, track_id: str, positions: list[int], emit: Callable[[str, dict], None]) -> "ProgressReporter":
-        """MusicGen: one unit per decoder step, its cost growing with the cache position."""
-        return cls(track_id, EtaEstimator(positions), len(positions), emit)
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
@@ -103,4 +110,5 @@ class ProgressReporter:
     def _send(self, percent: int, done: int, eta: float) -> None:
         self.last_percent = percent
         event = {"track_id": self.track_id, "percent": percent, "tokens_generated": done, "tokens_estimated": self.total, "eta_sec": eta}
-        self.emit("generation_progress", event if self.stage is None else {**event, "stage": self.stage})
+        stage = self.eta.stage(done)
+        self.emit("generation_progress", event if stage is None else {**event, "stage": stage})

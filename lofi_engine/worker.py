@@ -16,12 +16,13 @@ from typing import Any, Callable
 from .cache import TrackCache
 from .config import EngineConfig
 from .download import download_variant, forget_file, remote_sizes
-from .ace_step.pipeline import AceStep, Plan
+from .ace_step.pipeline import AceStep
+from .backend import Backend
 from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
 from .models import ConsentStore, is_available, locate_model
 from .musicgen import MusicGen
-from .progress import ProgressReporter, StageEta
-from .track import track_metadata
+from .progress import ProgressReporter
+from .track import Finished, track_metadata
 from .wav import write_wav
 
 log = logging.getLogger("lofi.engine")
@@ -29,13 +30,6 @@ log = logging.getLogger("lofi.engine")
 
 class ConsentRequired(Exception):
     """The model must be downloaded and the user has not agreed yet."""
-
-
-DIT_SEC_PER_TOKEN = 0.016
-VAE_SEC_PER_FRAME = 0.043
-"""ACE-Step's cost model before a stage is measured (`make bench-ace-step`, 2 cores, full-size random parts): a DiT
-step per token of the piece, a decode chunk per latent frame it decodes. Only the ratio matters: measured times
-replace it as the job runs."""
 
 
 class Worker:
@@ -46,7 +40,7 @@ class Worker:
         self.cancel = cancel
         self.cache = TrackCache(config.cache_dir / "tracks", config.cache_max_bytes)
         self.consent = ConsentStore(config)
-        self.models: dict[str, MusicGen | AceStep] = {}
+        self.models: dict[str, Backend] = {}
 
     def emit(self, method: str, params: dict[str, Any]) -> None:
         self.conn.send({"method": method, "params": params})
@@ -72,16 +66,16 @@ class Worker:
         )
         try:
             model = self.ensure_model(track_id, backend, job["model_version"])
+            reporter = ProgressReporter(track_id, model.progress_model(job["duration_sec"]), self.emit)
             if isinstance(model, AceStep):
-                generation = self.run_ace_step(model, job)
-            else:
-                positions = [p for w in model.plan(job["duration_sec"]) for p in w.cache_positions]
+                generation = self.run_cancellable(model, job, reporter)
+            else:  # MusicGen cannot be stopped (FR-009) but plays while it composes
                 generation = model.generate(
                     job["prompt"],
                     duration_sec=job["duration_sec"],
                     seed=job["seed"],
-                    on_step=ProgressReporter.for_positions(track_id, positions, self.emit),
-                    on_chunk=lambda audio, start: self.chunk(track_id, audio, start, model.settings.sample_rate),
+                    on_step=reporter,
+                    on_chunk=lambda audio, start: self.chunk(track_id, audio, start, model.sample_rate),
                 )
             path = write_wav(self.cache.wav_path(track_id), generation.audio, generation.sample_rate)
             meta = track_metadata(generation, path)
@@ -98,21 +92,15 @@ class Worker:
             log.exception("generation %s failed", track_id)
             self.fail(track_id, MODEL_INFERENCE_FAILED, f"unexpected engine error: {exc!r}")
 
-    def run_ace_step(self, model: AceStep, job: dict[str, Any]):
+    def run_cancellable(self, model: AceStep, job: dict[str, Any], reporter: ProgressReporter) -> Finished:
         """An ACE-Step job, stopped when the client sets the cancel event (between steps, or inside one)."""
-        plan = model.plan(job["duration_sec"])
-        reporter = ProgressReporter(job["track_id"], StageEta(plan.units, _ace_step_costs(plan)), len(plan.units), self.emit)
-        offsets = {"diffusion": 0, "decode": plan.steps}
-
-        def step(stage: str, done: int, total: int) -> None:
-            reporter.stage = stage
-            reporter(offsets[stage] + done, len(plan.units))
-
         finished = threading.Event()
         watcher = threading.Thread(target=_watch_cancel, args=(self.cancel, finished, model.cancel), daemon=True)
         watcher.start()
         try:
-            return model.generate(job["prompt"], duration_sec=job["duration_sec"], seed=job["seed"], on_step=step, should_stop=self.cancel.is_set)
+            return model.generate(
+                job["prompt"], duration_sec=job["duration_sec"], seed=job["seed"], on_step=reporter, should_stop=self.cancel.is_set
+            )
         finally:
             finished.set()
             watcher.join()
@@ -142,7 +130,7 @@ class Worker:
         about = {"variant": self.config.variant} | ({"track_id": track_id} if track_id else {})
         download_variant(self.config, lambda progress: self.emit("download_progress", {**about, **progress}))
 
-    def ensure_model(self, track_id: str, backend: str, model_version: str) -> MusicGen | AceStep:
+    def ensure_model(self, track_id: str, backend: str, model_version: str) -> Backend:
         """The backend's model, loaded on first use and kept (FR-007); the other backend's is let go to free memory."""
         if backend in self.models:
             return self.models[backend]
@@ -155,9 +143,18 @@ class Worker:
             self.models[backend] = self.load_musicgen(track_id, model_version)
         return self.models[backend]
 
-    def _load_progress(self, track_id: str) -> Callable[[str, int, int], None]:
+    def _load_progress(self, track_id: str, stage: str = "load") -> Callable[[str, int, int], None]:
+        """`model_load_progress` events: ``stage`` "verify" while files are checked, "load" while sessions open."""
+        last = -1
+
         def loaded(name: str, done: int, total: int) -> None:
-            self.emit("model_load_progress", {"track_id": track_id, "file": name, "bytes_loaded": done, "bytes_total": total, "percent": 100 * done // total})
+            nonlocal last
+            percent = 100 * done // max(total, 1)
+            if stage == "verify" and percent == last:
+                return
+            last = percent
+            event = {"track_id": track_id, "file": name, "bytes_loaded": done, "bytes_total": total, "percent": percent}
+            self.emit("model_load_progress", event if stage == "load" else {**event, "stage": stage})
 
         return loaded
 
@@ -166,6 +163,7 @@ class Worker:
         model = AceStep.load(
             self.config.ace_step_dir, variant=self.config.ace_step_variant, device=self.config.device, threads=self.config.threads,
             model_version=model_version, on_progress=self._load_progress(track_id),
+            on_verify=self._load_progress(track_id, "verify"),
         )
         log.info("ACE-Step loaded from %s in %.1f s", self.config.ace_step_dir, time.perf_counter() - started)
         return model
@@ -196,11 +194,6 @@ class Worker:
             if path.name in exc.message:
                 forget_file(path)
                 exc.message += "; the file was deleted and will be downloaded again on the next request"
-
-
-def _ace_step_costs(plan: Plan) -> list[float]:
-    chunk_frames = [c.end - c.start for c in plan.chunks]
-    return [DIT_SEC_PER_TOKEN * plan.dit_tokens] * plan.steps + [VAE_SEC_PER_FRAME * f for f in chunk_frames]
 
 
 def _watch_cancel(cancel: Any, finished: threading.Event, stop: Callable[[], None]) -> None:

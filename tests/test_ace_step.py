@@ -91,8 +91,10 @@ def test_the_prompt_conditions_the_music(ace: AceStep) -> None:
 
 def test_every_step_and_decode_chunk_reports_progress(ace: AceStep) -> None:
     seen = []
-    ace.generate("slow ambient piano", 20, seed=1, on_step=lambda stage, done, total: seen.append((stage, done, total)))
-    assert seen == [("diffusion", i, 8) for i in range(1, 9)] + [("decode", i, 2) for i in range(1, 3)]
+    ace.generate("slow ambient piano", 20, seed=1, on_step=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 10) for i in range(1, 11)]
+    model = ace.progress_model(20)
+    assert model.total == 10 and [model.stage(i) for i in range(1, 11)] == ["diffusion"] * 8 + ["decode"] * 2
 
 
 def test_bad_durations_name_the_backend_range(ace: AceStep) -> None:
@@ -102,10 +104,10 @@ def test_bad_durations_name_the_backend_range(ace: AceStep) -> None:
         assert err.value.code == "INVALID_DURATION" and "10 to 240" in err.value.message and "ace-step" in err.value.message
 
 
-@pytest.mark.parametrize(("stage", "at", "where"), [("diffusion", 3, "at diffusion step 4 of 8"), ("decode", 1, "while decoding chunk 2 of 2")])
-def test_cancel_stops_between_steps(ace: AceStep, stage: str, at: int, where: str) -> None:
-    def step(s: str, done: int, total: int) -> None:
-        if (s, done) == (stage, at):
+@pytest.mark.parametrize(("at", "where"), [(3, "at diffusion step 4 of 8"), (9, "while decoding chunk 2 of 2")])
+def test_cancel_stops_between_steps(ace: AceStep, at: int, where: str) -> None:
+    def step(done: int, total: int) -> None:
+        if done == at:
             ace.cancel()
 
     with pytest.raises(LofiError) as err:
@@ -117,8 +119,8 @@ def test_cancel_stops_between_steps(ace: AceStep, stage: str, at: int, where: st
 def test_cancel_from_another_thread_terminates_the_run_in_flight(ace: AceStep) -> None:
     """At 240 s a tiny DiT step takes ≈ 0.2 s; a cancel 20 ms into step 2 ends step 2 itself (RunOptions.terminate)."""
 
-    def step(stage: str, done: int, total: int) -> None:
-        if (stage, done) == ("diffusion", 1):
+    def step(done: int, total: int) -> None:
+        if done == 1:
             threading.Timer(0.02, ace.cancel).start()
 
     with pytest.raises(LofiError) as err:
@@ -421,3 +423,17 @@ def test_checkhealth_reports_the_ace_step_export(nvim, tmp_path: Path) -> None:
     nvim.command("bwipeout! | checkhealth lofi")
     text = "\n".join(nvim.current.buffer[:])
     assert f"ACE-Step export found in {ACE_TINY}" in text and "ERROR" not in text
+
+
+def test_first_load_reports_the_file_check_then_loads_without_it(engine, ace_copy: Path) -> None:
+    client, events = engine(ace_step_model_dir=str(ace_copy))
+    first = client.request("generate", {"prompt": "x", "duration_sec": 10, "seed": 1, "backend": "ace-step"})
+    events.wait_event("generation_complete", track_id=first["track_id"])
+    checks = [p for m, p in events.of(first["track_id"]) if m == "model_load_progress" and p.get("stage") == "verify"]
+    assert checks and checks[-1]["percent"] == 100 and checks[-1]["bytes_loaded"] == checks[-1]["bytes_total"]
+    assert checks[-1]["bytes_total"] == sum(e["size"] for n, e in json.loads((ace_copy / MANIFEST).read_text())["files"].items() if "int8" not in n)
+    client.close()
+    again, events = engine(ace_step_model_dir=str(ace_copy))
+    second = again.request("generate", {"prompt": "x", "duration_sec": 10, "seed": 2, "backend": "ace-step"})
+    events.wait_event("generation_complete", track_id=second["track_id"])
+    assert not [p for m, p in events.of(second["track_id"]) if m == "model_load_progress" and p.get("stage") == "verify"]

@@ -20,7 +20,7 @@ def test_eta_follows_step_cost_growing_with_position() -> None:
 
 def test_reporter_emits_every_5_percent_in_order_and_ends_at_99_with_all_tokens() -> None:
     events = []
-    reporter = ProgressReporter.for_positions("t", list(range(1, 38)), lambda name, data: events.append(data))  # 37 steps
+    reporter = ProgressReporter("t", EtaEstimator(list(range(1, 38))), lambda name, data: events.append(data))  # 37 steps
     for done in range(1, 38):
         reporter(done, 37)
     assert [e["percent"] for e in events] == list(range(5, 100, 5)) + [99]

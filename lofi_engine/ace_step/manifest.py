@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import MODEL_LOAD_FAILED, MODEL_NOT_FOUND, LofiError
 from ..jsonfile import read_json, write_json_atomic
@@ -27,15 +27,22 @@ HOW_TO_EXPORT = (
 )
 
 
+HashCallback = Callable[[str, int, int], None]
+"""``on_hash(file, bytes_hashed, bytes_total)`` while files are checked against the manifest."""
+
+
 def file_entry(path: Path) -> dict[str, Any]:
     return {"size": path.stat().st_size, "sha256": sha256_of(path)}
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path, on_block: Callable[[int], None] | None = None) -> str:
+    """``on_block(n)`` after each 64 MB hashed."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
+        for block in iter(lambda: handle.read(1 << 26), b""):
             digest.update(block)
+            if on_block is not None:
+                on_block(len(block))
     return digest.hexdigest()
 
 
@@ -93,13 +100,23 @@ class Manifest:
         revision = str(source.get("revision") or "local")[:12]
         return f"{self.data.get('model', 'ace-step-1.5-turbo')}-{variant}-{revision}"
 
-    def verify(self, names: list[str]) -> None:
+    def verify(self, names: list[str], on_hash: HashCallback | None = None) -> None:
         """Every named file exists with the manifest's size and sha256 (hashed once per size and mtime)."""
         stamp_path = self.root / VERIFIED_STAMP
         stamps = read_json(stamp_path, {})
         if not isinstance(stamps, dict):
             stamps = {}
         changed = False
+        to_hash = [n for n in names if (self.root / n).is_file() and stamps.get(n) != self._stamp(n)]
+        total = sum((self.root / n).stat().st_size for n in to_hash)
+        hashed = 0
+
+        def progress(name: str, n: int) -> None:
+            nonlocal hashed
+            hashed += n
+            if on_hash is not None:
+                on_hash(name, hashed, total)
+
         for name in names:
             expected = self.data["files"].get(name)
             if expected is None:
@@ -110,10 +127,10 @@ class Manifest:
             stat = path.stat()
             if stat.st_size != expected["size"]:
                 raise LofiError(MODEL_LOAD_FAILED, f"{path} has {stat.st_size} bytes, the manifest says {expected['size']}")
-            key = f"{stat.st_size}:{stat.st_mtime_ns}:{expected['sha256']}"
+            key = self._stamp(name)
             if stamps.get(name) == key:
                 continue
-            if sha256_of(path) != expected["sha256"]:
+            if sha256_of(path, lambda n, name=name: progress(name, n)) != expected["sha256"]:
                 raise LofiError(MODEL_LOAD_FAILED, f"{path} does not match the sha256 in {MANIFEST}; it was changed or damaged")
             stamps[name], changed = key, True
         if changed:
@@ -122,3 +139,7 @@ class Manifest:
             except OSError:
                 pass  # a read-only export is verified again next time
 
+    def _stamp(self, name: str) -> str:
+        """What a file verified earlier must still be: its size, modification time and the manifest's sha256."""
+        stat = (self.root / name).stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{self.data['files'][name]['sha256']}"

@@ -21,9 +21,10 @@ from tokenizers import Tokenizer
 
 from ..errors import CANCELLED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
 from ..onnx_session import open_session, run
+from ..progress import StageEta
 from ..providers import providers_for, session_options
 from ..validation import MAX_SEED, check_duration, check_prompt, check_seed
-from .manifest import GRAPHS, Manifest
+from .manifest import GRAPHS, HashCallback, Manifest
 
 DECODE_FRAMES = 250
 """Latent frames (10 s) decoded per VAE chunk: a progress and cancellation point every 10 s of audio."""
@@ -33,8 +34,12 @@ DECODE_OVERLAP = 16
 PEAK = 10 ** (-1.0 / 20.0)
 """Tracks are normalised to a −1 dBFS peak, as ACE-Step's own pipeline does."""
 
-StepCallback = Callable[[str, int, int], None]
-"""``on_step(stage, done, total)`` with stage "diffusion" or "decode"."""
+StepCallback = Callable[[int, int], None]
+"""``on_step(done, total)`` after each unit of work: the DiT steps, then the decode chunks (``Plan.units`` names them)."""
+DIT_SEC_PER_TOKEN = 0.016
+VAE_SEC_PER_FRAME = 0.043
+"""The cost model that prices a stage before it is measured (`make bench-ace-step`, 2 cores, full-size random parts):
+a DiT step per token of the piece, a decode chunk per latent frame it decodes. Only the ratio matters."""
 LoadCallback = Callable[[str, int, int], None]
 
 
@@ -74,6 +79,12 @@ class Plan:
     @property
     def units(self) -> list[str]:
         return ["diffusion"] * self.steps + ["decode"] * len(self.chunks)
+
+    @property
+    def costs(self) -> list[float]:
+        """Each unit's expected seconds by the cost model, for the ETA before a stage is measured."""
+        step = DIT_SEC_PER_TOKEN * self.dit_tokens
+        return [step] * self.steps + [VAE_SEC_PER_FRAME * (c.end - c.start) for c in self.chunks]
 
 
 @dataclass
@@ -119,11 +130,16 @@ class AceStep:
         threads: int | None = None,
         model_version: str | None = None,
         on_progress: LoadCallback | None = None,
+        on_verify: HashCallback | None = None,
     ) -> "AceStep":
-        """Open the export at ``model_dir``: only the files its manifest names, each checked against its sha256."""
+        """Open the export at ``model_dir``: only the files its manifest names, each checked against its sha256.
+
+        ``on_verify(file, bytes_hashed, bytes_total)`` follows the check (the first load of an export hashes it all);
+        ``on_progress(file, bytes_loaded, bytes_total)`` follows the sessions opening.
+        """
         manifest = Manifest.read(model_dir)
         graphs = manifest.variant_files(variant)
-        manifest.verify(manifest.files_for(variant))
+        manifest.verify(manifest.files_for(variant), on_verify)
         providers = providers_for(device)
         root = manifest.root
         try:
@@ -153,6 +169,11 @@ class AceStep:
     def plan(self, duration_sec: float, steps: int | None = None) -> Plan:
         frames = math.ceil(duration_sec * self.manifest.latent_rate)
         return make_plan(duration_sec, frames, self.manifest["patch_size"], self.manifest["hop_length"], steps or self.manifest["steps"])
+
+    def progress_model(self, duration_sec: float) -> StageEta:
+        """The job's units of work (DiT steps, then decode chunks) and the ETA over them."""
+        plan = self.plan(duration_sec)
+        return StageEta(plan.units, plan.costs)
 
     # ---- cancellation -----------------------------------------------------------------------------------------------
 
@@ -205,9 +226,17 @@ class AceStep:
         elif noise.shape != (plan.latent_frames, self.manifest["latent_channels"]):
             raise LofiError(MODEL_INFERENCE_FAILED, f"noise of shape {noise.shape} for {plan.latent_frames} latent frames")
         self._check("before it started")
+        done, units = 0, len(plan.units)
+
+        def advance() -> None:
+            nonlocal done
+            done += 1
+            if on_step is not None:
+                on_step(done, units)
+
         encoded = self.encode(prompt, duration_sec)
-        latents = self.denoise(noise, encoded, plan, on_step)
-        audio = self.decode(latents, plan, on_step)
+        latents = self.denoise(noise, encoded, plan, advance)
+        audio = self.decode(latents, plan, advance)
         return AceGeneration(
             audio=audio, sample_rate=self.sample_rate, latents=latents, seed=seed, duration_sec=duration_sec,
             generation_time_sec=time.perf_counter() - started, prompt=prompt, model_version=self.model_version,
@@ -230,7 +259,7 @@ class AceStep:
         repeats = -(-frames // self.silence.shape[0])
         return np.tile(self.silence, (repeats, 1))[:frames]
 
-    def denoise(self, noise: np.ndarray, encoded: np.ndarray, plan: Plan, on_step: StepCallback | None = None) -> np.ndarray:
+    def denoise(self, noise: np.ndarray, encoded: np.ndarray, plan: Plan, after_step: Callable[[], None] | None = None) -> np.ndarray:
         """Euler steps of the flow from noise (σ = 1) to latents (σ = 0); the DiT predicts the velocity."""
         frames, padded = plan.latent_frames, plan.dit_frames
         channels = self.manifest["latent_channels"]
@@ -250,14 +279,14 @@ class AceStep:
             )[0]
             x = x + (levels[i + 1] - levels[i]) * velocity
             x[0, frames:] = 0.0  # the padding frame starts every step as zeros, as diffusers' own padding does
-            if on_step is not None:
-                on_step("diffusion", i + 1, plan.steps)
+            if after_step is not None:
+                after_step()
         latents = x[0, :frames]
         if not np.isfinite(latents).all():
             raise LofiError(MODEL_INFERENCE_FAILED, "the diffusion produced NaN or infinite latents")
         return latents
 
-    def decode(self, latents: np.ndarray, plan: Plan, on_step: StepCallback | None = None) -> np.ndarray:
+    def decode(self, latents: np.ndarray, plan: Plan, after_chunk: Callable[[], None] | None = None) -> np.ndarray:
         """VAE decode chunk by chunk (overlaps cut away), then the −1 dBFS peak normalisation: ``[samples, 2]``."""
         hop = self.manifest["hop_length"]
         z = np.ascontiguousarray(latents.T[None])
@@ -268,8 +297,8 @@ class AceStep:
             out = self._run("vae_decoder", {"latents": z[:, :, chunk.start : chunk.end]}, where)[0][0]
             offset = (chunk.keep_start - chunk.start) * hop
             audio[:, chunk.keep_start * hop : chunk.keep_end * hop] = out[:, offset : offset + (chunk.keep_end - chunk.keep_start) * hop]
-            if on_step is not None:
-                on_step("decode", n + 1, len(plan.chunks))
+            if after_chunk is not None:
+                after_chunk()
         if not np.isfinite(audio).all():
             raise LofiError(MODEL_INFERENCE_FAILED, "the audio decoder produced NaN or infinite samples")
         peak = float(np.abs(audio).max())

@@ -256,7 +256,8 @@ local reactions = {
     finish(d.track_id, { code = d.code, message = d.message }, nil)
   end,
   model_load_progress = function(d)
-    ui.notify(("lofi: loading the model %d%%"):format(d.percent), vim.log.levels.INFO, true)
+    local what = d.stage == "verify" and "checking the model files" or "loading the model"
+    ui.notify(("lofi: %s %d%%"):format(what, d.percent), vim.log.levels.INFO, true)
   end,
   consent_required = function(d)
     M._ask_consent(d)
