@@ -202,7 +202,7 @@ def test_variant_not_in_the_export_is_refused(ace_copy: Path) -> None:
 
 def test_manifest_describes_the_export() -> None:
     manifest = Manifest.read(ACE_TINY)
-    assert manifest["sample_rate"] == 48000 and manifest["hop_length"] == 1920 and manifest.latent_rate == 25
+    assert manifest["sample_rate"] == 48000 and manifest["hop_length"] == 1920 and manifest["latent_rate"] == manifest.latent_rate == 25
     assert manifest["steps"] == 8 and manifest["shift"] == 3.0 and manifest["source"]["revision"] == "tiny-random"
     assert set(manifest["graphs"]["dit"]["inputs"]) == {"hidden_states", "timestep", "timestep_r", "encoder_hidden_states", "context_latents"}
     for name, entry in manifest["files"].items():

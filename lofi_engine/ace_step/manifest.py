@@ -78,6 +78,7 @@ class Manifest:
 
     @property
     def latent_rate(self) -> float:
+        """Latent frames a second (25): the sample rate over the VAE's hop."""
         return self.data["sample_rate"] / self.data["hop_length"]
 
     def variant_files(self, variant: str) -> dict[str, str]:

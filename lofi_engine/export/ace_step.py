@@ -409,6 +409,7 @@ def export_checkpoint(
         "sample_rate": sample_rate,
         "audio_channels": int(vae.config.audio_channels),
         "hop_length": hop,
+        "latent_rate": latent_rate,
         "latent_channels": channels,
         "patch_size": patch,
         "steps": 8,
