@@ -228,10 +228,15 @@ class EngineClient:
     # ---- the engine process ---------------------------------------------------------------------------------
 
     def _advance(self) -> None:
-        """Start the next pending job when the engine is free (called with the lock held)."""
-        if self._closed or self._running is not None or self._awaiting_consent is not None or not self._pending:
+        """Start the next pending job when the engine is free (called with the lock held). While the user has not
+        answered the MusicGen download question, ACE-Step jobs (which download nothing) go ahead of the waiting ones."""
+        if self._closed or self._running is not None:
             return
-        job = self._pending.pop(0)
+        ready = [j for j in self._pending if self._awaiting_consent is None or j.params.get("backend") == "ace-step"]
+        if not ready:
+            return
+        job = ready[0]
+        self._pending.remove(job)
         job.started_at = time.time()
         self._running = job
         try:

@@ -137,3 +137,18 @@ def test_cli_download_needs_yes_without_a_terminal_then_downloads(hub: FakeHub, 
     generated = run_cli("generate", PROMPT, "--duration", "5", "--output", str(tmp_path / "t.wav"), cache=cache)
     assert generated.returncode == 0, generated.stderr
     assert json.loads(generated.stdout)["model_version"] == "musicgen-small-fp32-v1"
+
+
+def test_ace_step_jobs_run_while_the_musicgen_download_question_waits(engine, hub: FakeHub, tmp_path: Path) -> None:
+    """A download question blocks only the jobs that need the download."""
+    from test_ace_step import ACE_TINY
+
+    client, events = engine(model_dir=None, ace_step_model_dir=str(ACE_TINY))
+    musicgen = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})
+    events.wait_event("consent_required", track_id=musicgen["track_id"])
+    ace = client.request("generate", {"prompt": PROMPT, "duration_sec": 10, "seed": 1, "backend": "ace-step"})
+    assert events.wait_event("generation_complete", track_id=ace["track_id"])["backend"] == "ace-step"
+    assert [j["track_id"] for j in client.request("queue")["pending"]] == [musicgen["track_id"]]
+    assert client.request("download", {"consent": False})["status"] == "declined"
+    assert events.wait_event("generation_error", track_id=musicgen["track_id"])["code"] == "MODEL_NOT_FOUND"
+    assert hub.gets() == []
