@@ -25,8 +25,8 @@ from lofi_engine.export.ace_step import DiTGraph, Exporter, VaeDecoderGraph, exp
 SEED = 1234
 PROMPT = "slow ambient piano"
 REFERENCES = {"even": 10.0, "odd": 10.5}  # 250 and 263 latent frames: the odd one takes the host's padding path
-AUDIO_STRIDE = 8
-"""The reference keeps every 8th audio sample: the chunk boundary of the decode is covered at an eighth of the size."""
+AUDIO_STRIDE = 16
+"""The reference keeps every 16th audio sample: the chunk boundary of the decode is covered at a sixteenth of the size."""
 TINY_SILENCE_FRAMES = 1000
 
 TOKENIZER_CORPUS = [
@@ -81,7 +81,7 @@ def build_tiny_pipeline():
     transformer = AceStepTransformer1DModel(num_hidden_layers=t["layers"], in_channels=192, audio_acoustic_hidden_dim=64,
                                             patch_size=2, is_turbo=True, model_version="turbo", **shared)
     vae = AutoencoderOobleck(encoder_hidden_size=128, downsampling_ratios=[2, 4, 4, 6, 10], channel_multiples=[1, 2, 4, 8, 16],
-                             decoder_channels=4, decoder_input_channels=64, audio_channels=2, sampling_rate=48000)
+                             decoder_channels=2, decoder_input_channels=64, audio_channels=2, sampling_rate=48000)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0)
     return AceStepPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
                            condition_encoder=condition, scheduler=scheduler)

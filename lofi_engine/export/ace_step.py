@@ -4,7 +4,7 @@
 
 Needs torch, diffusers ≥ 0.38, transformers 5.x, onnx and onnx-ir (`make ace-dev`); the engine itself never imports
 this. Writes text_encoder / condition_encoder / dit / vae_decoder graphs with dynamic length axes (external data for
-files over 2 GB), an int8 weight-only DiT, tokenizer.json, silence_latent.npy and manifest.json (files with sha256 and
+files over 2 GB), int8 weight-only copies of the three transformers, tokenizer.json, silence_latent.npy and manifest.json (files with sha256 and
 sizes, tensor names and dtypes, rates, steps, shift, source revision). Each graph is checked against torch at two
 lengths before the manifest is written; a failed check leaves no manifest, so the runtime will not load the export.
 """
@@ -393,8 +393,8 @@ def export_checkpoint(
         )
     variants = {"fp32": dict(files)}
     if int8:
-        log("quantizing the DiT to int8 (weight-only)")
-        variants["int8"] = {**files, "dit": exporter.quantize_int8(files["dit"])}
+        log("quantizing the transformers to int8 (weight-only; the VAE's convolutions stay fp32)")
+        variants["int8"] = {**files, **{role: exporter.quantize_int8(files[role]) for role in ("text_encoder", "condition_encoder", "dit")}}
 
     pipe.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     kept = silence[0, : max(timbre_frames, silence_frames or silence.shape[1])]
@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lofi_engine.export.ace_step", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="an ACE-Step 1.5 turbo checkpoint in diffusers' layout")
     parser.add_argument("--out", type=Path, required=True, help="where the ONNX export is written")
-    parser.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 weight-only DiT")
+    parser.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 weight-only variant")
     parser.add_argument("--silence-frames", type=int, help="keep only this many frames of the silence latent (default: all)")
     parser.add_argument("--revision", help="the checkpoint's revision for the manifest (default: read from the path)")
     args = parser.parse_args(argv)
