@@ -1,14 +1,15 @@
-"""lofi.nvim's music engine: MusicGen on ONNX Runtime.
+"""lofi.nvim's music engine: MusicGen and ACE-Step on ONNX Runtime.
 
 The client side (config, queue, cache, :class:`EngineClient`) needs only the standard library, so the editor's
-python3 host can import it; the model side (numpy, onnxruntime) loads on first use of :class:`MusicGen`.
+python3 host can import it; the model side (numpy, onnxruntime) loads on first use of :class:`MusicGen` or
+:class:`AceStep`.
 """
 
 from typing import Any
 
 from .errors import LofiError
 
-__all__ = ["Generation", "LofiError", "MusicGen"]
+__all__ = ["AceGeneration", "AceStep", "Generation", "LofiError", "MusicGen"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from . import musicgen
 
         return getattr(musicgen, name)
+    if name in ("AceGeneration", "AceStep"):
+        from .ace_step import pipeline
+
+        return getattr(pipeline, name)
     raise AttributeError(f"module 'lofi_engine' has no attribute {name!r}")
