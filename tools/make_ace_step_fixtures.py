@@ -5,8 +5,8 @@ Dev-only (torch, diffusers 0.42, transformers 5.x: `make ace-dev`). Two sizes:
 * ``--size tiny``: the committed fixtures: ``ace-step-tiny/`` (written by ``lofi_engine.export.ace_step`` from a
   diffusers checkpoint saved here, so the tool itself is exercised) and ``ace-step-tiny-reference/reference.npz``,
   diffusers' own ``AceStepPipeline`` run on the same parts with fixed noise.
-* ``--size full``: the real 1.5 turbo DiT (24 layers, hidden 2048, ≈ 1.6 B parameters; fp32 and int8) and the
-  VAE decoder at their real sizes, exported to ONNX for `make bench-ace-step`; never committed.
+* ``--size full``: every part at its real size (Qwen3-Embedding-0.6B, the 1.5 turbo condition encoder and DiT,
+  the VAE), saved as a diffusers checkpoint and exported with the tool, for `make bench-ace-step`; never committed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lofi_engine.export.ace_step import DiTGraph, Exporter, VaeDecoderGraph, export_checkpoint, export_friendly, remove_weight_norm
+from lofi_engine.export.ace_step import export_checkpoint
 
 SEED = 1234
 PROMPT = "slow ambient piano"
@@ -40,11 +40,24 @@ TOKENIZER_CORPUS = [
     "0123456789 seconds",
 ]
 
-TINY = dict(heads=4, kv_heads=2, head_dim=8, hidden=32, intermediate=64, layers=2, sliding_window=16)
-FULL_DIT = dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=24, num_attention_heads=16,
-                num_key_value_heads=8, head_dim=128, sliding_window=128)
-FULL_VAE = dict(encoder_hidden_size=128, downsampling_ratios=[2, 4, 4, 6, 10], channel_multiples=[1, 2, 4, 8, 16],
-                decoder_channels=128, decoder_input_channels=64, audio_channels=2, sampling_rate=48000)
+SIZES = {
+    "tiny": dict(
+        text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8),
+        vocab_size=None,  # the tiny tokenizer's
+        condition=dict(hidden_size=32, intermediate_size=64, text_hidden_dim=32, num_lyric_encoder_hidden_layers=2,
+                       num_timbre_encoder_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=16),
+        dit=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 head_dim=8, sliding_window=16),
+        vae_channels=2,
+    ),
+    "full": dict(  # Qwen3-Embedding-0.6B, and diffusers' defaults for the 1.5 turbo condition encoder and DiT
+        text=dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128),
+        vocab_size=151669,
+        condition=dict(),
+        dit=dict(),
+        vae_channels=128,
+    ),
+}
 
 
 def build_tokenizer():
@@ -60,7 +73,8 @@ def build_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
-def build_tiny_pipeline():
+def build_pipeline(size: str):
+    """Every part of an ACE-Step 1.5 turbo pipeline at ``size``, random weights (seeded)."""
     from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
     from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
     from diffusers.pipelines.ace_step.modeling_ace_step import AceStepConditionEncoder
@@ -68,20 +82,14 @@ def build_tiny_pipeline():
 
     torch.manual_seed(SEED)
     tokenizer = build_tokenizer()
-    t = TINY
-    text_encoder = Qwen3Model(Qwen3Config(
-        vocab_size=len(tokenizer), hidden_size=t["hidden"], intermediate_size=t["intermediate"], num_hidden_layers=t["layers"],
-        num_attention_heads=t["heads"], num_key_value_heads=t["kv_heads"], head_dim=t["head_dim"], max_position_embeddings=4096,
-    ))
-    shared = dict(hidden_size=t["hidden"], intermediate_size=t["intermediate"], num_attention_heads=t["heads"],
-                  num_key_value_heads=t["kv_heads"], head_dim=t["head_dim"], sliding_window=t["sliding_window"])
-    condition = AceStepConditionEncoder(text_hidden_dim=t["hidden"], timbre_hidden_dim=64, num_lyric_encoder_hidden_layers=2,
-                                        num_timbre_encoder_hidden_layers=2, **shared)
+    sizes = SIZES[size]
+    text_encoder = Qwen3Model(Qwen3Config(vocab_size=sizes["vocab_size"] or len(tokenizer), max_position_embeddings=4096, **sizes["text"]))
+    condition = AceStepConditionEncoder(timbre_hidden_dim=64, **sizes["condition"])
     condition.silence_latent.normal_()  # the converter fills it with encoded silence; any values exercise the same path
-    transformer = AceStepTransformer1DModel(num_hidden_layers=t["layers"], in_channels=192, audio_acoustic_hidden_dim=64,
-                                            patch_size=2, is_turbo=True, model_version="turbo", **shared)
+    transformer = AceStepTransformer1DModel(in_channels=192, audio_acoustic_hidden_dim=64, patch_size=2, is_turbo=True,
+                                            model_version="turbo", **sizes["dit"])
     vae = AutoencoderOobleck(encoder_hidden_size=128, downsampling_ratios=[2, 4, 4, 6, 10], channel_multiples=[1, 2, 4, 8, 16],
-                             decoder_channels=2, decoder_input_channels=64, audio_channels=2, sampling_rate=48000)
+                             decoder_channels=sizes["vae_channels"], decoder_input_channels=64, audio_channels=2, sampling_rate=48000)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0)
     return AceStepPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
                            condition_encoder=condition, scheduler=scheduler)
@@ -108,7 +116,7 @@ def write_reference(pipe, out: Path) -> None:
 
 
 def build_tiny(out: Path) -> None:
-    pipe = build_tiny_pipeline()
+    pipe = build_pipeline("tiny")
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "acestep-v15-turbo-tiny"
         pipe.save_pretrained(str(checkpoint))
@@ -120,46 +128,21 @@ def build_tiny(out: Path) -> None:
 
 
 def build_full(out: Path) -> None:
-    """The full-size DiT (fp32 and int8 weight-only) and VAE decoder, random weights, exported as the tool exports
-    them, for `make bench-ace-step`."""
-    out.mkdir(parents=True, exist_ok=True)
-    exporter = Exporter(out)
-    export_full_dit(exporter)
-    gc.collect()
-    exporter.quantize_int8("dit.onnx")
-    export_full_vae(exporter)
-    print(f"wrote {out}")
-
-
-def export_full_dit(exporter: "Exporter") -> None:
-    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
-
-    torch.manual_seed(SEED)
+    """The whole pipeline at full size (≈ 3 B parameters), saved as a diffusers checkpoint and exported with the tool,
+    as a user would; the checkpoint (≈ 12 GB) is deleted afterwards."""
     started = time.perf_counter()
-    transformer = AceStepTransformer1DModel(in_channels=192, audio_acoustic_hidden_dim=64, patch_size=2, is_turbo=True,
-                                            model_version="turbo", **FULL_DIT).eval()
-    print(f"built the DiT ({sum(p.numel() for p in transformer.parameters()) / 1e9:.3f} B parameters) in {time.perf_counter() - started:.0f} s")
-    frames = 2 * 2 * FULL_DIT["sliding_window"]
-
-    def inputs(n: int) -> dict[str, torch.Tensor]:
-        sigma = torch.tensor([0.75])
-        return {"hidden_states": torch.randn(1, n, 64), "timestep": sigma, "timestep_r": sigma,
-                "encoder_hidden_states": torch.randn(1, 40, FULL_DIT["hidden_size"]), "context_latents": torch.randn(1, n, 128)}
-
-    with export_friendly(transformer):
-        exporter.export("dit", DiTGraph(transformer), inputs(frames), ["velocity"],
-                        {"hidden_states": {1: "frames"}, "encoder_hidden_states": {1: "condition_tokens"}, "context_latents": {1: "frames"}},
-                        inputs(frames // 2 + 2))
-
-
-def export_full_vae(exporter: "Exporter") -> None:
-    from diffusers import AutoencoderOobleck
-
-    vae = AutoencoderOobleck(**FULL_VAE).eval()
-    remove_weight_norm(vae)
-    print(f"built the VAE decoder ({sum(p.numel() for p in vae.decoder.parameters()) / 1e6:.1f} M parameters)")
-    exporter.export("vae_decoder", VaeDecoderGraph(vae), {"latents": torch.randn(1, 64, 50)}, ["audio"],
-                    {"latents": {2: "frames"}}, {"latents": torch.randn(1, 64, 37)})
+    pipe = build_pipeline("full")
+    parts = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e9 for name in ("text_encoder", "condition_encoder", "transformer", "vae")}
+    print(f"built in {time.perf_counter() - started:.0f} s: " + ", ".join(f"{k} {v:.3f} B" for k, v in parts.items()), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+        checkpoint = Path(scratch) / "acestep-v15-turbo-random"
+        pipe.save_pretrained(str(checkpoint))
+        del pipe
+        gc.collect()
+        started = time.perf_counter()
+        export_checkpoint(checkpoint, out, int8=True, revision="full-random")
+        print(f"exported in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ lengths before the manifest is written; a failed check leaves no manifest, so th
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import math
 import sys
@@ -120,7 +121,7 @@ class TextEncoderGraph(nn.Module):
         self.text_encoder = text_encoder
 
     def forward(self, input_ids, attention_mask, lyric_ids):
-        hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         return hidden, self.text_encoder.get_input_embeddings()(lyric_ids)
 
 
@@ -339,6 +340,7 @@ def export_checkpoint(
     exporter = Exporter(out, log)
     hop = math.prod(vae.config.downsampling_ratios)
     sample_rate = int(vae.config.sampling_rate)
+    audio_channels = int(vae.config.audio_channels)
     latent_rate = sample_rate / hop
     channels = transformer.config.audio_acoustic_hidden_dim
     patch = transformer.config.patch_size
@@ -349,21 +351,24 @@ def export_checkpoint(
     ids = _tokens(pipe.tokenizer, text, 256)
     lyric_ids = _tokens(pipe.tokenizer, lyric, 2048)
     short = ids[:, : max(2, ids.shape[1] // 2)]
-    with export_friendly(condition, transformer):
-        log("exporting")
-        text_graph = TextEncoderGraph(text_encoder)
-        files = {
-            "text_encoder": exporter.export(
-                "text_encoder", text_graph,
-                {"input_ids": ids, "attention_mask": torch.ones_like(ids), "lyric_ids": lyric_ids},
-                ["last_hidden_state", "lyric_embeds"],
-                {"input_ids": {1: "text_tokens"}, "attention_mask": {1: "text_tokens"}, "lyric_ids": {1: "lyric_tokens"}},
-                {"input_ids": short, "attention_mask": torch.ones_like(short), "lyric_ids": lyric_ids[:, :-1]},
-            )
-        }
-        with torch.no_grad():
-            hidden, lyric_embeds = text_graph(ids, torch.ones_like(ids), lyric_ids)
-        timbre = silence[:, :timbre_frames]
+    log("exporting")
+    files: dict[str, str] = {}
+    # Each part is let go once exported, so a 24 GB machine holds at most one graph's copy beside torch's weights.
+    text_graph = TextEncoderGraph(text_encoder)
+    files["text_encoder"] = exporter.export(
+        "text_encoder", text_graph,
+        {"input_ids": ids, "attention_mask": torch.ones_like(ids), "lyric_ids": lyric_ids},
+        ["last_hidden_state", "lyric_embeds"],
+        {"input_ids": {1: "text_tokens"}, "attention_mask": {1: "text_tokens"}, "lyric_ids": {1: "lyric_tokens"}},
+        {"input_ids": short, "attention_mask": torch.ones_like(short), "lyric_ids": lyric_ids[:, :-1]},
+    )
+    with torch.no_grad():
+        hidden, lyric_embeds = text_graph(ids, torch.ones_like(ids), lyric_ids)
+    del text_graph, text_encoder
+    _release(pipe, "text_encoder")
+
+    timbre = silence[:, :timbre_frames]
+    with export_friendly(condition):
         condition_graph = ConditionEncoderGraph(condition)
         files["condition_encoder"] = exporter.export(
             "condition_encoder", condition_graph,
@@ -374,23 +379,30 @@ def export_checkpoint(
         )
         with torch.no_grad():
             encoded = condition_graph(hidden, lyric_embeds, timbre)
+    del condition_graph, condition
+    _release(pipe, "condition_encoder")
 
-        def dit_inputs(frames: int) -> dict[str, torch.Tensor]:
-            context = torch.cat([_tile(silence, frames), torch.ones(1, frames, channels)], dim=-1)
-            sigma = torch.tensor([0.75])
-            return {"hidden_states": torch.randn(1, frames, channels), "timestep": sigma, "timestep_r": sigma,
-                    "encoder_hidden_states": encoded, "context_latents": context}
+    def dit_inputs(frames: int) -> dict[str, torch.Tensor]:
+        context = torch.cat([_tile(silence, frames), torch.ones(1, frames, channels)], dim=-1)
+        sigma = torch.tensor([0.75])
+        return {"hidden_states": torch.randn(1, frames, channels), "timestep": sigma, "timestep_r": sigma,
+                "encoder_hidden_states": encoded, "context_latents": context}
 
-        frames = 2 * patch * max(1, transformer.config.sliding_window)  # past the sliding window, so its mask is traced
+    frames = 2 * patch * max(1, transformer.config.sliding_window)  # past the sliding window, so its mask is traced
+    with export_friendly(transformer):
         files["dit"] = exporter.export(
             "dit", DiTGraph(transformer), dit_inputs(frames), ["velocity"],
             {"hidden_states": {1: "frames"}, "encoder_hidden_states": {1: "condition_tokens"}, "context_latents": {1: "frames"}},
             dit_inputs(frames // 2 + patch),
         )
-        files["vae_decoder"] = exporter.export(
-            "vae_decoder", VaeDecoderGraph(vae), {"latents": torch.randn(1, channels, 50)}, ["audio"],
-            {"latents": {2: "frames"}}, {"latents": torch.randn(1, channels, 37)},
-        )
+    del transformer
+    _release(pipe, "transformer")
+    files["vae_decoder"] = exporter.export(
+        "vae_decoder", VaeDecoderGraph(vae), {"latents": torch.randn(1, channels, 50)}, ["audio"],
+        {"latents": {2: "frames"}}, {"latents": torch.randn(1, channels, 37)},
+    )
+    del vae
+    _release(pipe, "vae")
     variants = {"fp32": dict(files)}
     if int8:
         log("quantizing the transformers to int8 (weight-only; the VAE's convolutions stay fp32)")
@@ -407,7 +419,7 @@ def export_checkpoint(
         "source": {"checkpoint": checkpoint.name, "revision": revision or _revision(checkpoint),
                    "diffusers": _version("diffusers"), "transformers": _version("transformers"), "torch": torch.__version__},
         "sample_rate": sample_rate,
-        "audio_channels": int(vae.config.audio_channels),
+        "audio_channels": audio_channels,
         "hop_length": hop,
         "latent_rate": latent_rate,
         "latent_channels": channels,
@@ -430,6 +442,12 @@ def export_checkpoint(
     (out / MANIFEST).chmod(0o644)
     log(f"wrote {out / MANIFEST}")
     return out / MANIFEST
+
+
+def _release(pipe: Any, part: str) -> None:
+    """Drop the pipeline's reference to an exported part so its weights are freed."""
+    setattr(pipe, part, None)
+    gc.collect()
 
 
 def _tile(silence: torch.Tensor, frames: int) -> torch.Tensor:
