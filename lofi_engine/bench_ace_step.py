@@ -1,9 +1,10 @@
 """`make bench-ace-step`: the cost of ACE-Step 1.5 turbo on this machine, from full-size parts of random weights.
 
-A model of random weights costs what the real one costs, so these are real figures: one DiT evaluation at several
-piece lengths (fp32 and int8), one VAE decode chunk, peak memory, and the resulting time for a 240 s piece (8 DiT
-steps + its decode chunks). In the same run, torch's own forward of the same DiT architecture (when torch is
-installed) gives the reference the ONNX step is compared with. Writes everything as JSON.
+A model of random weights costs what the real one costs, so these are real figures: the whole pipeline end to end
+for one piece (load with and without the export's sha256 check, encode, diffusion, decode, peak memory, in a
+process of its own), one DiT evaluation at several piece lengths (fp32 and int8), one VAE decode chunk, and the
+resulting time for a 240 s piece (8 DiT steps + its decode chunks). In the same run, torch's own forward of the
+same DiT architecture (when torch is installed) gives the reference the ONNX step is compared with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import math
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -105,6 +107,38 @@ def measure_torch(threads: int, duration: float) -> dict[str, Any] | None:
     return {"duration_sec": duration, "best_sec": min(times), "all_sec": times}
 
 
+def measure_pipeline(model_dir: Path, threads: int, duration: float, variant: str) -> dict[str, Any]:
+    """`AceStep.load` + `generate` as the engine runs them; the first load checks every file's sha256."""
+    from .ace_step.manifest import VERIFIED_STAMP
+    from .ace_step.pipeline import AceStep
+
+    (model_dir / VERIFIED_STAMP).unlink(missing_ok=True)
+    started = time.perf_counter()
+    AceStep.load(model_dir, variant=variant, device="cpu", threads=threads)
+    first_load = time.perf_counter() - started
+    gc.collect()
+    started = time.perf_counter()
+    model = AceStep.load(model_dir, variant=variant, device="cpu", threads=threads)
+    load = time.perf_counter() - started
+    stamps: list[float] = []
+    started = time.perf_counter()
+    piece = model.generate("slow ambient piano", duration_sec=duration, seed=1, on_step=lambda d, t: stamps.append(time.perf_counter()))
+    wall = time.perf_counter() - started
+    plan = model.plan(duration)
+    steps = np.diff([started] + stamps)
+    return {
+        "variant": variant, "duration_sec": duration, "first_load_sec": first_load, "load_sec": load, "wall_sec": wall,
+        "encode_sec": float(steps[0] - np.median(steps[1 : plan.steps])),
+        "diffusion_sec": float(stamps[plan.steps - 1] - started), "decode_sec": float(stamps[-1] - stamps[plan.steps - 1]),
+        "audio_shape": list(piece.audio.shape), "peak_rss_gb": peak_rss_gb(),
+    }
+
+
+def in_subprocess(*args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "lofi_engine.bench_ace_step", *args], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def estimate(step_sec: float, chunk_sec: float, duration: float) -> dict[str, float]:
     plan = make_plan(duration, math.ceil(duration * LATENT_RATE), 2, HOP, 8)
     diffusion = plan.steps * step_sec
@@ -114,6 +148,12 @@ def estimate(step_sec: float, chunk_sec: float, duration: float) -> dict[str, fl
 
 def report(results: dict[str, Any]) -> str:
     lines = [f"ACE-Step 1.5 turbo, full-size random parts — {results['machine']}, {results['threads']} threads"]
+    for run in results.get("pipeline", []):
+        lines.append(
+            f"whole pipeline, {run['variant']}, {run['duration_sec']:g} s piece: load {run['first_load_sec']:.1f} s with the sha256 check, "
+            f"{run['load_sec']:.1f} s after; encode {run['encode_sec']:.1f} s + diffusion {run['diffusion_sec']:.1f} s + "
+            f"decode {run['decode_sec']:.1f} s = {run['wall_sec']:.1f} s; peak RSS {run['peak_rss_gb']:.1f} GB"
+        )
     for variant in ("fp32", "int8"):
         dit = results.get(variant)
         if not dit:
@@ -144,10 +184,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--skip-int8", action="store_true")
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--pipeline-duration", type=float, default=30.0, help="the piece the whole pipeline composes")
     parser.add_argument("--json", type=Path, default=Path("bench-ace-step.json"))
+    parser.add_argument("--step", choices=("pipeline",), help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.step == "pipeline":
+        print(json.dumps(measure_pipeline(args.models, args.threads, args.pipeline_duration, args.variant)))
+        return 0
     durations = [float(d) for d in args.durations.split(",")]
     results: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, python {sys.version.split()[0]}", "threads": args.threads}
+    if (args.models / "manifest.json").is_file():
+        common = ["--models", str(args.models), "--threads", str(args.threads), "--pipeline-duration", str(args.pipeline_duration)]
+        variants = ["fp32"] + ([] if args.skip_int8 else ["int8"])
+        results["pipeline"] = [in_subprocess("--step", "pipeline", "--variant", v, *common) for v in variants]
+        for run in results["pipeline"]:
+            print(f"  whole pipeline, {run['variant']}: {run['wall_sec']:.1f} s for {run['duration_sec']:g} s", flush=True)
     results["fp32"] = measure_dit(args.models / "dit.onnx", args.threads, durations)
     if not args.skip_int8 and (args.models / "dit.int8.onnx").is_file():
         results["int8"] = measure_dit(args.models / "dit.int8.onnx", args.threads, durations)
