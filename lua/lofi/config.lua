@@ -6,7 +6,7 @@
 
 ---@class lofi.AceStepConfig
 ---@field dir string? An ACE-Step export made with `python -m lofi_engine.export.ace_step` (nil: <cache>/models/ace-step)
----@field variant "fp32"|"int8" fp32, or int8 weight-only encoders and DiT (≈ 4 GB of memory instead of ≈ 11.5 GB)
+---@field variant "fp32"|"int8" fp32, or int8 weight-only encoders and DiT (4.1 GB of weights instead of 11.5 GB)
 
 ---@class lofi.CacheConfig
 ---@field dir string? Where tracks are kept (nil: $XDG_CACHE_HOME/lofi.nvim)
