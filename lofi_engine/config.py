@@ -63,7 +63,7 @@ class EngineConfig:
         metadata={"help": "an ACE-Step export (its manifest.json and ONNX files; default: cache_dir/models/ace-step)"},
     )
     ace_step_variant: str = field(
-        default="fp32", metadata={"help": "ACE-Step weights: fp32, or int8 (weight-only for the encoders and the DiT: 4.1 GB of weights instead of 11.5 GB, faster on a CPU)", "choices": ACE_STEP_VARIANTS}
+        default="fp32", metadata={"help": "ACE-Step weights: fp32, or int8 (weight-only for the encoders and the DiT: 4.1 GB of weights instead of 11.5 GB)", "choices": ACE_STEP_VARIANTS}
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or metal", "choices": DEVICES})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for inference (default: all cores)"})
