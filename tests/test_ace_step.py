@@ -384,6 +384,8 @@ def test_neovim_generates_with_ace_step_through_the_lua_api(nvim, tmp_path: Path
     assert (info.samplerate, info.channels, info.frames) == (48000, 2, 20 * 48000)
     stages = {data.get("stage") for name, data in out["events"] if name == "generation_progress"}
     assert stages == {"diffusion", "decode"}
+    notes = [n["msg"] for n in nvim.exec_lua("return _G.notes")]
+    assert any(n.startswith("lofi: generating ") for n in notes) and any(n.startswith("lofi: decoding ") for n in notes)
 
 
 def test_neovim_setup_checks_the_duration_against_the_backend(nvim) -> None:

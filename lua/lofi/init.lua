@@ -228,7 +228,8 @@ local reactions = {
     ui.progress_changed()
   end,
   generation_progress = function(d)
-    ui.notify(("lofi: generating %d%% (%s left)"):format(d.percent, ui.clock(d.eta_sec)), vim.log.levels.INFO, true)
+    local doing = d.stage == "decode" and "decoding" or "generating" -- ACE-Step's second stage turns latents into audio
+    ui.notify(("lofi: %s %d%% (%s left)"):format(doing, d.percent, ui.clock(d.eta_sec)), vim.log.levels.INFO, true)
     ui.progress_changed()
     stream.on_progress(d)
   end,
