@@ -439,3 +439,20 @@ def test_first_load_reports_the_file_check_then_loads_without_it(engine, ace_cop
     second = again.request("generate", {"prompt": "x", "duration_sec": 10, "seed": 2, "backend": "ace-step"})
     events.wait_event("generation_complete", track_id=second["track_id"])
     assert not [p for m, p in events.of(second["track_id"]) if m == "model_load_progress" and p.get("stage") == "verify"]
+
+
+def test_export_tool_explains_what_it_needs_without_a_traceback(tmp_path: Path) -> None:
+    """Run from the engine's own environment (no torch) it says how to get one; with torch, it checks its input."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "lofi_engine.export.ace_step", str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert "Traceback" not in done.stderr and not (tmp_path / "out" / MANIFEST).exists()
+    if importlib.util.find_spec("torch") is None:
+        assert done.returncode == 1 and "run `make ace-dev`" in done.stderr
+    else:
+        assert done.returncode == 2 and "is not a diffusers checkpoint (no model_index.json)" in done.stderr

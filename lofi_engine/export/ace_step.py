@@ -23,15 +23,25 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import onnx
-from onnx.external_data_helper import uses_external_data
 import onnxruntime as ort
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..ace_step.manifest import FORMAT, MANIFEST, file_entry
 from ..jsonfile import write_json_atomic
+
+try:
+    import diffusers  # noqa: F401 (checked here, used inside export_checkpoint)
+    import onnx
+    import torch
+    import torch.nn.functional as F
+    from onnx.external_data_helper import uses_external_data
+    from torch import nn
+except ImportError as missing:
+    if __name__ == "__main__":
+        sys.exit(
+            f"error: the export tool needs {missing.name} (torch, diffusers ≥ 0.38, transformers 5.x, onnx, onnx-ir), "
+            "which the engine's environment does not have: run `make ace-dev` and use .venv-ace/bin/python"
+        )
+    raise
 
 OPSET = 18
 TWO_GB = 2 * 1024**3
