@@ -13,11 +13,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
+from .ace_step.pipeline import AceStep
+from .backend import Backend
 from .cache import TrackCache
 from .config import EngineConfig
 from .download import download_variant, forget_file, remote_sizes
-from .ace_step.pipeline import AceStep
-from .backend import Backend
 from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
 from .models import ConsentStore, is_available, locate_model
 from .musicgen import MusicGen
@@ -131,9 +131,11 @@ class Worker:
         download_variant(self.config, lambda progress: self.emit("download_progress", {**about, **progress}))
 
     def ensure_model(self, track_id: str, backend: str, model_version: str) -> Backend:
-        """The backend's model, loaded on first use and kept (FR-007); the other backend's is let go to free memory."""
-        if backend in self.models:
-            return self.models[backend]
+        """The backend's model, loaded on first use and kept (FR-007); the other backend's is let go to free memory.
+        A job naming another version (the ACE-Step export was redone meanwhile) loads the files now on disk."""
+        loaded = self.models.get(backend)
+        if loaded is not None and loaded.model_version == model_version:
+            return loaded
         if self.models:
             log.info("unloading %s to load %s", ", ".join(self.models), backend)
             self.models.clear()

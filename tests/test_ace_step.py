@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
 from conftest import FIXTURES
+
 from lofi_engine import LofiError
 from lofi_engine.ace_step.manifest import MANIFEST, Manifest
 from lofi_engine.ace_step.pipeline import AceStep, sigmas
@@ -456,3 +456,16 @@ def test_export_tool_explains_what_it_needs_without_a_traceback(tmp_path: Path) 
         assert done.returncode == 1 and "run `make ace-dev`" in done.stderr
     else:
         assert done.returncode == 2 and "is not a diffusers checkpoint (no model_index.json)" in done.stderr
+
+
+def test_an_export_redone_while_the_engine_runs_is_loaded_for_the_next_job(engine, ace_copy: Path) -> None:
+    client, events = engine(ace_step_model_dir=str(ace_copy))
+    first = client.request("generate", {"prompt": "x", "duration_sec": 10, "seed": 1, "backend": "ace-step"})
+    assert events.wait_event("generation_complete", track_id=first["track_id"])["model_version"].endswith("-tiny-random")
+    manifest = json.loads((ace_copy / MANIFEST).read_text())
+    manifest["source"]["revision"] = "re-exported"
+    (ace_copy / MANIFEST).write_text(json.dumps(manifest))
+    second = client.request("generate", {"prompt": "x", "duration_sec": 10, "seed": 1, "backend": "ace-step"})
+    assert second["track_id"] != first["track_id"]
+    done = events.wait_event("generation_complete", track_id=second["track_id"])
+    assert done["model_version"] == "ace-step-1.5-turbo-fp32-re-exported"
