@@ -198,6 +198,17 @@ def test_variant_not_in_the_export_is_refused(ace_copy: Path) -> None:
     manifest.write_text(json.dumps(data))
     error = _load_error(ace_copy, variant="int8")
     assert error.code == "MODEL_LOAD_FAILED" and "has no int8 variant" in error.message
+    from lofi_engine.client import EngineClient
+    from lofi_engine.config import EngineConfig
+
+    settings = {"ace_step_model_dir": str(ace_copy), "ace_step_variant": "int8", "cache_dir": str(ace_copy.parent / "cache")}
+    client = EngineClient(EngineConfig.from_dict(settings), lambda *event: None, log_path=ace_copy.parent / "engine.log")
+    try:
+        with pytest.raises(LofiError) as err:  # said at once, not after the job waited its turn
+            client.request("generate", {"prompt": "x", "duration_sec": 10, "backend": "ace-step"})
+        assert err.value.code == "MODEL_LOAD_FAILED" and "has no int8 variant" in err.value.message
+    finally:
+        client.close()
 
 
 def test_manifest_describes_the_export() -> None:

@@ -97,6 +97,8 @@ class Manifest:
         return graphs + data + [self.data["tokenizer"], self.data["silence_latent"]]
 
     def model_version(self, variant: str) -> str:
+        """The version entering track ids; MODEL_LOAD_FAILED when the export lacks ``variant``."""
+        self.variant_files(variant)
         source = self.data.get("source", {})
         revision = str(source.get("revision") or "local")[:12]
         return f"{self.data.get('model', 'ace-step-1.5-turbo')}-{variant}-{revision}"
