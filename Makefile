@@ -42,7 +42,7 @@ fixtures: dev ace-dev
 	rm -rf tests/fixtures/ace-step-tiny tests/fixtures/ace-step-tiny-reference
 	$(ACE_VENV)/bin/python tools/make_ace_step_fixtures.py --size tiny --out tests/fixtures
 
-## bench-models: full-size MusicGen-small (fp32 merged + split, int8) and ACE-Step parts of random weights in $(BENCH_DIR)
+## bench-models: full-size MusicGen-small (fp32 merged + split, int8; ≈ 3 min, 13 GB RAM) and ACE-Step 1.5 turbo (checkpoint exported with the tool: ≈ 5 min, 14 GB RAM, 15 GB kept) of random weights in $(BENCH_DIR)
 bench-models: dev ace-dev
 	$(DEV_VENV)/bin/python tools/make_musicgen_fixtures.py --size full --out $(BENCH_DIR)
 	$(ACE_VENV)/bin/python tools/make_ace_step_fixtures.py --size full --out $(BENCH_DIR)
