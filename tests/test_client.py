@@ -239,3 +239,16 @@ def test_a_queued_job_can_be_cancelled_the_running_one_cannot(engine) -> None:
     events.wait_event("generation_complete", track_id=kept)
     assert "generation_start" not in [m for m, _ in events.of(queued)]
     assert client.cache.get(queued) is None and client.cache.get(running) is not None
+
+
+def test_the_editor_side_imports_only_the_standard_library() -> None:
+    """The editor's python3 host has nothing but pynvim: the client, RPC server and both backends' manifests must
+    not pull in the engine's packages."""
+    import subprocess
+
+    code = (
+        "import sys; import lofi_engine.client, lofi_engine.rpc, lofi_engine.models; "
+        "print([m for m in ('numpy', 'onnxruntime', 'tokenizers', 'soundfile', 'huggingface_hub') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
