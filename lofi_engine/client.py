@@ -54,6 +54,16 @@ class Job:
     def track_id(self) -> str | None:
         return self.params.get("track_id")
 
+    @property
+    def needs_musicgen_download(self) -> bool:
+        """Held by the MusicGen download question (ACE-Step downloads nothing; a download job is the answer)."""
+        return self.kind == "generate" and self.params["backend"] == "musicgen"
+
+    @property
+    def cancellable_while_running(self) -> bool:
+        """ACE-Step stops between (or inside) its steps; MusicGen cannot once started (FR-009)."""
+        return self.kind == "generate" and self.params["backend"] == "ace-step"
+
     def view(self, position: int) -> dict[str, Any]:
         view = {"kind": self.kind, "position": position, "priority": self.priority, "percent": self.percent, "eta_sec": self.eta_sec}
         if self.kind == "generate":
@@ -150,7 +160,7 @@ class EngineClient:
             index = len(self._pending)
         self._pending.insert(index, job)
         position = self._jobs().index(job)
-        if self._awaiting_consent is not None and backend == "musicgen":  # the queue waits for the user's answer: ask for this request too
+        if self._awaiting_consent is not None and job.needs_musicgen_download:  # the queue waits for the answer: ask for this one too
             self._emit("consent_required", {**self._awaiting_consent, "track_id": tid})
         self._advance()
         return {"track_id": tid, "status": "queued", "position": position, "seed": seed}
@@ -163,7 +173,7 @@ class EngineClient:
         self.consent.record(variant, consent)
         self._awaiting_consent = None
         if not consent:
-            declined = [j for j in self._pending if j.kind == "generate" and j.params["backend"] == "musicgen"]
+            declined = [j for j in self._pending if j.needs_musicgen_download]
             self._pending = [j for j in self._pending if j not in declined]
             for job in declined:
                 self._emit("generation_error", {"track_id": job.track_id, "code": MODEL_NOT_FOUND, "message": f"the {variant} model is not downloaded and its download was declined"})
@@ -186,7 +196,7 @@ class EngineClient:
             self._emit("generation_error", {"track_id": track_id, "code": CANCELLED, "message": "cancelled before it started"})
             return {"track_id": track_id, "status": "cancelled"}
         if self._running is not None and self._running.track_id == track_id:
-            if self._running.params.get("backend") == "ace-step" and self._cancel_running is not None:
+            if self._running.cancellable_while_running and self._cancel_running is not None:
                 self._cancel_running.set()
                 return {"track_id": track_id, "status": "cancelling"}
             raise LofiError(NOT_CANCELLABLE, "a MusicGen generation cannot be stopped once it has started (FR-009); it will finish")
@@ -232,7 +242,7 @@ class EngineClient:
         answered the MusicGen download question, ACE-Step jobs (which download nothing) go ahead of the waiting ones."""
         if self._closed or self._running is not None:
             return
-        ready = [j for j in self._pending if self._awaiting_consent is None or j.params.get("backend") == "ace-step"]
+        ready = [j for j in self._pending if self._awaiting_consent is None or not j.needs_musicgen_download]
         if not ready:
             return
         job = ready[0]

@@ -480,3 +480,12 @@ def test_an_export_redone_while_the_engine_runs_is_loaded_for_the_next_job(engin
     assert second["track_id"] != first["track_id"]
     done = events.wait_event("generation_complete", track_id=second["track_id"])
     assert done["model_version"] == "ace-step-1.5-turbo-fp32-re-exported"
+
+
+def test_a_file_the_manifest_does_not_list_is_refused_by_name(ace_copy: Path) -> None:
+    manifest = ace_copy / MANIFEST
+    data = json.loads(manifest.read_text())
+    del data["files"]["silence_latent.npy"]
+    manifest.write_text(json.dumps(data))
+    error = _load_error(ace_copy)
+    assert error.code == "MODEL_LOAD_FAILED" and "silence_latent.npy is not listed in" in error.message

@@ -104,45 +104,44 @@ class Manifest:
         return f"{self.data.get('model', 'ace-step-1.5-turbo')}-{variant}-{revision}"
 
     def verify(self, names: list[str], on_hash: HashCallback | None = None) -> None:
-        """Every named file exists with the manifest's size and sha256 (hashed once per size and mtime)."""
+        """Every named file is listed, present, of the manifest's size and sha256 (hashed once per size and mtime)."""
         stamp_path = self.root / VERIFIED_STAMP
         stamps = read_json(stamp_path, {})
         if not isinstance(stamps, dict):
             stamps = {}
-        changed = False
-        to_hash = [n for n in names if (self.root / n).is_file() and stamps.get(n) != self._stamp(n)]
-        total = sum((self.root / n).stat().st_size for n in to_hash)
-        hashed = 0
-
-        def progress(name: str, n: int) -> None:
-            nonlocal hashed
-            hashed += n
-            if on_hash is not None:
-                on_hash(name, hashed, total)
-
+        pending = []  # every file is checked for presence and size before any is hashed
         for name in names:
-            expected = self.data["files"].get(name)
-            if expected is None:
-                raise LofiError(MODEL_LOAD_FAILED, f"{name} is not listed in {self.root / MANIFEST}")
-            path = self.root / name
-            if not path.is_file():
-                raise LofiError(MODEL_LOAD_FAILED, f"{path} is missing (named by {MANIFEST}); export the checkpoint again")
-            stat = path.stat()
-            if stat.st_size != expected["size"]:
-                raise LofiError(MODEL_LOAD_FAILED, f"{path} has {stat.st_size} bytes, the manifest says {expected['size']}")
-            key = self._stamp(name)
-            if stamps.get(name) == key:
-                continue
-            if sha256_of(path, lambda n, name=name: progress(name, n)) != expected["sha256"]:
-                raise LofiError(MODEL_LOAD_FAILED, f"{path} does not match the sha256 in {MANIFEST}; it was changed or damaged")
-            stamps[name], changed = key, True
-        if changed:
+            stamp = self._checked_stamp(name)
+            if stamps.get(name) != stamp:
+                pending.append((name, stamp))
+        total = sum(self.data["files"][name]["size"] for name, _ in pending)
+        hashed = 0
+        for name, stamp in pending:
+
+            def block(n: int, name: str = name) -> None:
+                nonlocal hashed
+                hashed += n
+                if on_hash is not None:
+                    on_hash(name, hashed, total)
+
+            if sha256_of(self.root / name, block) != self.data["files"][name]["sha256"]:
+                raise LofiError(MODEL_LOAD_FAILED, f"{self.root / name} does not match the sha256 in {MANIFEST}; it was changed or damaged")
+            stamps[name] = stamp
+        if pending:
             try:
                 write_json_atomic(stamp_path, stamps)
             except OSError:
                 pass  # a read-only export is verified again next time
 
-    def _stamp(self, name: str) -> str:
-        """What a file verified earlier must still be: its size, modification time and the manifest's sha256."""
-        stat = (self.root / name).stat()
-        return f"{stat.st_size}:{stat.st_mtime_ns}:{self.data['files'][name]['sha256']}"
+    def _checked_stamp(self, name: str) -> str:
+        """The file's size, modification time and expected sha256, once it is listed, present and of the right size."""
+        expected = self.data["files"].get(name)
+        if expected is None:
+            raise LofiError(MODEL_LOAD_FAILED, f"{name} is not listed in {self.root / MANIFEST}; export the checkpoint again")
+        path = self.root / name
+        if not path.is_file():
+            raise LofiError(MODEL_LOAD_FAILED, f"{path} is missing (named by {MANIFEST}); export the checkpoint again")
+        stat = path.stat()
+        if stat.st_size != expected["size"]:
+            raise LofiError(MODEL_LOAD_FAILED, f"{path} has {stat.st_size} bytes, the manifest says {expected['size']}")
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{expected['sha256']}"

@@ -2,7 +2,7 @@
 
 numpy + onnxruntime only. One `session.run` per DiT evaluation (8 for turbo, no guidance), the flow-matching Euler
 loop and its shifted sigmas on the host, the VAE decode in overlapping chunks; every step and chunk is a progress
-point and a cancellation point, and ``terminate()`` stops a run in flight.
+point and a cancellation point, and :meth:`AceStep.cancel` also stops the run in flight.
 """
 
 from __future__ import annotations
@@ -301,9 +301,7 @@ class AceStep:
                 after_chunk()
         if not np.isfinite(audio).all():
             raise LofiError(MODEL_INFERENCE_FAILED, "the audio decoder produced NaN or infinite samples")
-        peak = float(np.abs(audio).max())
-        if peak > 1.0:
-            audio /= peak
+        # ACE-Step divides by the peak past full scale, then scales the peak to −1 dBFS: one gain, PEAK / peak.
         audio *= PEAK / max(float(np.abs(audio).max()), 1e-6)
         return np.ascontiguousarray(audio.T)
 

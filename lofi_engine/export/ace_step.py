@@ -27,6 +27,7 @@ import onnxruntime as ort
 
 from ..ace_step.manifest import FORMAT, MANIFEST, file_entry
 from ..jsonfile import write_json_atomic
+from ..providers import session_options
 
 try:
     import diffusers  # noqa: F401 (checked here, used inside export_checkpoint)
@@ -318,9 +319,8 @@ def _point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int)
 
 def _check_options() -> ort.SessionOptions:
     """Sessions that only check the export: no optimized copy of the weights, so a 6 GB DiT fits beside torch's."""
-    options = ort.SessionOptions()
+    options = session_options(None)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
     return options
 
 
