@@ -38,22 +38,22 @@ ace-dev:
 
 ## fixtures: regenerate tests/fixtures (random weights, real architectures): MusicGen and ACE-Step, with reference outputs
 fixtures: dev ace-dev
-	$(DEV_VENV)/bin/python tools/make_musicgen_fixtures.py --size tiny --out tests/fixtures
+	$(DEV_VENV)/bin/python -m lofi_engine.dev.make_musicgen_fixtures --size tiny --out tests/fixtures
 	rm -rf tests/fixtures/ace-step-tiny tests/fixtures/ace-step-tiny-reference
-	$(ACE_VENV)/bin/python tools/make_ace_step_fixtures.py --size tiny --out tests/fixtures
+	$(ACE_VENV)/bin/python -m lofi_engine.dev.make_ace_step_fixtures --size tiny --out tests/fixtures
 
 ## bench-models: full-size MusicGen-small (fp32 merged + split, int8; ≈ 3 min, 13 GB RAM) and ACE-Step 1.5 turbo (checkpoint exported with the tool: ≈ 5 min, 14 GB RAM, 15 GB kept) of random weights in $(BENCH_DIR)
 bench-models: dev ace-dev
-	$(DEV_VENV)/bin/python tools/make_musicgen_fixtures.py --size full --out $(BENCH_DIR)
-	$(ACE_VENV)/bin/python tools/make_ace_step_fixtures.py --size full --out $(BENCH_DIR)
+	$(DEV_VENV)/bin/python -m lofi_engine.dev.make_musicgen_fixtures --size full --out $(BENCH_DIR)
+	$(ACE_VENV)/bin/python -m lofi_engine.dev.make_ace_step_fixtures --size full --out $(BENCH_DIR)
 
 ## bench: time the engine on those models against the memory-bandwidth floor and transformers; writes bench-results.json
 bench: dev
-	$(DEV_VENV)/bin/python -m lofi_engine.bench --models $(BENCH_DIR) --json bench-results.json
+	$(DEV_VENV)/bin/python -m lofi_engine.dev.bench --models $(BENCH_DIR) --json bench-results.json
 
 ## bench-ace-step: one DiT step (fp32, int8) at 10–240 s, a decode chunk, the 240 s estimate, torch's step; writes bench-ace-step.json
 bench-ace-step: ace-dev
-	$(ACE_VENV)/bin/python -m lofi_engine.bench_ace_step --models $(BENCH_DIR)/ace-step-full --json bench-ace-step.json
+	$(ACE_VENV)/bin/python -m lofi_engine.dev.bench_ace_step --models $(BENCH_DIR)/ace-step-full --json bench-ace-step.json
 
 clean:
 	rm -rf $(VENV) $(DEV_VENV) $(ACE_VENV) *.egg-info

@@ -7,18 +7,18 @@ python3 host can import it; the model side (numpy, onnxruntime) loads on first u
 
 from typing import Any
 
-from .errors import LofiError
+from lofi_engine.shared.errors import LofiError
 
 __all__ = ["AceGeneration", "AceStep", "Generation", "LofiError", "MusicGen"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("Generation", "MusicGen"):
-        from . import musicgen
+        from lofi_engine.musicgen import model as musicgen
 
         return getattr(musicgen, name)
     if name in ("AceGeneration", "AceStep"):
-        from .ace_step import pipeline
+        from lofi_engine.ace_step import pipeline
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'lofi_engine' has no attribute {name!r}")

@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .ace_step.manifest import HOW_TO_EXPORT
-from .ace_step.pipeline import AceStep
-from .config import EngineConfig
-from .errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
-from .models import HUB_REPO, ConsentStore, is_available, locate_model, model_version, variant_dir
-from .musicgen import MusicGen
-from .track import track_id, track_metadata
-from .validation import check_duration, check_prompt, check_seed
-from .wav import write_wav
+from lofi_engine.store.ace_step_manifest import HOW_TO_EXPORT
+from lofi_engine.ace_step.pipeline import AceStep
+from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
+from lofi_engine.store.catalogue import HUB_REPO, ConsentStore, is_available, locate_model, model_version, variant_dir
+from lofi_engine.musicgen.model import MusicGen
+from lofi_engine.shared.track import track_id, track_metadata
+from lofi_engine.shared.request import check_duration, check_prompt, check_seed
+from lofi_engine.engine.wav import write_wav
 
 
 class TerminalProgress:
@@ -123,13 +123,13 @@ def generate_musicgen(args: argparse.Namespace, config: EngineConfig):
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    from .rpc import RpcServer
+    from lofi_engine.service.rpc import RpcServer
 
     RpcServer(EngineConfig.from_arguments(args), sys.stdout).serve(sys.stdin)
 
 
 def run_download(args: argparse.Namespace) -> None:
-    from .download import download_variant, remote_sizes
+    from lofi_engine.engine.download import download_variant, remote_sizes
 
     config = EngineConfig.from_arguments(args)
     if config.backend == "ace-step":

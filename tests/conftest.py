@@ -37,8 +37,8 @@ def reference(name: str) -> np.ndarray:
 def engine(tmp_path: Path):
     """A started-on-demand EngineClient over the tiny model, its events collected; closed after the test."""
     from events import EventLog
-    from lofi_engine.client import EngineClient
-    from lofi_engine.config import EngineConfig
+    from lofi_engine.service.client import EngineClient
+    from lofi_engine.shared.settings import EngineConfig
 
     clients = []
 

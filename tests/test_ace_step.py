@@ -17,7 +17,7 @@ import soundfile
 from conftest import FIXTURES
 
 from lofi_engine import LofiError
-from lofi_engine.ace_step.manifest import MANIFEST, Manifest
+from lofi_engine.store.ace_step_manifest import MANIFEST, Manifest
 from lofi_engine.ace_step.pipeline import AceStep, sigmas
 
 ACE_TINY = FIXTURES / "ace-step-tiny"
@@ -146,7 +146,7 @@ def _load_error(model_dir: Path, **kwargs) -> LofiError:
 
 def test_missing_export_says_how_to_make_one(tmp_path: Path) -> None:
     error = _load_error(tmp_path / "nothing")
-    assert error.code == "MODEL_NOT_FOUND" and "python -m lofi_engine.export.ace_step" in error.message
+    assert error.code == "MODEL_NOT_FOUND" and "python -m lofi_engine.dev.export_ace_step" in error.message
 
 
 def test_changed_file_fails_its_sha256(ace_copy: Path) -> None:
@@ -198,8 +198,8 @@ def test_variant_not_in_the_export_is_refused(ace_copy: Path) -> None:
     manifest.write_text(json.dumps(data))
     error = _load_error(ace_copy, variant="int8")
     assert error.code == "MODEL_LOAD_FAILED" and "has no int8 variant" in error.message
-    from lofi_engine.client import EngineClient
-    from lofi_engine.config import EngineConfig
+    from lofi_engine.service.client import EngineClient
+    from lofi_engine.shared.settings import EngineConfig
 
     settings = {"ace_step_model_dir": str(ace_copy), "ace_step_variant": "int8", "cache_dir": str(ace_copy.parent / "cache")}
     client = EngineClient(EngineConfig.from_dict(settings), lambda *event: None, log_path=ace_copy.parent / "engine.log")
@@ -246,7 +246,7 @@ def test_cli_refuses_musicgen_only_flags_and_short_pieces(tmp_path: Path) -> Non
     assert done.returncode == 1 and "INVALID_DURATION" in done.stderr and "10 to 240" in done.stderr
     assert not list(tmp_path.iterdir())
     done = lofi("download", "--backend", "ace-step", "--yes", "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
-    assert done.returncode == 1 and "MODEL_NOT_FOUND: lofi download fetches MusicGen only" in done.stderr and "export.ace_step" in done.stderr
+    assert done.returncode == 1 and "MODEL_NOT_FOUND: lofi download fetches MusicGen only" in done.stderr and "lofi_engine.dev.export_ace_step" in done.stderr
 
 
 # ---- the service: queue, progress, cancellation ---------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_ace_step_without_an_export_fails_at_once_with_how_to(engine, tmp_path: 
     client, _ = engine(ace_step_model_dir=str(tmp_path / "no-export"))
     with pytest.raises(LofiError) as err:
         client.request("generate", {"prompt": "x", "duration_sec": 20, "backend": "ace-step"})
-    assert err.value.code == "MODEL_NOT_FOUND" and "lofi_engine.export.ace_step" in err.value.message
+    assert err.value.code == "MODEL_NOT_FOUND" and "lofi_engine.dev.export_ace_step" in err.value.message
     assert client.request("queue") == {"running": None, "pending": [], "awaiting_consent": False}
 
 
@@ -459,7 +459,7 @@ def test_export_tool_explains_what_it_needs_without_a_traceback(tmp_path: Path) 
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "lofi_engine.export.ace_step", str(tmp_path), "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "lofi_engine.dev.export_ace_step", str(tmp_path), "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
     )
     assert "Traceback" not in done.stderr and not (tmp_path / "out" / MANIFEST).exists()

@@ -247,7 +247,7 @@ def test_the_editor_side_imports_only_the_standard_library() -> None:
     import subprocess
 
     code = (
-        "import sys; import lofi_engine.client, lofi_engine.rpc, lofi_engine.models; "
+        "import sys; import lofi_engine.service.client, lofi_engine.service.rpc, lofi_engine.store.catalogue; "
         "print([m for m in ('numpy', 'onnxruntime', 'tokenizers', 'soundfile', 'huggingface_hub') if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])

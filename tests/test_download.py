@@ -13,7 +13,7 @@ import pytest
 
 from conftest import PROMPT, TINY
 from fake_hub import FakeHub
-from lofi_engine.models import HUB_REPO, VARIANT_FILES
+from lofi_engine.store.catalogue import HUB_REPO, VARIANT_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = VARIANT_FILES["small"]

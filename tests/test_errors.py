@@ -124,7 +124,7 @@ def test_nan_logits_are_an_inference_failure(tiny_copy: Path) -> None:
 
 def test_variant_defaults_to_fp16_on_a_gpu_and_fp32_otherwise() -> None:
     """Issue 3: small (fp32) is the CPU default, small-fp16 the GPU default; an explicit choice wins."""
-    from lofi_engine.config import EngineConfig
+    from lofi_engine.shared.settings import EngineConfig
 
     assert EngineConfig().variant == "small"
     assert EngineConfig(device="cuda").variant == EngineConfig(device="metal").variant == "small-fp16"

@@ -6,7 +6,7 @@ import numpy as np
 
 from conftest import PROMPT
 from lofi_engine import MusicGen
-from lofi_engine.sampling import TokenSampler
+from lofi_engine.musicgen.sampling import TokenSampler
 
 
 def test_same_seed_gives_bit_identical_audio(tiny: MusicGen) -> None:

@@ -265,7 +265,7 @@ def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Pa
     """FR-024…FR-027 from the editor: vim.ui.select asks, the answer is remembered, progress is visible."""
     from conftest import TINY
     from fake_hub import FakeHub
-    from lofi_engine.models import HUB_REPO, VARIANT_FILES
+    from lofi_engine.store.catalogue import HUB_REPO, VARIANT_FILES
     from nvim_session import quit_nvim, start_nvim
 
     hub = FakeHub(HUB_REPO, {repo_path: (TINY / name).read_bytes() for name, repo_path in VARIANT_FILES["small"].items()})

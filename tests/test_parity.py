@@ -7,7 +7,7 @@ import pytest
 
 from conftest import PROMPT, TINY, TINY_FP16, TINY_INT8, reference
 from lofi_engine import MusicGen
-from lofi_engine.sampling import TokenSampler
+from lofi_engine.musicgen.sampling import TokenSampler
 
 
 @pytest.mark.parametrize("decoder", ["merged", "split"])

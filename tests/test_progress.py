@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lofi_engine.progress import EtaEstimator, ProgressReporter
+from lofi_engine.engine.progress import ProgressReporter
+from lofi_engine.shared.eta import EtaEstimator
 
 
 def test_eta_follows_step_cost_growing_with_position() -> None:
@@ -31,7 +32,7 @@ def test_reporter_emits_every_5_percent_in_order_and_ends_at_99_with_all_tokens(
 
 def test_stage_eta_prices_an_unmeasured_stage_from_the_cost_model_then_from_measurements() -> None:
     """ACE-Step: 8 DiT steps then 24 decode chunks; the ETA is honest before and after the decode is measured."""
-    from lofi_engine.progress import StageEta
+    from lofi_engine.shared.eta import StageEta
 
     units = ["diffusion"] * 8 + ["decode"] * 24
     costs = [48.0] * 8 + [12.0] * 24  # the cost model: a step is 4 chunks

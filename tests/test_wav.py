@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from lofi_engine import LofiError
-from lofi_engine.wav import write_wav
+from lofi_engine.engine.wav import write_wav
 
 
 def test_written_wav_round_trips(tmp_path: Path) -> None:

@@ -19,12 +19,12 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from ..errors import CANCELLED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
-from ..onnx_session import open_session, run
-from ..progress import StageEta
-from ..providers import providers_for, session_options
-from ..validation import MAX_SEED, check_duration, check_prompt, check_seed
-from .manifest import GRAPHS, HashCallback, Manifest
+from lofi_engine.shared.errors import CANCELLED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
+from lofi_engine.inference.session import open_session, run
+from lofi_engine.shared.eta import StageEta
+from lofi_engine.inference.providers import providers_for, session_options
+from lofi_engine.shared.request import MAX_SEED, check_duration, check_prompt, check_seed
+from lofi_engine.store.ace_step_manifest import GRAPHS, HashCallback, Manifest
 
 DECODE_FRAMES = 250
 """Latent frames (10 s) decoded per VAE chunk: a progress and cancellation point every 10 s of audio."""

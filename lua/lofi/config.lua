@@ -5,7 +5,7 @@
 ---@field threads integer? CPU threads (nil: all cores)
 
 ---@class lofi.AceStepConfig
----@field dir string? An ACE-Step export made with `python -m lofi_engine.export.ace_step` (nil: <cache>/models/ace-step)
+---@field dir string? An ACE-Step export made with `python -m lofi_engine.dev.export_ace_step` (nil: <cache>/models/ace-step)
 ---@field variant "fp32"|"int8" fp32, or int8 weight-only encoders and DiT (4.1 GB of weights instead of 11.5 GB)
 
 ---@class lofi.CacheConfig

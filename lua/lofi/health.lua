@@ -97,7 +97,7 @@ local function check_model_and_cache()
   else
     local report = status.backend == "ace-step" and vim.health.error or vim.health.info
     report(("no ACE-Step export in %s (needed for backend ace-step)"):format(status.ace_step_model_dir), {
-      "Export a checkpoint once: python -m lofi_engine.export.ace_step CHECKPOINT_DIR --out DIR (see :help lofi-ace-step)",
+      "Export a checkpoint once: python -m lofi_engine.dev.export_ace_step CHECKPOINT_DIR --out DIR (see :help lofi-ace-step)",
       "then set ace_step.dir = DIR in setup()",
     })
   end

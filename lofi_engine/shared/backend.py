@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from .progress import Estimator
-from .track import Finished
+from lofi_engine.shared.eta import Estimator
+from lofi_engine.shared.track import Finished
 
 
 class Backend(Protocol):

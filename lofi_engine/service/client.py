@@ -23,13 +23,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .cache import TrackCache
-from .config import EngineConfig, default_state_dir
-from .engine_process import engine_main
-from .errors import CANCELLED, INVALID_PARAMS, NOT_CANCELLABLE, MODEL_DOWNLOAD_FAILED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, MODEL_NOT_FOUND, QUEUE_FULL, LofiError
-from .models import ConsentStore, is_available, model_version
-from .track import track_id as make_track_id
-from .validation import MAX_SEED, check_backend, check_duration, check_prompt, check_seed
+from lofi_engine.store.tracks import TrackCache
+from lofi_engine.shared.settings import EngineConfig, default_state_dir
+from lofi_engine.engine.entry import engine_main
+from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, NOT_CANCELLABLE, MODEL_DOWNLOAD_FAILED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, MODEL_NOT_FOUND, QUEUE_FULL, LofiError
+from lofi_engine.store.catalogue import ConsentStore, is_available, model_version
+from lofi_engine.shared.track import track_id as make_track_id
+from lofi_engine.shared.request import MAX_SEED, check_backend, check_duration, check_prompt, check_seed
 
 MAX_PENDING = 10
 PRIORITIES = ("normal", "high")

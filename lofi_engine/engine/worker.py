@@ -13,17 +13,17 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
-from .ace_step.pipeline import AceStep
-from .backend import Backend
-from .cache import TrackCache
-from .config import EngineConfig
-from .download import download_variant, forget_file, remote_sizes
-from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
-from .models import ConsentStore, is_available, locate_model
-from .musicgen import MusicGen
-from .progress import ProgressReporter
-from .track import Finished, track_metadata
-from .wav import write_wav
+from lofi_engine.ace_step.pipeline import AceStep
+from lofi_engine.shared.backend import Backend
+from lofi_engine.store.tracks import TrackCache
+from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.engine.download import download_variant, forget_file, remote_sizes
+from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
+from lofi_engine.store.catalogue import ConsentStore, is_available, locate_model
+from lofi_engine.musicgen.model import MusicGen
+from lofi_engine.engine.progress import ProgressReporter
+from lofi_engine.shared.track import Finished, track_metadata
+from lofi_engine.engine.wav import write_wav
 
 log = logging.getLogger("lofi.engine")
 

@@ -11,9 +11,9 @@ import json
 import threading
 from typing import Any, TextIO
 
-from .client import METHOD_NOT_FOUND, EngineClient
-from .config import EngineConfig
-from .errors import LofiError
+from lofi_engine.service.client import METHOD_NOT_FOUND, EngineClient
+from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.shared.errors import LofiError
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from .errors import WRITE_FAILED, LofiError
+from lofi_engine.shared.errors import WRITE_FAILED, LofiError
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:

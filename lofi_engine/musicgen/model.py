@@ -14,17 +14,17 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from . import model_files as files
-from .decoder import DECODER_INPUTS, WITH_PAST_INPUTS, CachedDecoder
-from .delay_pattern import PREDICTED, build_pattern, undelay, window_length
-from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
-from .onnx_session import is_int8, run
-from .optimized_cache import open_optimized
-from .progress import EtaEstimator
-from .providers import providers_for
-from .sampling import TokenSampler
-from .streaming import AudioStreamer, ChunkCallback
-from .validation import MAX_SEED, check_duration, check_prompt, check_sampling, check_seed
+from lofi_engine.store import musicgen_files as files
+from lofi_engine.musicgen.decoder import DECODER_INPUTS, WITH_PAST_INPUTS, CachedDecoder
+from lofi_engine.musicgen.delay_pattern import PREDICTED, build_pattern, undelay, window_length
+from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
+from lofi_engine.inference.session import is_int8, run
+from lofi_engine.inference.optimized_graphs import open_optimized
+from lofi_engine.shared.eta import EtaEstimator
+from lofi_engine.inference.providers import providers_for
+from lofi_engine.musicgen.sampling import TokenSampler
+from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback
+from lofi_engine.shared.request import MAX_SEED, check_duration, check_prompt, check_sampling, check_seed
 
 WINDOW_SEC = 30.0
 """Audio generated per decoder window; the decoder's 2048 positions hold ≈ 41 s."""

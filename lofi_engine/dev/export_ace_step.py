@@ -1,6 +1,6 @@
 """Export an ACE-Step 1.5 turbo checkpoint (diffusers layout) to the ONNX files the engine runs.
 
-    python -m lofi_engine.export.ace_step CHECKPOINT_DIR --out DIR [--no-int8] [--revision REV]
+    python -m lofi_engine.dev.export_ace_step CHECKPOINT_DIR --out DIR [--no-int8] [--revision REV]
 
 Needs torch, diffusers ≥ 0.38, transformers 5.x, onnx and onnx-ir (`make ace-dev`); the engine itself never imports
 this. Writes text_encoder / condition_encoder / dit / vae_decoder graphs with dynamic length axes (external data for
@@ -25,9 +25,9 @@ from typing import Any, Iterator
 import numpy as np
 import onnxruntime as ort
 
-from ..ace_step.manifest import FORMAT, MANIFEST, file_entry
-from ..jsonfile import write_json_atomic
-from ..providers import session_options
+from lofi_engine.store.ace_step_manifest import FORMAT, MANIFEST, file_entry
+from lofi_engine.store.jsonfile import write_json_atomic
+from lofi_engine.inference.providers import session_options
 
 try:
     import diffusers  # noqa: F401 (checked here, used inside export_checkpoint)
@@ -490,7 +490,7 @@ def _version(package: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lofi_engine.export.ace_step", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lofi_engine.dev.export_ace_step", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="an ACE-Step 1.5 turbo checkpoint in diffusers' layout")
     parser.add_argument("--out", type=Path, required=True, help="where the ONNX export is written")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 weight-only variant")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
+from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
 
 CONFIG = "config.json"
 GENERATION_CONFIG = "generation_config.json"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .errors import LofiError
-from .onnx_session import open_session
-from .providers import CPU, session_options
+from lofi_engine.shared.errors import LofiError
+from lofi_engine.inference.session import open_session
+from lofi_engine.inference.providers import CPU, session_options
 
 MODEL = "model.onnx"
 WEIGHTS = "model.onnx.data"

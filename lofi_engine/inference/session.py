@@ -9,7 +9,7 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from .errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
+from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
 
 
 def open_session(

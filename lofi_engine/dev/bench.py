@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from . import model_files as files
-from .musicgen import MusicGen
+from lofi_engine.store import musicgen_files as files
+from lofi_engine.musicgen.model import MusicGen
 
 PROMPT = "lofi hip hop, jazzy piano"
 POSITION_RANGES = ((0, 100), (400, 500), (1400, 1500))
@@ -201,7 +201,7 @@ def report(results: dict[str, Any]) -> str:
 
 def in_subprocess(*args: str) -> dict[str, Any]:
     """One measurement in a fresh process: its own peak RSS, nothing warm from the others."""
-    done = subprocess.run([sys.executable, "-m", "lofi_engine.bench", *args], capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "lofi_engine.dev.bench", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark step {args} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

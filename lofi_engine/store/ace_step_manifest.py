@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import MODEL_LOAD_FAILED, MODEL_NOT_FOUND, LofiError
-from ..jsonfile import read_json, write_json_atomic
+from lofi_engine.shared.errors import MODEL_LOAD_FAILED, MODEL_NOT_FOUND, LofiError
+from lofi_engine.store.jsonfile import read_json, write_json_atomic
 
 FORMAT = "lofi-ace-step-onnx/1"
 MANIFEST = "manifest.json"
@@ -22,7 +22,7 @@ VERIFIED_STAMP = ".lofi-verified.json"
 
 HOW_TO_EXPORT = (
     "ACE-Step has no published ONNX files: export a checkpoint once with "
-    "`python -m lofi_engine.export.ace_step CHECKPOINT_DIR --out DIR` (see README, \"ACE-Step\") and set "
+    "`python -m lofi_engine.dev.export_ace_step CHECKPOINT_DIR --out DIR` (see README, \"ACE-Step\") and set "
     "ace_step_model_dir (CLI: --model-dir with --backend ace-step) to DIR"
 )
 

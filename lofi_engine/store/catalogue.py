@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from . import model_files as files
-from .ace_step.manifest import Manifest
-from .config import EngineConfig
-from .errors import MODEL_NOT_FOUND, LofiError
-from .jsonfile import read_json, write_json_atomic
+from lofi_engine.store import musicgen_files as files
+from lofi_engine.store.ace_step_manifest import Manifest
+from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.shared.errors import MODEL_NOT_FOUND, LofiError
+from lofi_engine.store.jsonfile import read_json, write_json_atomic
 
 HUB_REPO = "gabotechs/music_gen"
 HUB_REVISION = "main"

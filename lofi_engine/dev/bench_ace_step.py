@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .ace_step.pipeline import DECODE_FRAMES, DECODE_OVERLAP, make_plan
-from .providers import default_threads, session_options
+from lofi_engine.ace_step.pipeline import DECODE_FRAMES, DECODE_OVERLAP, make_plan
+from lofi_engine.inference.providers import default_threads, session_options
 
 LATENT_RATE = 25
 HOP = 1920
@@ -109,8 +109,8 @@ def measure_torch(threads: int, duration: float) -> dict[str, Any] | None:
 
 def measure_pipeline(model_dir: Path, threads: int, duration: float, variant: str) -> dict[str, Any]:
     """`AceStep.load` + `generate` as the engine runs them; the first load checks every file's sha256."""
-    from .ace_step.manifest import VERIFIED_STAMP
-    from .ace_step.pipeline import AceStep
+    from lofi_engine.store.ace_step_manifest import VERIFIED_STAMP
+    from lofi_engine.ace_step.pipeline import AceStep
 
     (model_dir / VERIFIED_STAMP).unlink(missing_ok=True)
     started = time.perf_counter()
@@ -135,7 +135,7 @@ def measure_pipeline(model_dir: Path, threads: int, duration: float, variant: st
 
 
 def in_subprocess(*args: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "lofi_engine.bench_ace_step", *args], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-m", "lofi_engine.dev.bench_ace_step", *args], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -178,7 +178,7 @@ def report(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lofi_engine.bench_ace_step", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lofi_engine.dev.bench_ace_step", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, required=True, help="the folder `make bench-models` wrote ace-step-full into")
     parser.add_argument("--durations", default="10,30,60,240", help="piece lengths to time one DiT step at (seconds)")
     parser.add_argument("--threads", type=int, default=default_threads())

@@ -10,8 +10,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import INVALID_PARAMS, LofiError
-from .validation import BACKENDS
+from lofi_engine.shared.errors import INVALID_PARAMS, LofiError
+from lofi_engine.shared.request import BACKENDS
 
 VARIANTS = ("small", "small-int8", "small-fp16")
 DEVICES = ("auto", "cpu", "cuda", "metal")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .jsonfile import read_json, write_json_atomic
+from lofi_engine.store.jsonfile import read_json, write_json_atomic
 
 STALE_PART_SEC = 3600.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .errors import INVALID_DURATION, INVALID_PARAMS, INVALID_PROMPT, LofiError
+from lofi_engine.shared.errors import INVALID_DURATION, INVALID_PARAMS, INVALID_PROMPT, LofiError
 
 BACKENDS = ("musicgen", "ace-step")
 DURATION_LIMITS = {"musicgen": (5.0, 120.0), "ace-step": (10.0, 240.0)}

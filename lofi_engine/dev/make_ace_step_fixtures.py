@@ -2,7 +2,7 @@
 
 Dev-only (torch, diffusers 0.42, transformers 5.x: `make ace-dev`). Two sizes:
 
-* ``--size tiny``: the committed fixtures: ``ace-step-tiny/`` (written by ``lofi_engine.export.ace_step`` from a
+* ``--size tiny``: the committed fixtures: ``ace-step-tiny/`` (written by ``lofi_engine.dev.export_ace_step`` from a
   diffusers checkpoint saved here, so the tool itself is exercised) and ``ace-step-tiny-reference/reference.npz``,
   diffusers' own ``AceStepPipeline`` run on the same parts with fixed noise.
 * ``--size full``: every part at its real size (Qwen3-Embedding-0.6B, the 1.5 turbo condition encoder and DiT,
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lofi_engine.export.ace_step import export_checkpoint
+from lofi_engine.dev.export_ace_step import export_checkpoint
 
 SEED = 1234
 PROMPT = "slow ambient piano"

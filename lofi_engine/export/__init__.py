@@ -1,1 +1,0 @@
-"""Export tools (dev/user side): they need torch and friends in their own environment, never at runtime."""
