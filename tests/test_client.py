@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from conftest import PROMPT
+from conftest import PROMPT, TINY
 from lofi_engine import LofiError
 
 COMPLETE_FIELDS = {"track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version"}
@@ -241,14 +241,20 @@ def test_a_queued_job_can_be_cancelled_the_running_one_cannot(engine) -> None:
     assert client.cache.get(queued) is None and client.cache.get(running) is not None
 
 
-def test_the_editor_side_imports_only_the_standard_library() -> None:
-    """The editor's python3 host has nothing but pynvim: the client, RPC server and both backends' manifests must
-    not pull in the engine's packages."""
-    import subprocess
+def test_new_settings_keep_the_queued_jobs_which_finish_with_theirs(engine, tmp_path: Path) -> None:
+    """Issue 10: `setup()` with other settings while jobs wait no longer drops the queue."""
+    from lofi_engine.shared.settings import EngineConfig
 
-    code = (
-        "import sys; import lofi_engine.service.client, lofi_engine.service.rpc, lofi_engine.store.catalogue; "
-        "print([m for m in ('numpy', 'onnxruntime', 'tokenizers', 'soundfile', 'huggingface_hub') if m in sys.modules])"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+    client, events = engine()
+    old = [client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": seed})["track_id"] for seed in (1, 2, 3)]
+    events.wait_event("generation_start", track_id=old[0])
+    first_engine = client.engine_pid
+    other_cache = tmp_path / "other-cache"
+    new_config = EngineConfig.from_dict({"model_dir": str(TINY), "cache_dir": str(other_cache)})
+    assert client.reconfigure(new_config) == {"kept_jobs": 3}
+    new = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 4})["track_id"]
+    for tid in old:
+        assert Path(events.wait_event("generation_complete", track_id=tid)["path"]).parent == tmp_path / "cache" / "tracks"
+    assert Path(events.wait_event("generation_complete", track_id=new)["path"]).parent == other_cache / "tracks"
+    assert not events.names("generation_error")
+    assert client.engine_pid != first_engine  # the new settings got an engine of their own

@@ -13,10 +13,10 @@ import pytest
 
 from conftest import PROMPT, TINY
 from fake_hub import FakeHub
-from lofi_engine.store.catalogue import HUB_REPO, VARIANT_FILES
+from lofi_engine.store.catalogue import HUB_REPO, LICENSE, VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = VARIANT_FILES["small"]
+SMALL = VARIANTS["small"].files
 TOTAL = sum((TINY / name).stat().st_size for name in SMALL)
 
 
@@ -40,10 +40,13 @@ def test_first_request_asks_consent_and_refusal_downloads_nothing(engine, hub: F
     client, events = engine(model_dir=None)
     reply = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})
     asked = events.wait_event("consent_required")
-    assert asked == {"track_id": reply["track_id"], "variant": "small", "size_bytes": TOTAL, "files": sorted(SMALL)}
+    published = VARIANTS["small"].download_bytes  # known without the network: nothing reaches the Hub before the answer
+    assert asked == {"track_id": reply["track_id"], "variant": "small", "size_bytes": published, "files": sorted(SMALL), "license": LICENSE}
+    assert hub.requests == []
+    assert client.engine_pid is None  # decided in the queue: the job was never sent to the engine
     assert client.request("queue")["awaiting_consent"] is True
     second = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 2})
-    assert events.wait_event("consent_required", track_id=second["track_id"])["size_bytes"] == TOTAL
+    assert events.wait_event("consent_required", track_id=second["track_id"])["size_bytes"] == published
     assert client.request("download", {"consent": False}) == {"status": "declined", "variant": "small"}
     for tid in (reply["track_id"], second["track_id"]):
         assert events.wait_event("generation_error", track_id=tid)["code"] == "MODEL_NOT_FOUND"
@@ -114,6 +117,9 @@ def test_offline_mode_is_honoured(engine, hub: FakeHub, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     client, events = engine(model_dir=None)
     tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
+    events.wait_event("consent_required", track_id=tid)  # asked first: the question needs no network
+    client.request("download", {"consent": True})
+    assert events.wait_event("download_error")["code"] == "MODEL_DOWNLOAD_FAILED"
     error = events.wait_event("generation_error", track_id=tid)
     assert error["code"] == "MODEL_DOWNLOAD_FAILED" and "HF_HUB_OFFLINE" in error["message"]
     assert hub.file_requests() == []

@@ -265,10 +265,10 @@ def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Pa
     """FR-024…FR-027 from the editor: vim.ui.select asks, the answer is remembered, progress is visible."""
     from conftest import TINY
     from fake_hub import FakeHub
-    from lofi_engine.store.catalogue import HUB_REPO, VARIANT_FILES
+    from lofi_engine.store.catalogue import HUB_REPO, VARIANTS
     from nvim_session import quit_nvim, start_nvim
 
-    hub = FakeHub(HUB_REPO, {repo_path: (TINY / name).read_bytes() for name, repo_path in VARIANT_FILES["small"].items()})
+    hub = FakeHub(HUB_REPO, {repo_path: (TINY / name).read_bytes() for name, repo_path in VARIANTS["small"].files.items()})
     monkeypatch.setenv("HF_ENDPOINT", hub.start())
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -301,7 +301,7 @@ def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Pa
     assert out["second"].get("err") is None
     assert len(out["asked"]) == 1 and "small" in out["asked"][0] and "GB" in out["asked"][0]
     assert any(n.startswith("lofi: downloading the model ") and "%" in n for n in out["notes"])
-    assert len(hub.gets()) == len(VARIANT_FILES["small"])
+    assert len(hub.gets()) == len(VARIANTS["small"].files)
 
 
 def test_lofi_cancel_drops_the_last_queued_job(nvim) -> None:

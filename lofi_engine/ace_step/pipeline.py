@@ -8,7 +8,6 @@ point and a cancellation point, and :meth:`AceStep.cancel` also stops the run in
 from __future__ import annotations
 
 import math
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from lofi_engine.shared.errors import CANCELLED, MODEL_INFERENCE_FAILED, MODEL_L
 from lofi_engine.inference.session import open_session, run
 from lofi_engine.shared.eta import StageEta
 from lofi_engine.inference.providers import providers_for, session_options
-from lofi_engine.shared.request import MAX_SEED, check_duration, check_prompt, check_seed
+from lofi_engine.shared.request import GenerateRequest
+from lofi_engine.shared.settings import DEFAULT_DURATION_SEC
 from lofi_engine.store.ace_step_manifest import GRAPHS, HashCallback, Manifest
 
 DECODE_FRAMES = 250
@@ -170,9 +170,9 @@ class AceStep:
         frames = math.ceil(duration_sec * self.manifest.latent_rate)
         return make_plan(duration_sec, frames, self.manifest["patch_size"], self.manifest["hop_length"], steps or self.manifest["steps"])
 
-    def progress_model(self, duration_sec: float) -> StageEta:
+    def progress_model(self, request: GenerateRequest) -> StageEta:
         """The job's units of work (DiT steps, then decode chunks) and the ETA over them."""
-        plan = self.plan(duration_sec)
+        plan = self.plan(request.duration_sec, request.options.steps)
         return StageEta(plan.units, plan.costs)
 
     # ---- cancellation -----------------------------------------------------------------------------------------------
@@ -198,14 +198,26 @@ class AceStep:
     def generate(
         self,
         prompt: str,
-        duration_sec: float = 60,
+        duration_sec: float = DEFAULT_DURATION_SEC,
         seed: int | None = None,
         steps: int | None = None,
         noise: np.ndarray | None = None,
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> AceGeneration:
-        """Compose ``duration_sec`` (10–240 s) of stereo music; the same prompt, duration and seed give the same audio.
+        """Compose ``duration_sec`` (10–240 s) of stereo music; the same prompt, duration and seed give the same audio
+        (a library call: the parameters go through the one request parser, like every other way in)."""
+        request = GenerateRequest.parse({"prompt": prompt, "duration_sec": duration_sec, "seed": seed, "steps": steps}, "ace-step")
+        return self.run(request, on_step=on_step, should_stop=should_stop, noise=noise)
+
+    def run(
+        self,
+        request: GenerateRequest,
+        on_step: StepCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        noise: np.ndarray | None = None,
+    ) -> AceGeneration:
+        """Compose a parsed request.
 
         ``noise`` ``[T, 64]`` replaces the seeded starting noise (to compare with another implementation).
         ``should_stop()`` is asked before every step and chunk (a stop request that may predate this call);
@@ -215,11 +227,7 @@ class AceStep:
         self._cancelled.clear()
         self.run_options = ort.RunOptions()
         self._should_stop = should_stop or _never
-        check_prompt(prompt)
-        duration_sec = check_duration(duration_sec, "ace-step")
-        seed = check_seed(seed)
-        if seed is None:
-            seed = secrets.randbelow(MAX_SEED + 1)
+        prompt, duration_sec, seed, steps = request.prompt, request.duration_sec, request.seed, request.options.steps
         plan = self.plan(duration_sec, steps)
         if noise is None:
             noise = np.random.default_rng(seed).standard_normal((plan.latent_frames, self.manifest["latent_channels"]), dtype=np.float32)

@@ -30,7 +30,7 @@ from huggingface_hub.utils import disable_progress_bars
 
 from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.shared.errors import MODEL_DOWNLOAD_FAILED, LofiError
-from lofi_engine.store.catalogue import HUB_REPO, HUB_REVISION, VARIANT_FILES, variant_dir
+from lofi_engine.store.catalogue import HUB_REPO, HUB_REVISION, VARIANTS, variant_dir
 
 ProgressCallback = Callable[[dict], None]
 ATTEMPTS = 3
@@ -43,7 +43,7 @@ disable_progress_bars()  # progress goes to the client as events, not to the eng
 def remote_sizes(variant: str) -> dict[str, int]:
     """Bytes of each of the variant's files on the Hub (one HEAD request per file)."""
     sizes = {}
-    for name, repo_path in VARIANT_FILES[variant].items():
+    for name, repo_path in VARIANTS[variant].files.items():
         try:
             meta = get_hf_file_metadata(hf_hub_url(HUB_REPO, repo_path, revision=HUB_REVISION))
         except (OfflineModeIsEnabled, LocalEntryNotFoundError):
@@ -60,7 +60,7 @@ def download_variant(config: EngineConfig, on_progress: ProgressCallback) -> Pat
     total = sum(sizes.values())
     done = reported = 0
     blobs: dict[str, Path] = {}
-    for name, repo_path in VARIANT_FILES[config.variant].items():
+    for name, repo_path in VARIANTS[config.variant].files.items():
 
         def partial(size: int, name: str = name, before: int = done) -> None:
             nonlocal reported

@@ -4,7 +4,8 @@ On the CPU, most of a session's load time goes to graph optimization and to repa
 the layout its kernels read. The first load saves the result (graph plus prepacked weights as external data);
 later loads open that with optimization off: for the fp32 decoder, load time halves and the weights are held
 once instead of twice. An entry is keyed by the source file, ONNX Runtime's version and the CPU, written under a
-temp name and renamed into place; one that fails to load is deleted and rebuilt.
+temp name and renamed into place; one that fails to load is deleted and rebuilt. A copy that cannot be saved
+(disk full, read-only directory) is skipped with a warning: the original is loaded as it is.
 """
 
 from __future__ import annotations
@@ -47,10 +48,16 @@ def open_optimized(
 
 
 def _build(path: Path, entry: Path, threads: int | None, providers: list[str], required_inputs: tuple[str, ...]) -> ort.InferenceSession:
+    """Open ``path`` while ONNX Runtime saves its optimized copy into ``entry``.
+
+    Saving the copy can fail where loading cannot (disk full, read-only or missing cache directory), and ONNX
+    Runtime reports both the same way: then the original is opened again without saving, and only if that fails
+    too is the file itself at fault (MODEL_LOAD_FAILED naming it). A cache never costs a user a good model."""
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    except OSError:
+    except OSError as exc:
+        log.warning("not keeping an optimized copy of %s: cannot write to %s (%s)", path.name, entry.parent, exc.strerror or exc)
         return open_session(path, session_options(threads), providers, required_inputs)
     options = session_options(threads)
     options.optimized_model_filepath = str(staging / MODEL)
@@ -58,19 +65,27 @@ def _build(path: Path, entry: Path, threads: int | None, providers: list[str], r
     options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     options.add_session_config_entry("session.save_external_prepacked_constant_initializers", "1")
     try:
-        session = open_session(path, options, providers, required_inputs)
-    except LofiError:
+        try:
+            session = open_session(path, options, providers, required_inputs)
+        except LofiError as saving:
+            shutil.rmtree(staging, ignore_errors=True)  # free what a full disk holds before the second try
+            session = open_session(path, session_options(threads), providers, required_inputs)  # the original's verdict
+            reason = saving.__context__ or saving  # ONNX Runtime's own words (the LofiError blames the model)
+            log.warning(
+                "not keeping an optimized copy of %s: saving it to %s failed (%s); loaded the original without it",
+                path.name, entry.parent, str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__,
+            )
+            return session
+        try:
+            if (staging / MODEL).is_file():
+                (staging / SOURCE).write_text(str(path.resolve()), encoding="utf-8")
+                _drop_outdated(entry, path)
+                staging.rename(entry)
+        except OSError as exc:  # another editor built it first, or the disk is full: the session works either way
+            log.info("optimized copy of %s not kept: %s", path.name, exc.strerror or exc)
+        return session
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    try:
-        if (staging / MODEL).is_file():
-            (staging / SOURCE).write_text(str(path.resolve()), encoding="utf-8")
-            _drop_outdated(entry, path)
-            staging.rename(entry)
-    except OSError:  # another editor built it first, or the disk is full: the session works either way
-        pass
-    shutil.rmtree(staging, ignore_errors=True)
-    return session
 
 
 def _drop_outdated(entry: Path, path: Path) -> None:

@@ -15,19 +15,31 @@ from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED,
 def open_session(
     path: Path, options: ort.SessionOptions, providers: list[str], required_inputs: tuple[str, ...]
 ) -> ort.InferenceSession:
-    """An inference session over ``path``; a corrupt, truncated or foreign file is MODEL_LOAD_FAILED."""
+    """An inference session over ``path``; a corrupt, truncated or foreign file is MODEL_LOAD_FAILED with
+    ``LofiError.path`` = ``path`` (out of memory is MODEL_LOAD_FAILED with no path: the file is not at fault).
+
+    With ``options.optimized_model_filepath`` set, ONNX Runtime also saves the optimized graph while it loads, and a
+    failure to save (disk full) looks the same as a failure to load: the caller that sets it
+    (:mod:`lofi_engine.inference.optimized_graphs`) opens the original again without saving before blaming the file.
+    """
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except MemoryError:
         raise LofiError(MODEL_LOAD_FAILED, f"out of memory while loading {path}") from None
     except Exception as exc:  # ONNX Runtime raises its own exception types for every parse/validation failure
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LofiError(MODEL_LOAD_FAILED, f"cannot load {path} (corrupt, truncated or not an ONNX model): {reason}") from None
+        raise LofiError(
+            MODEL_LOAD_FAILED, f"cannot load {path} (corrupt, truncated or not an ONNX model): {_first_line(exc)}", path=path
+        ) from None
     names = {i.name for i in session.get_inputs()}
     missing = [name for name in required_inputs if name not in names]
     if missing:
-        raise LofiError(MODEL_LOAD_FAILED, f"{path} is not the expected model: it has no input {', '.join(missing)}")
+        raise LofiError(MODEL_LOAD_FAILED, f"{path} is not the expected model: it has no input {', '.join(missing)}", path=path)
     return session
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def float_type(session: ort.InferenceSession, input_name: str) -> type[np.floating]:
@@ -60,8 +72,7 @@ def _inference_errors(what: str) -> Iterator[None]:
     except LofiError:
         raise
     except Exception as exc:  # ONNX Runtime's own exception types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LofiError(MODEL_INFERENCE_FAILED, f"the {what} failed: {reason}") from None
+        raise LofiError(MODEL_INFERENCE_FAILED, f"the {what} failed: {_first_line(exc)}") from None
 
 
 def is_int8(path: Path, head_bytes: int = 32 << 20) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from lofi_engine.shared.eta import EtaEstimator
 from lofi_engine.inference.providers import providers_for
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback
-from lofi_engine.shared.request import MAX_SEED, check_duration, check_prompt, check_sampling, check_seed
+from lofi_engine.shared.request import GenerateRequest
+from lofi_engine.shared.settings import DEFAULT_DURATION_SEC
 
 WINDOW_SEC = 30.0
 """Audio generated per decoder window; the decoder's 2048 positions hold ≈ 41 s."""
@@ -55,23 +55,84 @@ class ModelSettings:
 
     @classmethod
     def read(cls, model_dir: Path) -> "ModelSettings":
-        config = _read_json(model_dir / files.CONFIG)
-        generation = _read_json(model_dir / files.GENERATION_CONFIG)
-        try:
-            decoder, codec = config["decoder"], config["audio_encoder"]
-            return cls(
-                num_codebooks=int(decoder["num_codebooks"]),
-                pad_token=int(generation.get("pad_token_id", decoder.get("pad_token_id", 2048))),
-                max_positions=int(decoder["max_position_embeddings"]),
-                sample_rate=int(codec["sampling_rate"]),
-                hop_length=math.prod(int(r) for r in codec["upsampling_ratios"]),
-                top_k=int(generation.get("top_k", 250)),
-                temperature=float(generation.get("temperature", 1.0)),
-                guidance_scale=float(generation.get("guidance_scale", 3.0)),
-                size=_size_name(int(decoder["hidden_size"]), int(decoder["num_hidden_layers"])),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LofiError(MODEL_LOAD_FAILED, f"{model_dir / files.CONFIG} is not a MusicGen config: {exc!r}") from None
+        """Every value checked: a missing, mistyped or nonsensical one is MODEL_LOAD_FAILED naming the file and the
+        field (``LofiError.path`` is that file), never a traceback or a generation that cannot end."""
+        config_path, generation_path = model_dir / files.CONFIG, model_dir / files.GENERATION_CONFIG
+        config = _Fields(config_path, _read_json(config_path))
+        generation = _Fields(generation_path, _read_json(generation_path))
+        decoder, codec = config.section("decoder"), config.section("audio_encoder")
+        num_codebooks = decoder.integer("num_codebooks", 1, 64)
+        max_positions = decoder.integer("max_position_embeddings", 1, 1 << 20)
+        sample_rate = codec.integer("sampling_rate", 1, 768_000)
+        ratios = codec.value("upsampling_ratios")
+        if not isinstance(ratios, list) or not ratios or not all(_is_int(r) and 1 <= r <= 1 << 16 for r in ratios):
+            codec.fail("upsampling_ratios", "must be a non-empty list of positive integers", ratios)
+        hop_length = math.prod(int(r) for r in ratios)
+        if not 1 <= sample_rate / hop_length <= 1000:
+            codec.fail("upsampling_ratios", f"give {sample_rate / hop_length:g} codec frames a second at sampling_rate {sample_rate} (1 to 1000 expected)", ratios)
+        window = window_length(0, round(WINDOW_SEC * sample_rate / hop_length), num_codebooks)
+        if window > max_positions:
+            decoder.fail("max_position_embeddings", f"is too small for a {WINDOW_SEC:g} s window ({window} positions)", max_positions)
+        decoder_pad = decoder.integer("pad_token_id", 0, 1 << 31, default=2048)
+        return cls(
+            num_codebooks=num_codebooks,
+            pad_token=generation.integer("pad_token_id", 0, 1 << 31, default=decoder_pad),
+            max_positions=max_positions,
+            sample_rate=sample_rate,
+            hop_length=hop_length,
+            top_k=generation.integer("top_k", 1, 1 << 31, default=250),
+            temperature=generation.number("temperature", above=0.0, default=1.0),
+            guidance_scale=generation.number("guidance_scale", at_least=1.0, default=3.0),
+            size=_size_name(decoder.integer("hidden_size", 1, 1 << 20), decoder.integer("num_hidden_layers", 1, 1 << 12)),
+        )
+
+
+class _Fields:
+    """One JSON object of a model's config, read field by field; ``where`` names it in errors (``decoder.``)."""
+
+    def __init__(self, path: Path, data: object, where: str = "") -> None:
+        self.path, self.where = path, where
+        if not isinstance(data, dict):
+            what = f"its {where.rstrip('.')} entry" if where else "it"
+            raise LofiError(MODEL_LOAD_FAILED, f"{path} is not a MusicGen config: {what} must be a JSON object, not {_shown(data)}", path=path)
+        self.data = data
+
+    def fail(self, key: str, problem: str, value: object) -> None:
+        raise LofiError(MODEL_LOAD_FAILED, f"{self.path}: {self.where}{key} {problem}, not {_shown(value)}", path=self.path)
+
+    def value(self, key: str) -> object:
+        if key not in self.data:
+            raise LofiError(MODEL_LOAD_FAILED, f"{self.path}: {self.where}{key} is missing; it is not a MusicGen config", path=self.path)
+        return self.data[key]
+
+    def section(self, key: str) -> "_Fields":
+        return _Fields(self.path, self.value(key), f"{self.where}{key}.")
+
+    def integer(self, key: str, lo: int, hi: int, default: int | None = None) -> int:
+        value = default if default is not None and self.data.get(key) is None else self.value(key)
+        if not _is_int(value) or not lo <= value <= hi:
+            self.fail(key, f"must be an integer from {lo} to {hi}", value)
+        return int(value)
+
+    def number(self, key: str, default: float, above: float | None = None, at_least: float | None = None) -> float:
+        value = default if self.data.get(key) is None else self.data[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (above is not None and value <= above) or (at_least is not None and value < at_least):
+            bound = f"above {above:g}" if above is not None else f"of at least {at_least:g}"
+            self.fail(key, f"must be a finite number {bound}", value)
+        return float(value)
+
+
+def _is_int(value: object) -> bool:
+    """A JSON integer (also written as 32000.0), not true/false."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list, str, int, float, bool, type(None))) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -158,7 +219,7 @@ class MusicGen:
         else:
             cached = CachedDecoder(sessions[files.DECODER], sessions[files.DECODER_WITH_PAST])
         if model_version is None:
-            decoder_file = model_dir / files.DECODER_FORMS[form][0]
+            decoder_file = model_dir / files.DECODER_FILES[form][0]
             precision = "fp16" if cached.dtype == np.float16 else "int8" if is_int8(decoder_file) else "fp32"
             model_version = f"musicgen-{settings.size}-{precision}-v1"
         return cls(tokenizer, sessions[files.TEXT_ENCODER], cached, sessions[files.AUDIO_DECODER], settings, model_version)
@@ -167,9 +228,9 @@ class MusicGen:
     def sample_rate(self) -> int:
         return self.settings.sample_rate
 
-    def progress_model(self, duration_sec: float) -> EtaEstimator:
+    def progress_model(self, request: GenerateRequest) -> EtaEstimator:
         """One unit of work per decoder step, its cost growing with the cache position it reads."""
-        return EtaEstimator([p for w in self.plan(duration_sec) for p in w.cache_positions])
+        return EtaEstimator([p for w in self.plan(request.duration_sec) for p in w.cache_positions])
 
     def plan(self, duration_sec: float) -> list[Window]:
         """The decoder windows that make ``duration_sec`` of audio; their steps sum to the job's total work."""
@@ -188,29 +249,34 @@ class MusicGen:
     def generate(
         self,
         prompt: str,
-        duration_sec: float = 30,
+        duration_sec: float = DEFAULT_DURATION_SEC,
         seed: int | None = None,
         top_k: int | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         guidance_scale: float | None = None,
         on_step: StepCallback | None = None,
         on_chunk: ChunkCallback | None = None,
     ) -> Generation:
-        """Compose ``duration_sec`` of music; the same arguments and seed give bit-identical audio.
+        """Compose ``duration_sec`` of music; the same arguments and seed give bit-identical audio (a library call:
+        the parameters go through the one request parser, like every other way in)."""
+        params = {"prompt": prompt, "duration_sec": duration_sec, "seed": seed, "top_k": top_k, "temperature": temperature, "guidance_scale": guidance_scale}
+        return self.run(GenerateRequest.parse(params, "musicgen"), on_step=on_step, on_chunk=on_chunk)
+
+    def run(self, request: GenerateRequest, on_step: StepCallback | None = None, on_chunk: ChunkCallback | None = None) -> Generation:
+        """Compose a parsed request.
 
         ``on_step(done, total)`` follows every decoder step; ``on_chunk(samples, first_sample)`` receives playable
         audio every 2 s of finished frames, long before the track is done (the last chunk comes from the final decode).
         """
         started = time.perf_counter()
-        check_prompt(prompt)
-        duration_sec = check_duration(duration_sec)
-        seed = check_seed(seed)
-        top_k = self.settings.top_k if top_k is None else top_k
-        guidance_scale = self.settings.guidance_scale if guidance_scale is None else guidance_scale
-        check_sampling(top_k, temperature, guidance_scale)
-        if seed is None:
-            seed = secrets.randbelow(MAX_SEED + 1)
-        sampler = TokenSampler(np.random.default_rng(seed), int(top_k), float(temperature), float(guidance_scale))
+        options = request.options
+        prompt, duration_sec, seed = request.prompt, request.duration_sec, request.seed
+        sampler = TokenSampler(
+            np.random.default_rng(seed),
+            self.settings.top_k if options.top_k is None else options.top_k,
+            self.settings.temperature if options.temperature is None else options.temperature,
+            self.settings.guidance_scale if options.guidance_scale is None else options.guidance_scale,
+        )
 
         hidden, mask = self.encode_text(prompt, sampler.uses_guidance)
         windows = self.plan(duration_sec)
@@ -303,11 +369,16 @@ class MusicGen:
         return audio
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> object:
+    """The parsed file; MODEL_LOAD_FAILED naming it (``LofiError.path``) when it cannot be read or is not JSON."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LofiError(MODEL_LOAD_FAILED, f"cannot read {path}: {exc}") from None
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise LofiError(MODEL_LOAD_FAILED, f"cannot read {path}: {exc}", path=path) from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _size_name(hidden: int, layers: int) -> str:

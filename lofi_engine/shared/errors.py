@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
 MODEL_LOAD_FAILED = "MODEL_LOAD_FAILED"
 MODEL_INFERENCE_FAILED = "MODEL_INFERENCE_FAILED"
@@ -14,15 +16,25 @@ QUEUE_FULL = "QUEUE_FULL"
 WRITE_FAILED = "WRITE_FAILED"
 CANCELLED = "CANCELLED"
 NOT_CANCELLABLE = "NOT_CANCELLABLE"
+INVALID_REQUEST = "INVALID_REQUEST"
+"""`lofi serve`: a line that is not one JSON-RPC 2.0 request (bad JSON or UTF-8, too long, too deep, a batch)."""
+INTERNAL_ERROR = "INTERNAL_ERROR"
+"""`lofi serve`: a failure no other code describes (a bug); the server keeps serving."""
 
 
 class LofiError(Exception):
     """An error with a stable machine-readable ``code`` and a message meant for the user."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, path: Path | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.path = path
+        """MODEL_LOAD_FAILED: the one file found bad (unreadable, corrupt, nonsensical), when one file is at fault;
+        None when the failure is not that file's (out of memory, a cache that could not be saved)."""
+
+    def __reduce__(self):  # picklable across the engine's pipe, path included
+        return (type(self), (self.code, self.message, self.path))
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}

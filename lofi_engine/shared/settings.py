@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from lofi_engine.shared.errors import INVALID_PARAMS, LofiError
-from lofi_engine.shared.request import BACKENDS
 
+BACKENDS = ("musicgen", "ace-step")
+DURATION_LIMITS = {"musicgen": (5.0, 120.0), "ace-step": (10.0, 240.0)}
+"""Seconds of audio each backend makes: MusicGen stitches 30 s windows, ACE-Step composes the whole piece at once."""
+DEFAULT_DURATION_SEC = 30.0
+PRIORITIES = ("normal", "high")
+MAX_PENDING = 10
+"""Jobs that may wait behind the running one (FR-021)."""
 VARIANTS = ("small", "small-int8", "small-fp16")
 DEVICES = ("auto", "cpu", "cuda", "metal")
 DECODER_FORMS = ("auto", "merged", "split")

@@ -1,9 +1,7 @@
-"""Track identity (FR-015) and the metadata a finished track carries (the spec's `generation_complete`)."""
+"""The metadata a finished track carries (the spec's `generation_complete`); its id comes from the request."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,16 +22,10 @@ class Finished(Protocol):
     backend: str
 
 
-def track_id(prompt: str, seed: int, duration_sec: float, model_version: str, backend: str) -> str:
-    """Short stable hash of prompt + seed + duration + model version + backend: the same request gives the same id."""
-    key = json.dumps([prompt, int(seed), float(duration_sec), model_version, backend], ensure_ascii=False)
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
-
-
-def track_metadata(generation: Finished, path: Path) -> dict:
+def track_metadata(generation: Finished, track_id: str, path: Path) -> dict:
     """Every field of the spec's `generation_complete` notification, and the backend."""
     return {
-        "track_id": track_id(generation.prompt, generation.seed, generation.duration_sec, generation.model_version, generation.backend),
+        "track_id": track_id,
         "path": str(path),
         "duration_sec": round(len(generation.audio) / generation.sample_rate, 3),
         "sample_rate": generation.sample_rate,

@@ -16,9 +16,10 @@ from lofi_engine.store.jsonfile import read_json, write_json_atomic
 FORMAT = "lofi-ace-step-onnx/1"
 MANIFEST = "manifest.json"
 GRAPHS = ("text_encoder", "condition_encoder", "dit", "vae_decoder")
-VARIANTS = ("fp32", "int8")
 VERIFIED_STAMP = ".lofi-verified.json"
-"""Sizes and modification times of files whose sha256 was checked, so a 6 GB DiT is hashed once, not every load."""
+"""Identities of files whose sha256 was checked, so a 6 GB DiT is hashed once, not every load. A file's identity is
+its size, modification time, inode and status-change time: a rewrite in place changes the ctime, which no tool can
+set back (``os.utime`` restores the mtime only), and a file put in its place has another inode."""
 
 HOW_TO_EXPORT = (
     "ACE-Step has no published ONNX files: export a checkpoint once with "
@@ -104,7 +105,8 @@ class Manifest:
         return f"{self.data.get('model', 'ace-step-1.5-turbo')}-{variant}-{revision}"
 
     def verify(self, names: list[str], on_hash: HashCallback | None = None) -> None:
-        """Every named file is listed, present, of the manifest's size and sha256 (hashed once per size and mtime)."""
+        """Every named file is listed, present, of the manifest's size and sha256 (hashed again whenever the file
+        was written, replaced or moved since it was last checked)."""
         stamp_path = self.root / VERIFIED_STAMP
         stamps = read_json(stamp_path, {})
         if not isinstance(stamps, dict):
@@ -134,7 +136,8 @@ class Manifest:
                 pass  # a read-only export is verified again next time
 
     def _checked_stamp(self, name: str) -> str:
-        """The file's size, modification time and expected sha256, once it is listed, present and of the right size."""
+        """The file's identity (size, mtime, inode, ctime) and expected sha256, once it is listed, present and of the
+        right size."""
         expected = self.data["files"].get(name)
         if expected is None:
             raise LofiError(MODEL_LOAD_FAILED, f"{name} is not listed in {self.root / MANIFEST}; export the checkpoint again")
@@ -144,4 +147,4 @@ class Manifest:
         stat = path.stat()
         if stat.st_size != expected["size"]:
             raise LofiError(MODEL_LOAD_FAILED, f"{path} has {stat.st_size} bytes, the manifest says {expected['size']}")
-        return f"{stat.st_size}:{stat.st_mtime_ns}:{expected['sha256']}"
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:{stat.st_ctime_ns}:{expected['sha256']}"

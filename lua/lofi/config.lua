@@ -28,15 +28,18 @@
 ---@field autoplay boolean Play a track as soon as it is generated
 ---@field python string? Interpreter that runs the engine (nil: the plugin's .venv made by `make install`)
 
+local schema = require("lofi.schema") -- generated from the engine's settings: the one source of these values
+local settings = schema.settings
+
 local M = {}
 
 ---@type lofi.Config
 M.defaults = {
-  backend = "musicgen",
-  model = { variant = nil, dir = nil, device = "auto", threads = nil },
-  ace_step = { dir = nil, variant = "fp32" },
-  cache = { dir = nil, max_size = 2 * 1024 * 1024 * 1024, optimized = true },
-  duration_sec = 30,
+  backend = settings.backend.default,
+  model = { variant = nil, dir = nil, device = settings.device.default, threads = nil },
+  ace_step = { dir = nil, variant = settings.ace_step_variant.default },
+  cache = { dir = nil, max_size = settings.cache_max_bytes.default, optimized = settings.optimized_cache.default },
+  duration_sec = schema.default_duration_sec,
   notify = true,
   player = { cmd = nil, loop = true },
   autoplay = true,
@@ -58,12 +61,12 @@ local function optional(kind)
   end
 end
 
----Seconds of audio each backend makes (the engine's `validation.DURATION_LIMITS`).
-M.durations = { musicgen = { 5, 120 }, ["ace-step"] = { 10, 240 } }
+---Seconds of audio each backend makes: {min, max} by backend name.
+M.durations = schema.durations
 
 ---@param opts lofi.Config
 local function validate(opts)
-  vim.validate({ backend = { opts.backend, one_of({ "musicgen", "ace-step" }) } })
+  vim.validate({ backend = { opts.backend, one_of(schema.backends) } })
   vim.validate({
     model = { opts.model, "table" },
     ace_step = { opts.ace_step, "table" },
@@ -75,7 +78,7 @@ local function validate(opts)
         local range = M.durations[opts.backend]
         return type(v) == "number" and v >= range[1] and v <= range[2]
       end,
-      ("a number from %d to %d (backend %s)"):format(M.durations[opts.backend][1], M.durations[opts.backend][2], opts.backend),
+      ("a number from %g to %g (backend %s)"):format(M.durations[opts.backend][1], M.durations[opts.backend][2], opts.backend),
     },
     notify = { opts.notify, "boolean" },
     autoplay = { opts.autoplay, "boolean" },
@@ -85,14 +88,14 @@ local function validate(opts)
     ["model.variant"] = {
       opts.model.variant,
       function(v)
-        return v == nil or vim.tbl_contains({ "small", "small-int8", "small-fp16" }, v)
+        return v == nil or vim.tbl_contains(settings.variant.choices, v)
       end,
-      "small, small-int8, small-fp16 or nil",
+      table.concat(settings.variant.choices, ", ") .. " or nil",
     },
     ["model.dir"] = { opts.model.dir, optional("string") },
     ["ace_step.dir"] = { opts.ace_step.dir, optional("string") },
-    ["ace_step.variant"] = { opts.ace_step.variant, one_of({ "fp32", "int8" }) },
-    ["model.device"] = { opts.model.device, one_of({ "auto", "cpu", "cuda", "metal" }) },
+    ["ace_step.variant"] = { opts.ace_step.variant, one_of(settings.ace_step_variant.choices) },
+    ["model.device"] = { opts.model.device, one_of(settings.device.choices) },
     ["model.threads"] = {
       opts.model.threads,
       function(v)
@@ -128,7 +131,22 @@ function M.setup(opts)
   M.options = merged
 end
 
----The settings the remote plugin hands to the engine (the engine's own schema: `lofi_engine.config.EngineConfig`).
+---The plugin's folder, where `make install` makes `.venv`.
+M.root = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h:h")
+
+---The interpreter that runs the engine (the one place that decides it): setup's `python`, else the plugin's
+---`.venv`; nil when neither exists (the remote plugin then uses its own host's).
+---@return string?
+function M.engine_python()
+  if M.options.python then
+    return M.options.python
+  end
+  local venv = M.root .. (vim.fn.has("win32") == 1 and "/.venv/Scripts/python.exe" or "/.venv/bin/python")
+  return vim.fn.executable(venv) == 1 and venv or nil
+end
+
+---The settings the remote plugin hands to the engine (the engine's own schema: `lofi_engine.shared.settings.EngineConfig`,
+---whose field names are the keys of `require("lofi.schema").settings`).
 ---@return table
 function M.remote_settings()
   local o = M.options
@@ -148,7 +166,7 @@ function M.remote_settings()
       cache_max_bytes = math.floor(o.cache.max_size),
       optimized_cache = o.cache.optimized,
     },
-    python = o.python or vim.NIL,
+    python = M.engine_python() or vim.NIL,
     log_dir = vim.fn.stdpath("state") .. "/lofi",
   }
 end

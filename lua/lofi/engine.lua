@@ -3,6 +3,10 @@ local config = require("lofi.config")
 
 local M = {}
 
+---The settings of the last request that reached the remote plugin (its engine client exists from then on).
+---@type table?
+local sent = nil
+
 ---JSON nulls arrive as vim.NIL; Lua code wants plain nil (absent keys).
 ---@param value any
 ---@return any
@@ -37,10 +41,12 @@ function M.request(method, params)
   if params == nil or vim.tbl_isempty(params) then
     params = vim.empty_dict()
   end
-  local ok, reply = pcall(vim.fn.LofiRequest, config.remote_settings(), method, params)
+  local settings = config.remote_settings()
+  local ok, reply = pcall(vim.fn.LofiRequest, settings, method, params)
   if not ok then
     return nil, { code = "PLUGIN_ERROR", message = "the python3 host failed: " .. tostring(reply) }
   end
+  sent = settings
   if type(reply) ~= "table" then
     return nil, { code = "PLUGIN_ERROR", message = "unexpected reply from the remote plugin" }
   end
@@ -49,6 +55,13 @@ function M.request(method, params)
     return nil, reply.error
   end
   return reply.result
+end
+
+---Whether the engine client exists and the settings differ from those it was last given (the next request hands
+---it the new ones; jobs already queued keep theirs).
+---@return boolean
+function M.settings_changed()
+  return sent ~= nil and not vim.deep_equal(sent, config.remote_settings())
 end
 
 return M

@@ -1,18 +1,12 @@
--- Engine events: subscribers, per-request callbacks and the generation state the UI reads.
+-- Engine events: subscribers and the generation state the UI reads. The event names (and their fields) are the
+-- engine's, from the generated schema.
+local schema = require("lofi.schema")
+
 local M = {}
 
-M.names = {
-  "generation_start",
-  "generation_progress",
-  "generation_complete",
-  "generation_error",
-  "generation_chunk",
-  "model_load_progress",
-  "consent_required",
-  "download_progress",
-  "download_complete",
-  "download_error",
-}
+---Every event the engine sends, sorted.
+M.names = vim.tbl_keys(schema.events)
+table.sort(M.names)
 
 ---@type table<string, table<integer, fun(data: table)>>
 local listeners = {}

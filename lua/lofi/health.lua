@@ -1,19 +1,7 @@
 -- :checkhealth lofi
 local M = {}
 
-local function plugin_root()
-  local source = debug.getinfo(1, "S").source:sub(2)
-  return vim.fn.fnamemodify(source, ":p:h:h:h")
-end
-
-local function engine_python()
-  local configured = require("lofi.config").options.python
-  if configured then
-    return configured
-  end
-  local venv = plugin_root() .. "/.venv/bin/python"
-  return vim.fn.executable(venv) == 1 and venv or nil
-end
+local config = require("lofi.config")
 
 local function check_neovim()
   if vim.fn.has("nvim-0.10") == 1 then
@@ -41,9 +29,9 @@ local function check_host()
 end
 
 local function check_engine()
-  local python = engine_python()
+  local python = config.engine_python()
   if not python then
-    vim.health.error("the engine's environment is missing", { "Run `make install` in " .. plugin_root() })
+    vim.health.error("the engine's environment is missing", { "Run `make install` in " .. config.root })
     return
   end
   local probe = "import onnxruntime, numpy, tokenizers, soundfile, huggingface_hub; "
@@ -52,14 +40,14 @@ local function check_engine()
   if result.code ~= 0 then
     vim.health.error("the engine's interpreter " .. python .. " cannot import its packages", {
       vim.trim(result.stderr or ""),
-      "Run `make install` in " .. plugin_root(),
+      "Run `make install` in " .. config.root,
     })
     return
   end
   local version, providers = vim.trim(result.stdout):match("^(%S+) (.*)$")
   vim.health.ok(("engine interpreter %s (onnxruntime %s)"):format(python, version))
   vim.health.info("execution providers: " .. providers)
-  local device = require("lofi.config").options.model.device
+  local device = config.options.model.device
   local wanted = ({ cuda = "CUDAExecutionProvider", metal = "CoreMLExecutionProvider" })[device]
   if wanted and not providers:find(wanted, 1, true) then
     vim.health.error(("model.device = %q but %s is not available"):format(device, wanted), {

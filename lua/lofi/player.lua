@@ -1,4 +1,5 @@
 -- Playback through an external player, spawned with an argument list (never a shell string), stdin closed.
+-- This module owns what is playing (`current`); others read it and change it only through these functions.
 local config = require("lofi.config")
 
 local M = {}
@@ -14,11 +15,13 @@ M.known = {
 }
 
 ---@class lofi.Playing
----@field path string
+---@field path string? The track's file (nil while a streamed track is still being generated)
 ---@field track_id string?
+---@field socket string? mpv's IPC socket of a streamed track
 ---@field process vim.SystemObj
 ---@field stopped boolean
 
+---What is playing now; read-only outside this module.
 ---@type lofi.Playing?
 M.current = nil
 
@@ -42,25 +45,31 @@ function M.command(loop)
   return nil, false
 end
 
----Stop whatever is playing.
-function M.stop()
+---Stop whatever is playing; given a `process`, only when that is what is playing.
+---@param process vim.SystemObj?
+function M.stop(process)
   local playing = M.current
-  M.current = nil
-  if playing then
-    playing.stopped = true
-    pcall(playing.process.kill, playing.process, "sigterm")
+  if not playing or (process and playing.process ~= process) then
+    return
   end
+  M.current = nil
+  playing.stopped = true
+  pcall(playing.process.kill, playing.process, "sigterm")
 end
+
+---@class lofi.PlayingTrack
+---@field track_id string?
+---@field path string?
+---@field socket string?
 
 ---Start a player command (an argument list, stdin closed) as what is playing now.
 ---@param cmd string[]
----@param track_id string?
----@param path string?
+---@param track lofi.PlayingTrack what it plays
 ---@param on_exit fun(playing: lofi.Playing, code: integer)? called on the main loop unless it was stopped
 ---@return vim.SystemObj? process, string? err
-function M.spawn(cmd, track_id, path, on_exit)
+function M.spawn(cmd, track, on_exit)
   ---@type lofi.Playing
-  local playing = { path = path, track_id = track_id, stopped = false }
+  local playing = { path = track.path, track_id = track.track_id, socket = track.socket, stopped = false }
   local ok, process = pcall(vim.system, cmd, { stdin = false, stdout = false, stderr = false }, function(result)
     vim.schedule(function()
       if M.current ~= playing or playing.stopped then
@@ -78,6 +87,15 @@ function M.spawn(cmd, track_id, path, on_exit)
   playing.process = process
   M.current = playing
   return process
+end
+
+---A streamed track is finished: when `process` still plays it, its file is now `path`.
+---@param process vim.SystemObj
+---@param path string
+function M.set_path(process, path)
+  if M.current and M.current.process == process then
+    M.current.path = path
+  end
 end
 
 ---Play a WAV file, replacing what is playing; loops when configured.
@@ -100,10 +118,10 @@ function M.play(path, track_id)
   table.insert(cmd, path)
   local function again(_, code)
     if loop and not loops_itself and code == 0 then
-      M.spawn(cmd, track_id, path, again) -- players without a loop flag are started again
+      M.spawn(cmd, { track_id = track_id, path = path }, again) -- players without a loop flag are started again
     end
   end
-  local process, err = M.spawn(cmd, track_id, path, again)
+  local process, err = M.spawn(cmd, { track_id = track_id, path = path }, again)
   return process ~= nil, err
 end
 

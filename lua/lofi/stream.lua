@@ -3,6 +3,7 @@
 -- audio already made lasts at least as long as the generation still needs), so it never stalls; on a machine
 -- faster than real time that is the first chunk.
 local config = require("lofi.config")
+local player = require("lofi.player")
 
 local M = {}
 
@@ -23,7 +24,7 @@ M.streams = {}
 ---Whether streamed playback can be used: autoplay on and mpv is the player.
 ---@return boolean
 function M.available()
-  local cmd = require("lofi.player").command(false)
+  local cmd = player.command(false)
   return config.options.autoplay and cmd ~= nil and vim.fs.basename(cmd[1]) == "mpv"
 end
 
@@ -60,19 +61,17 @@ local function connect(stream, attempts)
 end
 
 local function start(stream)
-  local player = require("lofi.player")
   local cmd = player.command(false)
   stream.socket = vim.fn.tempname() .. ".mpv"
   vim.list_extend(cmd, { "--idle=yes", "--gapless-audio=yes", "--input-ipc-server=" .. stream.socket })
   table.insert(cmd, table.remove(stream.chunks, 1))
   player.stop()
-  local process = player.spawn(cmd, stream.track_id, nil)
+  local process = player.spawn(cmd, { track_id = stream.track_id, socket = stream.socket })
   if not process then
     M.streams[stream.track_id] = nil
     return
   end
   stream.process = process
-  player.current.socket = stream.socket
   connect(stream, 100)
 end
 
@@ -132,10 +131,7 @@ function M.on_complete(data)
   for _, path in ipairs(stream.chunks) do
     send(stream, { "loadfile", path, "append-play" })
   end
-  local player = require("lofi.player")
-  if player.current and player.current.process == stream.process then
-    player.current.path = data.path
-  end
+  player.set_path(stream.process, data.path)
   if config.options.player.loop then
     send(stream, { "set_property", "loop-playlist", "inf" })
   else
@@ -149,9 +145,8 @@ end
 function M.on_error(data)
   local stream = M.streams[data.track_id]
   M.streams[data.track_id] = nil
-  local player = require("lofi.player")
-  if stream and stream.process and player.current and player.current.track_id == data.track_id then
-    player.stop()
+  if stream and stream.process then
+    player.stop(stream.process)
   end
 end
 

@@ -8,7 +8,6 @@ back through `nvim.async_call` into `require("lofi")._dispatch(event, data)`.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,6 @@ from lofi_engine.shared.errors import LofiError  # noqa: E402
 
 PLUGIN_ERROR = "PLUGIN_ERROR"
 log = logging.getLogger("lofi.plugin")
-
-
-def engine_python(configured: str | None) -> str:
-    """The interpreter for the engine: configured, else the plugin's own .venv, else this host's."""
-    if configured:
-        return configured
-    bin_dir = "Scripts" if os.name == "nt" else "bin"
-    venv = PLUGIN_ROOT / ".venv" / bin_dir / ("python.exe" if os.name == "nt" else "python")
-    return str(venv) if venv.exists() else sys.executable
 
 
 @pynvim.plugin
@@ -69,18 +59,21 @@ class LofiPlugin:
         self._close()
 
     def _configure(self, settings: dict[str, Any]) -> None:
-        """(Re)create the client when the Lua side's settings change; the engine starts on the first job."""
+        """Create the client on first use (the engine starts on the first job); when the Lua side's settings change,
+        jobs queued from then on use the new ones and the queued ones keep theirs."""
         config = EngineConfig.from_dict(dict(settings.get("engine") or {}))
-        key = (config, settings.get("python"), settings.get("log_dir"))
+        python = settings.get("python")  # decided on the Lua side (config.engine_python); None: this host's
+        key = (config, python)
         if self.client is not None and key == self.settings:
             return
-        self._close()
         if settings.get("log_dir"):
             self.log_dir = Path(settings["log_dir"])
         self._log_to(self.log_dir / "plugin.log")
-        self.client = EngineClient(
-            config, on_event=self._forward, python=engine_python(settings.get("python")), log_path=self.log_dir / "engine.log"
-        )
+        if self.client is None:
+            self.client = EngineClient(config, on_event=self._forward, python=python, log_path=self.log_dir / "engine.log")
+        else:
+            kept = self.client.reconfigure(config, python)["kept_jobs"]
+            log.info("settings changed; %d queued job(s) keep the settings they were queued with", kept)
         self.settings = key
 
     def _log_to(self, path: Path) -> None:

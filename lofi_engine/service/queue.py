@@ -1,0 +1,103 @@
+"""The service's job queue: priorities, the limit of waiting jobs, and the download question jobs wait on.
+
+Whether a MusicGen job needs a download is known here, before anything is sent to the engine (the model store is
+on disk): such a job waits for the user's answer, and once they agree a download job goes ahead of it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from lofi_engine.shared.errors import QUEUE_FULL, LofiError
+from lofi_engine.shared.protocol import DownloadJob, GenerateJob
+from lofi_engine.shared.settings import MAX_PENDING, EngineConfig
+from lofi_engine.store.catalogue import is_available
+
+
+@dataclass
+class QueuedJob:
+    work: Union[GenerateJob, DownloadJob]
+    config: EngineConfig
+    """The settings it was queued with; it runs with them even when ``setup()`` changes them meanwhile."""
+    priority: str = "normal"
+    submitted_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    percent: int = 0
+    eta_sec: float | None = None
+
+    @property
+    def track_id(self) -> str | None:
+        return self.work.track_id if isinstance(self.work, GenerateJob) else None
+
+    @property
+    def needs_download(self) -> bool:
+        """A MusicGen job whose model is not on this machine yet."""
+        return isinstance(self.work, GenerateJob) and self.work.request.backend == "musicgen" and not is_available(self.config)
+
+    @property
+    def cancellable_while_running(self) -> bool:
+        """ACE-Step stops between (or inside) its steps; MusicGen cannot once started (FR-009)."""
+        return isinstance(self.work, GenerateJob) and self.work.request.backend == "ace-step"
+
+    def view(self, position: int) -> dict[str, Any]:
+        kind = "generate" if isinstance(self.work, GenerateJob) else "download"
+        view = {"kind": kind, "position": position, "priority": self.priority, "percent": self.percent, "eta_sec": self.eta_sec}
+        if isinstance(self.work, GenerateJob):
+            view.update({"track_id": self.work.track_id, **self.work.request.describe()})
+        return view
+
+
+class JobQueue:
+    def __init__(self) -> None:
+        self.pending: list[QueuedJob] = []
+        self.running: QueuedJob | None = None
+        self.question: dict[str, Any] | None = None
+        """The download question waiting for the user's answer (`consent_required`'s fields), if any."""
+
+    def jobs(self) -> list[QueuedJob]:
+        """The running job first, then the pending ones in the order they will run."""
+        return ([self.running] if self.running is not None else []) + self.pending
+
+    def find(self, track_id: str) -> tuple[int, QueuedJob] | None:
+        for position, job in enumerate(self.jobs()):
+            if job.track_id == track_id:
+                return position, job
+        return None
+
+    def add(self, job: QueuedJob) -> int:
+        """Queue a generation (high priority ahead of every normal job, after earlier high ones); its position."""
+        if len(self.pending) >= MAX_PENDING:
+            raise LofiError(QUEUE_FULL, f"{MAX_PENDING} requests are already waiting; try again when one finishes")
+        index = sum(1 for j in self.pending if j.priority == "high") if job.priority == "high" else len(self.pending)
+        self.pending.insert(index, job)
+        return self.jobs().index(job)
+
+    def add_download(self, config: EngineConfig) -> None:
+        """The agreed download, ahead of everything (once)."""
+        if not any(isinstance(j.work, DownloadJob) for j in self.jobs()):
+            self.pending.insert(0, QueuedJob(DownloadJob(str(config.variant)), config, "high"))
+
+    def waiting_for_download(self) -> list[QueuedJob]:
+        return [j for j in self.pending if j.needs_download]
+
+    def remove(self, jobs: list[QueuedJob]) -> None:
+        self.pending = [j for j in self.pending if j not in jobs]
+
+    def start_next(self) -> QueuedJob | None:
+        """Take the first job that can run now: a download, or a generation that needs none (jobs waiting for a
+        download stay, so ACE-Step jobs and MusicGen jobs on a present model go ahead of them)."""
+        if self.running is not None:
+            return None
+        job = next((j for j in self.pending if not j.needs_download), None)
+        if job is None:
+            return None
+        self.pending.remove(job)
+        job.started_at = time.time()
+        self.running = job
+        return job
+
+    def finish(self) -> QueuedJob | None:
+        job, self.running = self.running, None
+        return job

@@ -1,0 +1,67 @@
+"""Every event the engine and the service send, declared once with its fields.
+
+The engine process sends them over its pipe, the service passes them on (JSON-RPC notifications, the editor's
+``lofi.on``), and the Lua side reads the same declarations from the generated ``lua/lofi/schema.lua``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    doc: str = ""
+
+
+_TRACK = ("track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version", "backend", "channels")
+
+EVENTS: dict[str, EventSpec] = {
+    spec.name: spec
+    for spec in (
+        EventSpec("generation_start", ("track_id", "prompt", "duration_sec", "seed", "backend"), (), "the engine began a job"),
+        EventSpec(
+            "generation_progress",
+            ("track_id", "percent", "tokens_generated", "tokens_estimated", "eta_sec"),
+            ("stage",),
+            "every 5 % of a job; stage names ACE-Step's unit kind (dit, decode)",
+        ),
+        EventSpec("generation_chunk", ("track_id", "path", "start_sec", "duration_sec"), (), "playable audio before the track is done"),
+        EventSpec("generation_complete", _TRACK, ("cached", "created_at", "last_played_at", "size_bytes"), "the track is written and cached"),
+        EventSpec("generation_error", ("track_id", "code", "message"), (), "the job failed or was cancelled"),
+        EventSpec(
+            "model_load_progress",
+            ("track_id", "file", "bytes_loaded", "bytes_total", "percent"),
+            ("stage",),
+            "model files checked (stage verify) or opened",
+        ),
+        EventSpec(
+            "consent_required",
+            ("variant", "size_bytes", "files", "license"),
+            ("track_id",),
+            "a job needs a model download the user has not agreed to",
+        ),
+        EventSpec(
+            "download_progress",
+            ("variant", "file", "bytes_downloaded", "bytes_total", "percent"),
+            ("track_id",),
+            "bytes of the model download so far",
+        ),
+        EventSpec("download_complete", ("variant", "path"), (), "the model is downloaded"),
+        EventSpec("download_error", ("variant", "code", "message"), (), "the model download failed"),
+    )
+}
+
+
+def event(name: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(name, fields)`` after checking them against the declaration: a misspelt field is a bug, caught here."""
+    spec = EVENTS[name]
+    missing = [f for f in spec.required if f not in fields]
+    unknown = [f for f in fields if f not in spec.required and f not in spec.optional]
+    if missing or unknown:
+        raise ValueError(f"event {name}: missing {missing}, unknown {unknown}")
+    return name, fields

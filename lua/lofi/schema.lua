@@ -1,0 +1,111 @@
+-- Generated from lofi_engine/shared (settings, request, events) by `make schema`; do not edit.
+return {
+  ["backends"] = { "musicgen", "ace-step" },
+  ["default_duration_sec"] = 30.0,
+  ["durations"] = {
+    ["ace-step"] = { 10.0, 240.0 },
+    ["musicgen"] = { 5.0, 120.0 },
+  },
+  ["events"] = {
+    ["consent_required"] = {
+      ["doc"] = "a job needs a model download the user has not agreed to",
+      ["optional"] = { "track_id" },
+      ["required"] = { "variant", "size_bytes", "files", "license" },
+    },
+    ["download_complete"] = {
+      ["doc"] = "the model is downloaded",
+      ["optional"] = {},
+      ["required"] = { "variant", "path" },
+    },
+    ["download_error"] = {
+      ["doc"] = "the model download failed",
+      ["optional"] = {},
+      ["required"] = { "variant", "code", "message" },
+    },
+    ["download_progress"] = {
+      ["doc"] = "bytes of the model download so far",
+      ["optional"] = { "track_id" },
+      ["required"] = { "variant", "file", "bytes_downloaded", "bytes_total", "percent" },
+    },
+    ["generation_chunk"] = {
+      ["doc"] = "playable audio before the track is done",
+      ["optional"] = {},
+      ["required"] = { "track_id", "path", "start_sec", "duration_sec" },
+    },
+    ["generation_complete"] = {
+      ["doc"] = "the track is written and cached",
+      ["optional"] = { "cached", "created_at", "last_played_at", "size_bytes" },
+      ["required"] = { "track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version", "backend", "channels" },
+    },
+    ["generation_error"] = {
+      ["doc"] = "the job failed or was cancelled",
+      ["optional"] = {},
+      ["required"] = { "track_id", "code", "message" },
+    },
+    ["generation_progress"] = {
+      ["doc"] = "every 5 % of a job; stage names ACE-Step's unit kind (dit, decode)",
+      ["optional"] = { "stage" },
+      ["required"] = { "track_id", "percent", "tokens_generated", "tokens_estimated", "eta_sec" },
+    },
+    ["generation_start"] = {
+      ["doc"] = "the engine began a job",
+      ["optional"] = {},
+      ["required"] = { "track_id", "prompt", "duration_sec", "seed", "backend" },
+    },
+    ["model_load_progress"] = {
+      ["doc"] = "model files checked (stage verify) or opened",
+      ["optional"] = { "stage" },
+      ["required"] = { "track_id", "file", "bytes_loaded", "bytes_total", "percent" },
+    },
+  },
+  ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps" },
+  ["max_pending"] = 10,
+  ["max_seed"] = 4294967295,
+  ["priorities"] = { "normal", "high" },
+  ["settings"] = {
+    ["ace_step_model_dir"] = {
+      ["help"] = "an ACE-Step export (its manifest.json and ONNX files; default: cache_dir/models/ace-step)",
+    },
+    ["ace_step_variant"] = {
+      ["choices"] = { "fp32", "int8" },
+      ["default"] = "fp32",
+      ["help"] = "ACE-Step weights: fp32, or int8 (weight-only for the encoders and the DiT: 4.1 GB of weights instead of 11.5 GB)",
+    },
+    ["backend"] = {
+      ["choices"] = { "musicgen", "ace-step" },
+      ["default"] = "musicgen",
+      ["help"] = "the backend a request uses when it names none: musicgen (5–120 s) or ace-step (10–240 s, 48 kHz stereo)",
+    },
+    ["cache_dir"] = {
+      ["help"] = "where tracks are kept",
+    },
+    ["cache_max_bytes"] = {
+      ["default"] = 2147483648,
+      ["help"] = "cache size limit in bytes (least recently played go first)",
+    },
+    ["decoder"] = {
+      ["choices"] = { "auto", "merged", "split" },
+      ["default"] = "auto",
+      ["help"] = "decoder form: merged file, split pair, or auto (merged when present)",
+    },
+    ["device"] = {
+      ["choices"] = { "auto", "cpu", "cuda", "metal" },
+      ["default"] = "auto",
+      ["help"] = "auto, cpu, cuda or metal",
+    },
+    ["model_dir"] = {
+      ["help"] = "a directory of model files laid out like the Hub's; skips the download",
+    },
+    ["optimized_cache"] = {
+      ["default"] = true,
+      ["help"] = "keep ONNX Runtime's optimized model in cache_dir/optimized: loads ≈ 2× faster, ≈ 3.5 GB of disk for small (true/false)",
+    },
+    ["threads"] = {
+      ["help"] = "CPU threads for inference (default: all cores)",
+    },
+    ["variant"] = {
+      ["choices"] = { "small", "small-int8", "small-fp16" },
+      ["help"] = "model variant: small (fp32, the default), small-int8 (smaller, ≈ 2× faster on a CPU) or small-fp16 (the default with --device cuda or metal)",
+    },
+  },
+}
