@@ -14,7 +14,14 @@ from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig
 from lofi_engine.shared.track import track_metadata
 from lofi_engine.store.ace_step_manifest import HOW_TO_EXPORT
-from lofi_engine.store.catalogue import HUB_REPO, download_question, is_available, locate_model, model_version, variant_dir
+from lofi_engine.store.catalogue import (
+    HUB_REPO,
+    download_question,
+    is_available,
+    locate_model,
+    model_version,
+    variant_dir,
+)
 from lofi_engine.store.consent import ConsentStore
 
 

@@ -37,6 +37,7 @@ def reference(name: str) -> np.ndarray:
 def engine(tmp_path: Path):
     """A started-on-demand EngineClient over the tiny model, its events collected; closed after the test."""
     from events import EventLog
+
     from lofi_engine.service.client import EngineClient
     from lofi_engine.shared.settings import EngineConfig
 

@@ -17,9 +17,9 @@ import soundfile
 from conftest import FIXTURES
 
 from lofi_engine import LofiError
+from lofi_engine.ace_step.pipeline import AceStep, sigmas
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.store.ace_step_manifest import MANIFEST, Manifest
-from lofi_engine.ace_step.pipeline import AceStep, sigmas
 
 ACE_TINY = FIXTURES / "ace-step-tiny"
 ACE_REFERENCE = np.load(FIXTURES / "ace-step-tiny-reference" / "reference.npz")
@@ -396,6 +396,7 @@ def test_the_engine_releases_the_other_backends_sessions(tmp_path: Path) -> None
     import weakref
 
     from conftest import TINY
+
     from lofi_engine.engine.worker import Worker
     from lofi_engine.shared.protocol import GenerateJob
     from lofi_engine.shared.settings import EngineConfig

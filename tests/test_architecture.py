@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from lofi_engine import LofiError
-from lofi_engine.musicgen.delay_pattern import PREDICTED, build_pattern, undelay, window_length
+from lofi_engine.musicgen.delay_pattern import (
+    PREDICTED,
+    build_pattern,
+    undelay,
+    window_length,
+)
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import EngineConfig
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import soundfile
-
 from conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]

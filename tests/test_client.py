@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import soundfile
-
 from conftest import PROMPT, TINY
+
 from lofi_engine import LofiError
 
 COMPLETE_FIELDS = {"track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version"}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import PROMPT, TINY
 from fake_hub import FakeHub
+
 from lofi_engine.store.catalogue import HUB_REPO, LICENSE, VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]

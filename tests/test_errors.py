@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import PROMPT
 from onnx import numpy_helper
 
-from conftest import PROMPT
 from lofi_engine import LofiError, MusicGen
 
 

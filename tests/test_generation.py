@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-
 from conftest import PROMPT
+
 from lofi_engine import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
+from lofi_engine.musicgen.text import encode_prompt
 
 
 def test_same_seed_gives_bit_identical_audio(tiny: MusicGen) -> None:
@@ -49,7 +50,7 @@ def test_defaults_come_from_generation_config(tiny: MusicGen) -> None:
 def test_45_seconds_crosses_a_window_with_exact_length_and_continuous_codes(tiny: MusicGen) -> None:
     steps: list[tuple[int, int]] = []
     long = tiny.generate(PROMPT, duration_sec=45, seed=9, on_step=lambda done, total: steps.append((done, total)))
-    assert [(w.prompt_frames, w.new_frames) for w in tiny.plan(45)] == [(0, 1500), (600, 750)]
+    assert [(w.prompt_frames, w.new_frames) for w in tiny.windows(45)] == [(0, 1500), (600, 750)]
     assert long.codes.shape == (4, 45 * 50)
     assert long.audio.shape == (45 * 32000,)
     # The first window is exactly a 30 s generation with the same seed: nothing repeated, nothing dropped,
@@ -60,7 +61,7 @@ def test_45_seconds_crosses_a_window_with_exact_length_and_continuous_codes(tiny
     # The codes across the seam continue the first window: re-running the second window from the last 12 s
     # of the first, greedily, is deterministic and reproduces the tail of a greedy 45 s generation.
     greedy = tiny.generate(PROMPT, duration_sec=45, top_k=1)
-    hidden, mask = tiny.encode_text(PROMPT, guidance=True)
+    hidden, mask = encode_prompt(tiny.tokenizer, tiny.text_encoder, PROMPT, guidance=True)
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=3.0)
     tail = tiny.continue_codes(greedy.codes[:, 900:1500], 750, hidden, mask, sampler, lambda complete, finished: None)
     np.testing.assert_array_equal(tail[:, 600:], greedy.codes[:, 1500:])
@@ -74,11 +75,11 @@ def test_45_seconds_crosses_a_window_with_exact_length_and_continuous_codes(tiny
 
 def test_plan_for_every_duration_yields_exact_frames(tiny: MusicGen) -> None:
     for duration in (5, 10, 29.98, 30, 30.02, 47.5, 60, 119.5, 120):
-        windows = tiny.plan(duration)
+        windows = tiny.windows(duration)
         assert sum(w.new_frames for w in windows) == round(duration * 50)
         assert all(1 + w.prompt_frames + w.steps <= 2048 for w in windows)
         assert windows[0].prompt_frames == 0 and all(w.prompt_frames == 600 for w in windows[1:])
-    assert len(tiny.plan(120)) == 1 + 5  # 30 s, then 18 s at a time
+    assert len(tiny.windows(120)) == 1 + 5  # 30 s, then 18 s at a time
 
 
 def test_top_k_only_draws_among_the_k_likeliest() -> None:

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import soundfile
-
 from conftest import PROMPT
 
 WAIT_GENERATION = """
@@ -265,8 +264,9 @@ def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Pa
     """FR-024…FR-027 from the editor: vim.ui.select asks, the answer is remembered, progress is visible."""
     from conftest import TINY
     from fake_hub import FakeHub
-    from lofi_engine.store.catalogue import HUB_REPO, VARIANTS
     from nvim_session import quit_nvim, start_nvim
+
+    from lofi_engine.store.catalogue import HUB_REPO, VARIANTS
 
     hub = FakeHub(HUB_REPO, {repo_path: (TINY / name).read_bytes() for name, repo_path in VARIANTS["small"].files.items()})
     monkeypatch.setenv("HF_ENDPOINT", hub.start())

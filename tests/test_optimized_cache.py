@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from conftest import PROMPT, TINY, reference
+
 from lofi_engine import MusicGen
 
 

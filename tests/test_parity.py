@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import PROMPT, TINY, TINY_FP16, TINY_INT8, reference
+
 from lofi_engine import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
+from lofi_engine.musicgen.text import encode_prompt
 
 
 @pytest.mark.parametrize("decoder", ["merged", "split"])
@@ -29,7 +30,7 @@ def test_greedy_codes_and_audio_match_transformers(decoder: str, guidance: float
 def test_continuation_from_codes_matches_transformers(tiny: MusicGen) -> None:
     """The windowed continuation equals transformers' generate(decoder_input_ids=…) token for token."""
     prompt_codes = reference("greedy_g1_codes")[:, :50]
-    hidden, mask = tiny.encode_text(PROMPT, guidance=False)
+    hidden, mask = encode_prompt(tiny.tokenizer, tiny.text_encoder, PROMPT, guidance=False)
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=1.0)
     steps = []
     codes = tiny.continue_codes(prompt_codes, 100, hidden, mask, sampler, lambda complete, finished: steps.append(1))

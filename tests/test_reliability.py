@@ -23,9 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-import soundfile
-
 from conftest import FIXTURES, PROMPT, TINY, reference
+
 from lofi_engine import LofiError, MusicGen
 from lofi_engine.engine.wav import write_wav
 from lofi_engine.store.tracks import TrackCache

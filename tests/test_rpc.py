@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]

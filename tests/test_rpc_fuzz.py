@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import soundfile
-
 from conftest import TINY
+
 from lofi_engine.shared import errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def hostile_lines(rng: random.Random) -> list[tuple[bytes, Any, bool]]:
             constant = rng.choice(["NaN", "Infinity", "-Infinity"])
             raw(f'{{"jsonrpc": "2.0", "method": "generate", "id": {i}, "params": {{"prompt": "x", "duration_sec": {constant}}}}}'.encode(), None)
         else:
-            raw(f'{{"jsonrpc": "2.0", "method": "status", "id": 1e400}}'.encode(), None)
+            raw('{"jsonrpc": "2.0", "method": "status", "id": 1e400}'.encode(), None)
     for _ in range(60):  # batches
         size = rng.randrange(4)
         raw(dumps([request("status", id=next_id()) for _ in range(size)]), None)

@@ -18,10 +18,15 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from lofi_engine.shared.errors import CANCELLED, MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
-from lofi_engine.inference.session import open_session, run
-from lofi_engine.shared.eta import StageEta
 from lofi_engine.inference.providers import providers_for, session_options
+from lofi_engine.inference.session import open_session, run
+from lofi_engine.shared.errors import (
+    CANCELLED,
+    MODEL_INFERENCE_FAILED,
+    MODEL_LOAD_FAILED,
+    LofiError,
+)
+from lofi_engine.shared.eta import StageEta
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import DEFAULT_DURATION_SEC
 from lofi_engine.store.ace_step_manifest import GRAPHS, HashCallback, Manifest

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from lofi_engine.store import musicgen_files as files
 from lofi_engine.musicgen.model import MusicGen
+from lofi_engine.musicgen.text import encode_prompt
+from lofi_engine.store import musicgen_files as files
 
 PROMPT = "lofi hip hop, jazzy piano"
 POSITION_RANGES = ((0, 100), (400, 500), (1400, 1500))
@@ -102,7 +103,7 @@ def measure_ours(model_dir: Path, threads: int, durations: tuple[float, ...], op
     hidden_times = []
     for _ in range(10):
         t = time.perf_counter()
-        model.encode_text(PROMPT, guidance=True)
+        encode_prompt(model.tokenizer, model.text_encoder, PROMPT, guidance=True)
         hidden_times.append(time.perf_counter() - t)
     result["text_encoder_sec"] = statistics.median(hidden_times)
 
@@ -131,8 +132,8 @@ def measure_ours(model_dir: Path, threads: int, durations: tuple[float, ...], op
 def measure_transformers(checkpoint: Path, threads: int, duration: float) -> dict[str, Any] | None:
     try:
         import torch
-        from transformers import MusicgenForConditionalGeneration
         from tokenizers import Tokenizer
+        from transformers import MusicgenForConditionalGeneration
     except ImportError:
         return None
     torch.set_num_threads(threads)

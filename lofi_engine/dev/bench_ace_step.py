@@ -88,7 +88,9 @@ def measure_torch(threads: int, duration: float) -> dict[str, Any] | None:
     """The same DiT architecture in torch (random weights, same config), one forward at ``duration``."""
     try:
         import torch
-        from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+        from diffusers.models.transformers.ace_step_transformer import (
+            AceStepTransformer1DModel,
+        )
     except ImportError:
         return None
     torch.set_num_threads(threads)
@@ -109,8 +111,8 @@ def measure_torch(threads: int, duration: float) -> dict[str, Any] | None:
 
 def measure_pipeline(model_dir: Path, threads: int, duration: float, variant: str) -> dict[str, Any]:
     """`AceStep.load` + `generate` as the engine runs them; the first load checks every file's sha256."""
-    from lofi_engine.store.ace_step_manifest import VERIFIED_STAMP
     from lofi_engine.ace_step.pipeline import AceStep
+    from lofi_engine.store.ace_step_manifest import VERIFIED_STAMP
 
     (model_dir / VERIFIED_STAMP).unlink(missing_ok=True)
     started = time.perf_counter()

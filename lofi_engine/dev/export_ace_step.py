@@ -25,9 +25,9 @@ from typing import Any, Iterator
 import numpy as np
 import onnxruntime as ort
 
+from lofi_engine.inference.providers import session_options
 from lofi_engine.store.ace_step_manifest import FORMAT, MANIFEST, file_entry
 from lofi_engine.store.jsonfile import write_json_atomic
-from lofi_engine.inference.providers import session_options
 
 try:
     import diffusers  # noqa: F401 (checked here, used inside export_checkpoint)
@@ -285,7 +285,10 @@ class Exporter:
     def quantize_int8(self, name: str) -> str:
         """Weight-only int8 (MatMulNBits, 8 bits, block 32) of a graph; accuracy level 4 lets the CPU kernels multiply in
         int8 (level 0, fp32 compute over dequantized weights, measured 2.8× slower for a 10 s piece)."""
-        from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+        from onnxruntime.quantization.matmul_nbits_quantizer import (
+            DefaultWeightOnlyQuantConfig,
+            MatMulNBitsQuantizer,
+        )
 
         logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
         started = time.perf_counter()

@@ -75,8 +75,14 @@ def build_tokenizer():
 
 def build_pipeline(size: str):
     """Every part of an ACE-Step 1.5 turbo pipeline at ``size``, random weights (seeded)."""
-    from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
-    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from diffusers import (
+        AceStepPipeline,
+        AutoencoderOobleck,
+        FlowMatchEulerDiscreteScheduler,
+    )
+    from diffusers.models.transformers.ace_step_transformer import (
+        AceStepTransformer1DModel,
+    )
     from diffusers.pipelines.ace_step.modeling_ace_step import AceStepConditionEncoder
     from transformers import Qwen3Config, Qwen3Model
 

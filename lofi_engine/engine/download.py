@@ -28,8 +28,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import disable_progress_bars
 
-from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.shared.errors import MODEL_DOWNLOAD_FAILED, LofiError
+from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.store.catalogue import HUB_REPO, HUB_REVISION, VARIANTS, variant_dir
 
 ProgressCallback = Callable[[dict], None]

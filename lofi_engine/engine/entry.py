@@ -16,8 +16,8 @@ def engine_main(conn, cancel, config: dict, log_path: str, repo_root: str) -> No
 
     import logging
 
-    from lofi_engine.shared.settings import EngineConfig
     from lofi_engine.engine.worker import Worker
+    from lofi_engine.shared.settings import EngineConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s engine[%(process)d] %(levelname)s %(message)s")
     logging.getLogger("lofi.engine").info("engine started under %s", sys.executable)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from lofi_engine.shared.errors import LofiError
-from lofi_engine.inference.session import open_session
 from lofi_engine.inference.providers import CPU, session_options
+from lofi_engine.inference.session import open_session
+from lofi_engine.shared.errors import LofiError
 
 MODEL = "model.onnx"
 WEIGHTS = "model.onnx.data"

@@ -6,8 +6,8 @@ import os
 
 import onnxruntime as ort
 
-from lofi_engine.shared.settings import DEVICES
 from lofi_engine.shared.errors import DEVICE_UNAVAILABLE, LofiError
+from lofi_engine.shared.settings import DEVICES
 
 _GPU_PROVIDERS = {
     "cuda": ("CUDAExecutionProvider", "onnxruntime-gpu (pip install onnxruntime-gpu) with a CUDA GPU"),

@@ -9,7 +9,11 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, MODEL_LOAD_FAILED, LofiError
+from lofi_engine.shared.errors import (
+    MODEL_INFERENCE_FAILED,
+    MODEL_LOAD_FAILED,
+    LofiError,
+)
 
 
 def open_session(

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
-from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, LofiError
 from lofi_engine.inference.session import float_type, run_bound
+from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, LofiError
 
 DECODER_INPUTS = ("input_ids", "encoder_attention_mask", "encoder_hidden_states")
 WITH_PAST_INPUTS = ("input_ids", "encoder_attention_mask", "past_key_values.0.decoder.key")

@@ -15,8 +15,18 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from lofi_engine.shared.errors import INVALID_DURATION, INVALID_PARAMS, INVALID_PROMPT, LofiError
-from lofi_engine.shared.settings import BACKENDS, DEFAULT_DURATION_SEC, DURATION_LIMITS, PRIORITIES
+from lofi_engine.shared.errors import (
+    INVALID_DURATION,
+    INVALID_PARAMS,
+    INVALID_PROMPT,
+    LofiError,
+)
+from lofi_engine.shared.settings import (
+    BACKENDS,
+    DEFAULT_DURATION_SEC,
+    DURATION_LIMITS,
+    PRIORITIES,
+)
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 500

@@ -9,10 +9,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lofi_engine.shared.errors import MODEL_NOT_FOUND, LofiError
+from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.store import musicgen_files as files
 from lofi_engine.store.ace_step_manifest import Manifest
-from lofi_engine.shared.settings import EngineConfig
-from lofi_engine.shared.errors import MODEL_NOT_FOUND, LofiError
 
 HUB_REPO = "gabotechs/music_gen"
 HUB_REVISION = "main"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lofi_engine.shared.settings import DECODER_FORMS
 from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
+from lofi_engine.shared.settings import DECODER_FORMS
 
 CONFIG = "config.json"
 GENERATION_CONFIG = "generation_config.json"

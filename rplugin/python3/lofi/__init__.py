@@ -19,8 +19,8 @@ if str(PLUGIN_ROOT) not in sys.path:
     sys.path.insert(0, str(PLUGIN_ROOT))
 
 from lofi_engine.service.client import EngineClient  # noqa: E402  (needs PLUGIN_ROOT on sys.path)
-from lofi_engine.shared.settings import EngineConfig, default_state_dir  # noqa: E402
 from lofi_engine.shared.errors import LofiError  # noqa: E402
+from lofi_engine.shared.settings import EngineConfig, default_state_dir  # noqa: E402
 
 PLUGIN_ERROR = "PLUGIN_ERROR"
 log = logging.getLogger("lofi.plugin")

@@ -1,0 +1,20 @@
+"""The text condition: tokenise the prompt (T5) and run the text encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from lofi_engine.inference.session import run
+
+
+def encode_prompt(tokenizer: Tokenizer, text_encoder: ort.InferenceSession, prompt: str, guidance: bool) -> tuple[np.ndarray, np.ndarray]:
+    """T5 hidden states and mask; with guidance the unconditional half is all zeros (not an empty prompt)."""
+    ids = np.array([tokenizer.encode(prompt).ids], dtype=np.int64)
+    mask = np.ones_like(ids)
+    hidden = run(text_encoder, {"input_ids": ids, "attention_mask": mask}, "text encoder")[0]
+    if guidance:
+        hidden = np.concatenate([hidden, np.zeros_like(hidden)])
+        mask = np.concatenate([mask, np.zeros_like(mask)])
+    return hidden, mask
