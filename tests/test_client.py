@@ -175,6 +175,28 @@ def test_engine_killed_mid_track_fails_that_job_restarts_and_finishes_the_queue(
     assert not client.cache.wav_path(running).exists() and client.cache.get(running) is None
 
 
+def test_a_stopped_engine_is_noticed_restarted_and_only_its_job_fails(engine) -> None:
+    """Issue 11 item 11: SIGSTOP froze the ETA forever; the watchdog restarts an engine that went silent."""
+    client, events = engine(stall_timeout_sec=5)
+    running = client.request("generate", {"prompt": "long", "duration_sec": 120, "seed": 1})["track_id"]
+    queued = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
+    events.wait_event("generation_progress", track_id=running)
+    pid = client.engine_pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        error = events.wait_event("generation_error", track_id=running, timeout=60)
+        assert error["code"] == "MODEL_INFERENCE_FAILED" and "stopped responding (nothing for 5 s)" in error["message"]
+        events.wait_event("generation_complete", track_id=queued, timeout=120)
+        assert client.engine_pid not in (None, pid)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # the stopped engine was killed, not left behind
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
 def test_engine_runs_under_the_given_interpreter(engine, tmp_path: Path) -> None:
     marker = tmp_path / "interpreter-used"
     wrapper = tmp_path / "python-wrapper"

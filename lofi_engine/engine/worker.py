@@ -20,7 +20,7 @@ from lofi_engine.engine.wav import write_wav
 from lofi_engine.shared.backend import Backend
 from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, LofiError
 from lofi_engine.shared.events import event
-from lofi_engine.shared.protocol import SHUTDOWN, DownloadJob, GenerateJob
+from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN, DownloadJob, GenerateJob
 from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.shared.track import Finished, track_metadata
 from lofi_engine.store.catalogue import locate_model
@@ -37,11 +37,32 @@ class Worker:
         self.cancel = cancel
         self.cache = TrackCache(config.cache_dir / "tracks", config.cache_max_bytes)
         self.models: dict[str, Backend] = {}
+        self._send_lock = threading.Lock()  # events from the job and the heartbeat thread share the pipe
 
     def emit(self, name: str, fields: dict[str, Any]) -> None:
-        self.conn.send(event(name, fields))
+        self._send(event(name, fields))
+
+    def _send(self, message: Any) -> None:
+        with self._send_lock:
+            self.conn.send(message)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """A sign of life every second, whatever the job is doing (ONNX Runtime releases the GIL while it runs)."""
+        while not stop.wait(HEARTBEAT_SEC):
+            try:
+                self._send(HEARTBEAT)
+            except (OSError, ValueError):
+                return
 
     def serve(self) -> None:
+        stop = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(stop,), name="lofi-heartbeat", daemon=True).start()
+        try:
+            self._serve()
+        finally:
+            stop.set()
+
+    def _serve(self) -> None:
         while True:
             try:
                 job = self.conn.recv()

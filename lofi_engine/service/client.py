@@ -232,9 +232,11 @@ class EngineClient:
         with self._lock:
             if self._closed or not self._link.crashed(process):
                 return
-            self._finish_with_error(
-                MODEL_INFERENCE_FAILED, f"the engine crashed (exit code {process.exitcode}); it has been restarted; details in {self.log_path}"
-            )
+            if self._link.stalled(process):
+                what = f"the engine stopped responding (nothing for {self.config.stall_timeout_sec:g} s)"
+            else:
+                what = f"the engine crashed (exit code {process.exitcode})"
+            self._finish_with_error(MODEL_INFERENCE_FAILED, f"{what}; it has been restarted; details in {self.log_path}")
             self._advance()
 
     def _finish_with_error(self, code: str, message: str) -> None:

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 import types
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from lofi_engine.engine.entry import engine_main
 from lofi_engine.shared.errors import MODEL_LOAD_FAILED, LofiError
-from lofi_engine.shared.protocol import SHUTDOWN, Job
+from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN, Job
 from lofi_engine.shared.settings import EngineConfig
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -44,6 +45,8 @@ class EngineLink:
         self._conn: Connection | None = None
         self._cancel: Any = None  # a multiprocessing Event: stop the running (ACE-Step) job
         self._config: EngineConfig | None = None
+        self._last_seen: float | None = None  # monotonic time of the engine's last message; None until its first
+        self._stalled: set[int] = set()  # pids the watchdog killed
 
     @property
     def pid(self) -> int | None:
@@ -106,19 +109,40 @@ class EngineLink:
         finally:
             child_end.close()
         self._process, self._conn, self._cancel, self._config = process, parent_end, cancel, config
+        self._last_seen = None
         threading.Thread(target=self._read, args=(process, parent_end), name="lofi-engine-reader", daemon=True).start()
+        threading.Thread(target=self._watch, args=(process, config.stall_timeout_sec), name="lofi-engine-watchdog", daemon=True).start()
         log.info("engine process %s started", process.pid)
 
     def _read(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         while True:
             try:
-                name, fields = conn.recv()
+                message = conn.recv()
             except (EOFError, OSError):
                 break
-            self._on_event(name, fields)
+            if self._process is process:
+                self._last_seen = time.monotonic()
+            if message != HEARTBEAT:
+                self._on_event(*message)
         process.join(timeout=5)
         conn.close()
         self._on_exit(process)
+
+    def stalled(self, process: multiprocessing.process.BaseProcess) -> bool:
+        """Whether the watchdog ended ``process`` for going silent."""
+        return process.pid in self._stalled
+
+    def _watch(self, process: multiprocessing.process.BaseProcess, timeout: float) -> None:
+        """Kill an engine that has sent nothing for ``timeout`` seconds since its first sign of life (stopped, frozen
+        or swapped to death); its reader then reports it gone like a crash."""
+        while self._process is process and process.is_alive():
+            time.sleep(HEARTBEAT_SEC / 2)
+            last = self._last_seen
+            if last is not None and self._process is process and time.monotonic() - last > timeout:
+                log.warning("engine %s sent nothing for %.0f s: restarting it", process.pid, timeout)
+                self._stalled.add(process.pid)
+                process.kill()
+                return
 
     def crashed(self, process: multiprocessing.process.BaseProcess) -> bool:
         """Whether ``process`` ended without being stopped (then it is forgotten, and the next job starts another)."""

@@ -82,6 +82,10 @@ class EngineConfig:
         default=True,
         metadata={"help": "keep ONNX Runtime's optimized model in cache_dir/optimized: loads ≈ 2× faster, ≈ 3.5 GB of disk for small (true/false)"},
     )
+    stall_timeout_sec: float = field(
+        default=60.0,
+        metadata={"help": "seconds a busy engine may go without a sign of life (it sends one a second) before it is restarted and the job in flight fails"},
+    )
 
     def __post_init__(self) -> None:
         if self.variant is None:
@@ -95,6 +99,8 @@ class EngineConfig:
             raise LofiError(INVALID_PARAMS, f"threads must be a positive integer, not {self.threads!r}")
         if not isinstance(self.optimized_cache, bool):
             raise LofiError(INVALID_PARAMS, f"optimized_cache must be true or false, not {self.optimized_cache!r}")
+        if isinstance(self.stall_timeout_sec, bool) or not isinstance(self.stall_timeout_sec, numbers.Real) or not 1 <= self.stall_timeout_sec <= 86400:
+            raise LofiError(INVALID_PARAMS, f"stall_timeout_sec must be a number of seconds from 1 to 86400, not {self.stall_timeout_sec!r}")
         if not _is_int(self.cache_max_bytes) or self.cache_max_bytes < 0:
             raise LofiError(INVALID_PARAMS, f"cache_max_bytes must be a non-negative integer, not {self.cache_max_bytes!r}")
         for name in ("model_dir", "ace_step_model_dir", "cache_dir"):
@@ -122,7 +128,7 @@ class EngineConfig:
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """One `--flag` per setting, named after the field."""
         for f in fields(cls):
-            kind = {"threads": int, "cache_max_bytes": int, "optimized_cache": _boolean}.get(f.name, str)
+            kind = {"threads": int, "cache_max_bytes": int, "optimized_cache": _boolean, "stall_timeout_sec": float}.get(f.name, str)
             default = f.default if f.default is not MISSING else None
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),

@@ -100,6 +100,10 @@ return {
       ["default"] = true,
       ["help"] = "keep ONNX Runtime's optimized model in cache_dir/optimized: loads ≈ 2× faster, ≈ 3.5 GB of disk for small (true/false)",
     },
+    ["stall_timeout_sec"] = {
+      ["default"] = 60.0,
+      ["help"] = "seconds a busy engine may go without a sign of life (it sends one a second) before it is restarted and the job in flight fails",
+    },
     ["threads"] = {
       ["help"] = "CPU threads for inference (default: all cores)",
     },
