@@ -510,3 +510,25 @@ def test_a_flipped_bit_with_the_same_size_and_mtime_is_found(tmp_path: Path) -> 
     with pytest.raises(LofiError) as info:
         AceStep.load(export, device="cpu")
     assert info.value.code == "MODEL_LOAD_FAILED" and "silence_latent.npy" in info.value.message and "sha256" in info.value.message
+
+
+# ---- item 4: prompt length, item 5: declining a download --------------------------------------------------------------
+
+
+def test_a_huge_prompt_is_refused_at_once_before_any_model_work(engine) -> None:
+    """A 20 KB prompt took 32 s and 6.4 GB on the tiny model: now INVALID_PROMPT with the limit, nothing started."""
+    client, events = engine()
+    with pytest.raises(LofiError) as err:
+        client.request("generate", {"prompt": "lofi hip hop " * 1600, "duration_sec": 5})
+    assert err.value.code == "INVALID_PROMPT" and "at most 500" in err.value.message
+    assert client.engine_pid is None and client.request("queue")["pending"] == []
+
+
+def test_declining_a_download_fails_only_the_jobs_that_need_it(engine) -> None:
+    """Item 5: with the model present, `download {consent: false}` costs no queued job."""
+    client, events = engine(stall_timeout_sec=60)
+    ids = [client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": seed})["track_id"] for seed in (1, 2, 3)]
+    assert client.request("download", {"consent": False})["status"] == "declined"
+    for tid in ids:
+        assert events.wait_event("generation_complete", track_id=tid)["track_id"] == tid
+    assert not events.names("generation_error")
