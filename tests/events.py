@@ -27,12 +27,13 @@ class EventLog:
                 self.cond.wait(left)
             return list(self.events)
 
-    def wait_event(self, method: str, timeout: float = 60.0, **match: Any) -> dict[str, Any]:
-        def found(events):
-            return any(m == method and all(p.get(k) == v for k, v in match.items()) for m, p in events)
+    def wait_event(self, method: str, timeout: float = 60.0, nth: int = 1, **match: Any) -> dict[str, Any]:
+        """The ``nth`` event named ``method`` whose fields hold ``match``, once it has arrived."""
 
-        events = self.wait_for(found, timeout)
-        return next(p for m, p in events if m == method and all(p.get(k) == v for k, v in match.items()))
+        def matching(events):
+            return [p for m, p in events if m == method and all(p.get(k) == v for k, v in match.items())]
+
+        return matching(self.wait_for(lambda events: len(matching(events)) >= nth, timeout))[nth - 1]
 
     def of(self, track_id: str) -> list[tuple[str, dict]]:
         with self.cond:

@@ -1,8 +1,9 @@
 """A stand-in for the HuggingFace Hub's file endpoints on 127.0.0.1, so the real download code runs offline.
 
-Serves ``{repo}/resolve/{revision}/{path}`` (HEAD with the Hub's metadata headers, GET with Range) from a dict of
-file contents, records every request, and can misbehave per file: cut the connection mid-file once, serve fewer
-bytes than announced, or serve the right number of wrong bytes.
+Serves ``{repo}/resolve/{revision}/{path}`` at any revision (HEAD with the Hub's metadata headers: the LFS sha256 of
+``.onnx`` files, the git blob hash of the others; GET with Range) from a dict of file contents, records every
+request of any method and path (``/api/…`` included), and can misbehave per file: cut the connection mid-file once or
+every time, serve fewer bytes than announced, or serve the right number of wrong bytes.
 """
 
 from __future__ import annotations
@@ -15,14 +16,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def git_blob_sha1(data: bytes) -> str:
+    """The Hub's ETag of a file kept in git (not LFS): git's object id of the blob."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def catalogue_for(files: dict[str, bytes], names: dict[str, str], variant: str = "small", pin: set[str] | None = None) -> dict:
+    """A LOFI_CATALOGUE override describing ``files`` (repo path → bytes) as ``variant`` (engine name → repo path):
+    size and sha256 pinned for the repo paths in ``pin`` (all by default), left to the Hub's metadata for the rest."""
+    entries = {}
+    for name, repo_path in names.items():
+        data = files[repo_path]
+        pinned = pin is None or repo_path in pin
+        entries[name] = {"path": repo_path, **({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} if pinned else {})}
+    total = sum(len(files[p]) for p in names.values())
+    return {"variants": {variant: {"files": entries, "download_bytes": total}}}
+
+
 @dataclass
 class FakeHub:
     repo: str
     files: dict[str, bytes]
     cut_once: set[str] = field(default_factory=set)
+    cut_always: set[str] = field(default_factory=set)
     truncate: set[str] = field(default_factory=set)
     corrupt: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    catalogue: object = None  # set by serve_tiny: where the LOFI_CATALOGUE override describing these files lives
 
     def start(self) -> str:
         hub = self
@@ -34,19 +54,23 @@ class FakeHub:
                 pass
 
             def _lookup(self) -> str | None:
-                prefix = f"/{hub.repo}/resolve/main/"
+                prefix = f"/{hub.repo}/resolve/"
                 path = self.path.split("?")[0]
-                return path[len(prefix):] if path.startswith(prefix) and path[len(prefix):] in hub.files else None
+                if not path.startswith(prefix) or "/" not in path[len(prefix):]:
+                    return None
+                self.revision, name = path[len(prefix):].split("/", 1)
+                return name if name in hub.files else None
 
             def _headers(self, name: str, length: int, status: int = 200, extra: dict | None = None) -> None:
                 data = hub.files[name]
                 self.send_response(status)
-                self.send_header("X-Repo-Commit", COMMIT)
+                is_commit = len(self.revision) == 40 and all(c in "0123456789abcdef" for c in self.revision)
+                self.send_header("X-Repo-Commit", self.revision if is_commit else COMMIT)
                 if name.endswith(".onnx"):  # LFS files: the etag is the content's sha256
                     self.send_header("X-Linked-Etag", f'"{hashlib.sha256(data).hexdigest()}"')
                     self.send_header("X-Linked-Size", str(len(data)))
                 else:
-                    self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+                    self.send_header("ETag", f'"{git_blob_sha1(data)}"')
                 self.send_header("Content-Length", str(length))
                 self.send_header("Accept-Ranges", "bytes")
                 for key, value in (extra or {}).items():
@@ -60,6 +84,10 @@ class FakeHub:
                     self.send_error(404)
                     return
                 self._headers(name, len(hub.files[name]))
+
+            def do_POST(self) -> None:
+                hub.requests.append(("POST", self.path, None))
+                self.send_error(404)
 
             def do_GET(self) -> None:
                 name = self._lookup()
@@ -83,7 +111,7 @@ class FakeHub:
                 else:
                     self._headers(name, len(data))
                 body = data[start:]
-                if name in hub.cut_once:  # the connection drops a third of the way in, once
+                if name in hub.cut_once or name in hub.cut_always:  # the connection drops a third of the way in
                     hub.cut_once.discard(name)
                     body = body[: len(body) // 3]
                     self.close_connection = True
@@ -93,6 +121,22 @@ class FakeHub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def publish(self, repo_path: str, data: bytes) -> None:
+        """Serve new content for a file, and describe it in the catalogue override (as a new pinned record would)."""
+        import json
+        from pathlib import Path
+
+        self.files[repo_path] = data
+        if self.catalogue is not None:
+            path = Path(self.catalogue)
+            table = json.loads(path.read_text())
+            for spec in table["variants"].values():
+                for entry in spec["files"].values():
+                    if entry["path"] == repo_path and "size" in entry:
+                        entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+                spec["download_bytes"] = sum(len(self.files[e["path"]]) for e in spec["files"].values())
+            path.write_text(json.dumps(table))
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -104,3 +148,27 @@ class FakeHub:
 
     def file_requests(self) -> list[tuple[str, str, str | None]]:
         return [r for r in self.requests if "/resolve/" in r[1]]
+
+
+def serve_tiny(monkeypatch, tmp_path, variant: str = "small", pin: set[str] | None = None) -> FakeHub:
+    """Start a FakeHub serving the tiny fixture model as ``variant`` and point this process's environment (inherited
+    by the engine, the CLI, Neovim) at it: HF_ENDPOINT, a private HF_HOME, the LOFI_CATALOGUE override describing the
+    tiny files, quick retries. The caller stops it."""
+    import json
+    from pathlib import Path
+
+    from lofi_engine.store.catalogue import HUB_REPO, OVERRIDE_ENV, VARIANTS
+
+    tiny = Path(__file__).parent / "fixtures" / "musicgen-tiny"
+    names = VARIANTS[variant].files
+    fake = FakeHub(HUB_REPO, {repo_path: (tiny / name).read_bytes() for name, repo_path in names.items()})
+    catalogue = Path(tmp_path) / "catalogue.json"
+    catalogue.write_text(json.dumps(catalogue_for(fake.files, names, variant, pin)))
+    fake.catalogue = catalogue
+    monkeypatch.setenv(OVERRIDE_ENV, str(catalogue))
+    monkeypatch.setenv("HF_ENDPOINT", fake.start())
+    monkeypatch.setenv("HF_HOME", str(Path(tmp_path) / "hf"))
+    monkeypatch.setenv("LOFI_DOWNLOAD_BACKOFF_SEC", "0.05")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    return fake

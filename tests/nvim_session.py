@@ -19,8 +19,8 @@ def nvim_executable() -> str:
 
 
 def start_nvim(home: Path, setenv) -> pynvim.Nvim:
-    """Throwaway XDG dirs; `:UpdateRemotePlugins` in one editor, then a fresh editor that loads the manifest at
-    startup, exactly as a user does after installing.
+    """Throwaway XDG dirs and no rplugin manifest: the plugin registers its own python3 host (the repo's .venv), as
+    it does for a user who never ran `:UpdateRemotePlugins` and has no `g:python3_host_prog`.
 
     ``setenv`` is pytest's ``monkeypatch.setenv``: the child Neovim inherits this process's environment.
     """
@@ -29,20 +29,15 @@ def start_nvim(home: Path, setenv) -> pynvim.Nvim:
         "XDG_DATA_HOME": home / "data",
         "XDG_STATE_HOME": home / "state",
         "XDG_CACHE_HOME": home / "cache",
-        "NVIM_RPLUGIN_MANIFEST": home / "rplugin.vim",
+        "NVIM_RPLUGIN_MANIFEST": home / "rplugin.vim",  # never written: nothing but the plugin itself registers it
     }
     for key, value in env.items():
         setenv(key, str(value))
-    argv = [
-        nvim_executable(), "--embed", "--headless", "-u", "NORC", "-i", "NONE", "-n",
-        "--cmd", f"set rtp^={REPO}",
-        "--cmd", f"let g:python3_host_prog = '{sys.executable}'",
-    ]
-    if not env["NVIM_RPLUGIN_MANIFEST"].exists():
-        installer = pynvim.attach("child", argv=argv)
-        installer.command("UpdateRemotePlugins")
-        quit_nvim(installer)
-    return pynvim.attach("child", argv=argv)
+    return pynvim.attach("child", argv=nvim_argv())
+
+
+def nvim_argv() -> list[str]:
+    return [nvim_executable(), "--embed", "--headless", "-u", "NORC", "-i", "NONE", "-n", "--cmd", f"set rtp^={REPO}"]
 
 
 def quit_nvim(nvim: pynvim.Nvim) -> None:

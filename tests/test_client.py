@@ -245,22 +245,25 @@ def test_playable_chunks_stream_before_the_track_completes(engine) -> None:
     assert Path(done["path"]).exists()
 
 
-def test_a_queued_job_can_be_cancelled_the_running_one_cannot(engine) -> None:
+def test_a_queued_job_is_dropped_and_a_running_musicgen_job_stops_between_steps(engine) -> None:
+    """Issue 13 goes past FR-009: a started MusicGen job is cancellable too (radio stop needs it)."""
     client, events = engine()
-    running = client.request("generate", {"prompt": "running", "duration_sec": 30, "seed": 1})["track_id"]
+    running = client.request("generate", {"prompt": "running", "duration_sec": 120, "seed": 1})["track_id"]
     queued = client.request("generate", {"prompt": "queued", "duration_sec": 5, "seed": 1})["track_id"]
     kept = client.request("generate", {"prompt": "kept", "duration_sec": 5, "seed": 1})["track_id"]
     assert client.request("cancel", {"track_id": queued}) == {"track_id": queued, "status": "cancelled"}
     assert events.wait_event("generation_error", track_id=queued)["code"] == "CANCELLED"
-    with pytest.raises(LofiError) as err:
-        client.request("cancel", {"track_id": running})
-    assert err.value.code == "NOT_CANCELLABLE" and "FR-009" in err.value.message
+    events.wait_event("generation_progress", track_id=running)
+    assert client.request("cancel", {"track_id": running}) == {"track_id": running, "status": "cancelling"}
+    error = events.wait_event("generation_error", track_id=running)
+    assert error["code"] == "CANCELLED" and "cancelled at decoder step" in error["message"]
+    assert not [m for m, _ in events.of(running) if m == "generation_complete"] and client.cache.get(running) is None
     with pytest.raises(LofiError) as err:
         client.request("cancel", {"track_id": "nope"})
     assert err.value.code == "INVALID_PARAMS"
     events.wait_event("generation_complete", track_id=kept)
     assert "generation_start" not in [m for m, _ in events.of(queued)]
-    assert client.cache.get(queued) is None and client.cache.get(running) is not None
+    assert client.cache.get(queued) is None and client.cache.get(running) is None
 
 
 def test_new_settings_keep_the_queued_jobs_which_finish_with_theirs(engine, tmp_path: Path) -> None:
@@ -280,3 +283,15 @@ def test_new_settings_keep_the_queued_jobs_which_finish_with_theirs(engine, tmp_
     assert Path(events.wait_event("generation_complete", track_id=new)["path"]).parent == other_cache / "tracks"
     assert not events.names("generation_error")
     assert client.engine_pid != first_engine  # the new settings got an engine of their own
+
+
+def test_musicgen_stops_at_the_first_step_after_the_stop_request(tiny) -> None:
+    """Within one decoder step: asked after each step, the first True ends the job there."""
+    from lofi_engine.shared.request import GenerateRequest
+
+    steps: list[int] = []
+    request = GenerateRequest.parse({"prompt": PROMPT, "duration_sec": 10, "seed": 1})
+    with pytest.raises(LofiError) as err:
+        tiny.run(request, on_step=lambda done, total: steps.append(done), should_stop=lambda: len(steps) >= 37)
+    assert err.value.code == "CANCELLED" and err.value.message.startswith("cancelled at decoder step 38 of ")
+    assert steps[-1] == 37

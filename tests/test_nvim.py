@@ -28,6 +28,7 @@ return {result = result, err = err, returned_ms = returned_ms, events = got, don
 
 
 def test_generate_returns_at_once_then_events_arrive_in_order(nvim) -> None:
+    nvim.exec_lua("require('lofi').queue()")  # the python3 host is up (its start, ≈ 0.1 s, is not generate's)
     out = nvim.exec_lua(WAIT_GENERATION, {"prompt": PROMPT, "duration_sec": 5, "seed": 1})
     assert out.get("err") is None, out
     assert out["result"]["status"] == "queued" and out["result"]["seed"] == 1
@@ -107,24 +108,34 @@ def test_lofiqueue_lists_jobs_with_high_priority_in_front(nvim) -> None:
 
 
 def test_queue_full_and_invalid_duration_reach_the_callback_and_the_user(nvim) -> None:
+    """From Lua an invalid request is reported once (return value and callback, no notification); the commands
+    notify."""
     out = nvim.exec_lua(
         """
-        local lofi, errors = require('lofi'), {}
+        local lofi, errors, returned = require('lofi'), {}, {}
         for i = 1, 12 do
-          lofi.generate({prompt = 'p' .. i, duration_sec = 30, seed = i}, function(err) if err then table.insert(errors, err.code) end end)
+          local _, err = lofi.generate({prompt = 'p' .. i, duration_sec = 30, seed = i}, function(err) if err then table.insert(errors, err.code) end end)
+          if err then table.insert(returned, err.code) end
         end
         local bad = nil
         local before = #require('lofi').queue().pending
-        lofi.generate({prompt = 'short', duration_sec = 3}, function(err) bad = err end)
+        local _, bad_returned = lofi.generate({prompt = 'short', duration_sec = 3}, function(err) bad = err end)
         vim.wait(2000, function() return #errors > 0 and bad ~= nil end, 10)
-        return {errors = errors, bad = bad, notes = _G.notes, before = before, after = #require('lofi').queue().pending}
+        vim.wait(100)
+        local from_lua = vim.deepcopy(_G.notes)
+        vim.cmd('LofiGenerate p13 duration=30 seed=13')
+        vim.cmd('LofiGenerate short duration=3')
+        return {errors = errors, returned = returned, bad = bad, bad_returned = bad_returned, from_lua = from_lua,
+                notes = _G.notes, before = before, after = #require('lofi').queue().pending}
         """
     )
-    assert out["errors"] == ["QUEUE_FULL"]
-    assert out["bad"]["code"] == "INVALID_DURATION" and out["before"] == out["after"] == 10
+    assert out["errors"] == ["QUEUE_FULL"] and out["returned"] == ["QUEUE_FULL"]
+    assert out["bad"]["code"] == "INVALID_DURATION" and out["bad_returned"]["code"] == "INVALID_DURATION"
+    assert out["before"] == out["after"] == 10
+    assert not any("QUEUE_FULL" in n["msg"] or "INVALID_DURATION" in n["msg"] for n in out["from_lua"]), out["from_lua"]
     messages = [n["msg"] for n in out["notes"]]
-    assert any(m.startswith("lofi: QUEUE_FULL: ") for m in messages)
-    assert any(m.startswith("lofi: INVALID_DURATION: ") for m in messages)
+    assert sum(m.startswith("lofi: QUEUE_FULL: ") for m in messages) == 1, messages
+    assert sum(m.startswith("lofi: INVALID_DURATION: ") and "5 to 120" in m for m in messages) == 1, messages
     assert not any("Traceback" in m for m in messages)
 
 
@@ -262,16 +273,12 @@ def test_playback_starts_from_streamed_chunks_before_the_track_is_done(nvim) -> 
 
 def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Path, monkeypatch) -> None:
     """FR-024…FR-027 from the editor: vim.ui.select asks, the answer is remembered, progress is visible."""
-    from conftest import TINY
-    from fake_hub import FakeHub
+    from fake_hub import serve_tiny
     from nvim_session import quit_nvim, start_nvim
 
-    from lofi_engine.store.catalogue import HUB_REPO, VARIANTS
+    from lofi_engine.store.catalogue import VARIANTS
 
-    hub = FakeHub(HUB_REPO, {repo_path: (TINY / name).read_bytes() for name, repo_path in VARIANTS["small"].files.items()})
-    monkeypatch.setenv("HF_ENDPOINT", hub.start())
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub = serve_tiny(monkeypatch, tmp_path)
     nvim = start_nvim(tmp_path / "home", monkeypatch.setenv)
     try:
         out = nvim.exec_lua(
@@ -290,7 +297,7 @@ def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Pa
             local second
             lofi.generate({prompt = 'second track', duration_sec = 5, seed = 2}, function(err, track) second = {err = err, track = track} end)
             vim.wait(60000, function() return second ~= nil end, 10)
-            return {done = done, second = second, asked = _G.asked, notes = _G.notes}
+            return {done = done, second = second, asked = _G.asked, notes = _G.notes, progress = require('lofi.ui').progress_log}
             """,
             str(tmp_path / "cache"),
         )
@@ -300,7 +307,8 @@ def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Pa
     assert out["done"].get("err") is None and out["done"]["track"]["model_version"] == "musicgen-small-fp32-v1"
     assert out["second"].get("err") is None
     assert len(out["asked"]) == 1 and "small" in out["asked"][0] and "GB" in out["asked"][0]
-    assert any(n.startswith("lofi: downloading the model ") and "%" in n for n in out["notes"])
+    assert any(line.startswith("lofi: downloading the model ") and "%" in line for line in out["progress"])
+    assert not any("%" in n for n in out["notes"]), "progress is not a notification"
     assert len(hub.gets()) == len(VARIANTS["small"].files)
 
 
@@ -317,7 +325,7 @@ def test_lofi_cancel_drops_the_last_queued_job(nvim) -> None:
         """
     )
     assert out["errors"][0]["code"] == "CANCELLED" and out["pending"] == 0
-    assert any(n["msg"] == "lofi: cancelled " + out["queued"] for n in out["notes"])
+    assert any(n["msg"] == f'lofi: cancelled {out["queued"]} "queued" (5s, musicgen)' for n in out["notes"]), out["notes"]
 
 
 def test_lofigenerate_without_a_prompt_asks_for_one(nvim) -> None:

@@ -49,6 +49,60 @@ def copy_bandwidth(threads: int, gigabytes: float = 1.0, repeats: int = 3) -> fl
     return best
 
 
+def read_bandwidth(threads: int, gigabytes: float = 1.0, repeats: int = 5) -> float:
+    """Bytes read per second by ``threads`` threads summing their part of a 1 GB array (best of ``repeats``)."""
+    data = np.ones(int(gigabytes * 1e9 / 4), dtype=np.float32)
+    parts = np.array_split(data, threads)
+    best = 0.0
+    for _ in range(repeats):
+        workers = [threading.Thread(target=np.sum, args=(part,)) for part in parts]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = max(best, data.nbytes / (time.perf_counter() - started))
+    return best
+
+
+class NaiveDecoder:
+    """The loop MusicGPT runs: ``session.run`` on the merged file, every ``present`` copied into ``past``."""
+
+    def __init__(self, session: Any) -> None:
+        self.session, self.dtype, self.merged, self.in_place = session, np.float32, True, False
+        self.names = [o.name for o in session.get_outputs()]
+        self.with_past = self.first = session
+
+    def start(self, input_ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray, capacity: int) -> np.ndarray:
+        self.feeds = {"encoder_hidden_states": hidden.astype(np.float32), "encoder_attention_mask": mask}
+        for i in self.session.get_inputs():
+            if i.name.startswith("past_key_values."):
+                self.feeds[i.name] = np.zeros((hidden.shape[0], i.shape[1], 0, i.shape[3]), np.float32)
+        return self._run(input_ids, False)
+
+    def step(self, input_ids: np.ndarray) -> np.ndarray:
+        return self._run(input_ids, True)
+
+    def _run(self, input_ids: np.ndarray, use_cache: bool) -> np.ndarray:
+        outputs = dict(zip(self.names, self.session.run(None, {**self.feeds, "input_ids": input_ids, "use_cache_branch": np.array([use_cache])})))
+        for name, value in outputs.items():
+            if name.startswith("present.") and (".decoder." in name or not use_cache):
+                self.feeds["past_key_values." + name[len("present."):]] = value
+        return outputs["logits"][:, -1, :].astype(np.float32)
+
+
+def step_weight_bytes(model_dir: Path, quantize: str | None = None) -> int:
+    """Bytes of weights one in-place step reads: the derived step graph's initializers."""
+    import tempfile
+
+    from lofi_engine.musicgen import inplace_graph
+
+    with tempfile.TemporaryDirectory() as work:
+        inplace_graph.build(model_dir, files.choose_decoder_form(model_dir, "auto"), Path(work), quantize_int4=quantize == "int4",
+                            accuracy_level=inplace_graph.INT4_ACCURACY_LEVEL)
+        return (Path(work) / (inplace_graph.STEP + ".data")).stat().st_size
+
+
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
@@ -82,7 +136,7 @@ def timed_generation(model: MusicGen, duration: float, seed: int = 0) -> dict[st
     return {"wall_sec": wall, "step_sec": steps.tolist(), "audio_sec": len(out.audio) / out.sample_rate, "first_audio_sec": first_audio[0]}
 
 
-def timed_load(model_dir: Path, threads: int, optimized: Path) -> tuple[MusicGen, dict[str, Any]]:
+def timed_load(model_dir: Path, threads: int, optimized: Path, mode: str = "inplace", quantize: str | None = None) -> tuple[MusicGen, dict[str, Any]]:
     loads: dict[str, float] = {}
     mark = [time.perf_counter()]
 
@@ -92,13 +146,21 @@ def timed_load(model_dir: Path, threads: int, optimized: Path) -> tuple[MusicGen
         mark[0] = now
 
     started = time.perf_counter()
-    model = MusicGen.load(model_dir, device="cpu", threads=threads, on_progress=loaded, optimized_cache=optimized)
+    model = MusicGen.load(model_dir, device="cpu", threads=threads, on_progress=loaded, optimized_cache=optimized,
+                          in_place=mode == "inplace", quantize=quantize)
+    if mode == "naive":
+        import onnxruntime as ort
+
+        from lofi_engine.inference.providers import session_options
+
+        model.decoder = NaiveDecoder(ort.InferenceSession(str(model_dir / files.DECODER_MERGED), session_options(threads), providers=["CPUExecutionProvider"]))
     return model, {"load_sec": time.perf_counter() - started, "load_per_file_sec": loads, "model_version": model.model_version}
 
 
-def measure_ours(model_dir: Path, threads: int, durations: tuple[float, ...], optimized: Path) -> dict[str, Any]:
+def measure_ours(model_dir: Path, threads: int, durations: tuple[float, ...], optimized: Path, mode: str = "inplace", quantize: str | None = None) -> dict[str, Any]:
     """Runs in its own process (see ``in_subprocess``), so peak RSS is this measurement's alone."""
-    model, result = timed_load(model_dir, threads, optimized)
+    model, result = timed_load(model_dir, threads, optimized, mode, quantize)
+    result["decoder"] = type(model.decoder).__name__
 
     hidden_times = []
     for _ in range(10):
@@ -126,6 +188,30 @@ def measure_ours(model_dir: Path, threads: int, durations: tuple[float, ...], op
     result["peak_rss_gb"] = peak_rss_gb()
     result["weights_bytes"] = decoder_weight_bytes(model_dir)
     result["kv_bytes_1450"] = kv_bytes(model, 1450)
+    return result
+
+
+def teacher_forced(model: MusicGen, ids: np.ndarray, prefill: int) -> np.ndarray:
+    hidden, mask = encode_prompt(model.tokenizer, model.text_encoder, PROMPT, guidance=True)
+    rows = hidden.shape[0]
+    out = [model.decoder.start(np.tile(ids[:, :prefill], (rows, 1)), hidden, mask, capacity=ids.shape[1])]
+    for position in range(prefill, ids.shape[1] - 1):
+        out.append(model.decoder.step(np.tile(ids[:, position : position + 1], (rows, 1))))
+    return np.stack(out)
+
+
+def measure_divergence(model_dir: Path, threads: int, optimized: Path, quantize: str | None) -> dict[str, Any]:
+    """Logits of the in-place (or int4) decoder against the published graph's along the same random tokens:
+    a prefill of 1 and of 400 positions, then 30 steps each."""
+    reference = MusicGen.load(model_dir, device="cpu", threads=threads, optimized_cache=optimized, in_place=False)
+    ours = MusicGen.load(model_dir, device="cpu", threads=threads, optimized_cache=optimized, quantize=quantize)
+    ids = np.random.default_rng(1).integers(0, 2048, (4, 431))
+    result: dict[str, Any] = {}
+    for prefill in (1, 400):
+        a, b = teacher_forced(ours, ids[:, : prefill + 31], prefill), teacher_forced(reference, ids[:, : prefill + 31], prefill)
+        result[f"max_abs_logit_diff_from_{prefill}"] = float(np.abs(a - b).max())
+        result[f"argmax_agreement_from_{prefill}"] = float((a.argmax(-1) == b.argmax(-1)).mean())
+        result[f"logit_scale_from_{prefill}"] = float(np.abs(b).max())
     return result
 
 
@@ -211,7 +297,10 @@ def in_subprocess(*args: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="directory made by `make bench-models`")
-    parser.add_argument("--step", choices=["first-load", "measure"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["first-load", "measure", "divergence"], help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["inplace", "published", "naive"], default="inplace", help=argparse.SUPPRESS)
+    parser.add_argument("--quantize", choices=["int4"], help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="issue 14's table only (in-place vs naive, int8, int4)")
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
@@ -223,11 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     durations = tuple(float(d) for d in args.durations.split(","))
     optimized = args.optimized or args.models / "optimized"
     if args.step == "first-load":
-        print(json.dumps(timed_load(args.model_dir, args.threads, optimized)[1] | {"peak_rss_gb": peak_rss_gb()}))
+        print(json.dumps(timed_load(args.model_dir, args.threads, optimized, args.mode, args.quantize)[1] | {"peak_rss_gb": peak_rss_gb()}))
         return 0
     if args.step == "measure":
-        print(json.dumps(measure_ours(args.model_dir, args.threads, durations, optimized)))
+        print(json.dumps(measure_ours(args.model_dir, args.threads, durations, optimized, args.mode, args.quantize)))
         return 0
+    if args.step == "divergence":
+        print(json.dumps(measure_divergence(args.model_dir, args.threads, optimized, args.quantize)))
+        return 0
+    if args.quick:
+        return in_place_table(args, durations, optimized)
 
     common = ["--models", str(args.models), "--threads", str(args.threads), "--optimized", str(optimized)]
     results: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {sys.version.split()[0]}", "threads": args.threads}
@@ -261,6 +355,61 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.json.write_text(json.dumps({**results, "report": text}, indent=1, default=float) + "\n")
     print(f"\nwrote {args.json}")
+    return 0
+
+
+def in_place_table(args: argparse.Namespace, durations: tuple[float, ...], optimized: Path) -> int:
+    """Issue 14: the in-place decoder against the naive loop and the read-bandwidth floor, int8 and int4."""
+    common = ["--models", str(args.models), "--threads", str(args.threads), "--optimized", str(optimized)]
+    fp32, int8 = args.models / "musicgen-full", args.models / "musicgen-full-int8"
+    results: dict[str, Any] = {"threads": args.threads, "read_gbps": read_bandwidth(args.threads) / 1e9}
+    shutil.rmtree(optimized, ignore_errors=True)
+    runs = [("fp32", fp32, "inplace", None), ("fp32 naive", fp32, "naive", None)]
+    if int8.is_dir():
+        runs += [("int8", int8, "inplace", None), ("int8 naive", int8, "naive", None)]
+    runs.append(("int4", fp32, "inplace", "int4"))
+    for label, model_dir, mode, quantize in runs:
+        extra = ["--mode", mode] + (["--quantize", quantize] if quantize else [])
+        if mode == "inplace":
+            results[f"{label} first load"] = in_subprocess("--step", "first-load", "--model-dir", str(model_dir), *extra, *common)
+        results[label] = in_subprocess("--step", "measure", "--model-dir", str(model_dir), "--durations", args.durations, *extra, *common)
+        if mode == "inplace":
+            results[label]["step_weight_bytes"] = step_weight_bytes(model_dir, quantize)
+        args.json.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    results["read_gbps"] = max(results["read_gbps"], read_bandwidth(args.threads) / 1e9)
+    results["divergence fp32"] = in_subprocess("--step", "divergence", "--model-dir", str(fp32), *common)
+    results["divergence int4"] = in_subprocess("--step", "divergence", "--model-dir", str(fp32), "--quantize", "int4", *common)
+    lines = [f"read bandwidth {results['read_gbps']:.1f} GB/s ({args.threads} threads)", ""]
+    lines.append(f"{'':<8} {'positions':<10} {'step ms':>8} {'floor ms':>9} {'ratio':>6} {'naive ms':>9}")
+    for label in ("fp32", "int8", "int4"):
+        r = results.get(label)
+        if not r:
+            continue
+        naive = results.get(f"{label} naive", {})
+        for lo, hi in POSITION_RANGES:
+            step = r.get(f"step_ms_{lo}_{hi}")
+            kv = r["kv_bytes_1450"] / 1450 * ((lo + hi) / 2)
+            floor = (r["step_weight_bytes"] + kv) / (results["read_gbps"] * 1e9) * 1000
+            results.setdefault("floors", {})[f"{label} {lo}-{hi}"] = floor
+            shown = f"{step:8.1f} {floor:9.1f} {step / floor:6.2f}" if step else f"{'–':>8} {floor:9.1f} {'–':>6}"
+            nv = naive.get(f"step_ms_{lo}_{hi}")
+            lines.append(f"{label:<8} {lo:>4}–{hi:<5} {shown} {nv if nv is None else round(nv, 1)!s:>9}")
+    lines.append("")
+    for label in ("fp32", "int8", "int4"):
+        r = results.get(label)
+        if not r:
+            continue
+        naive = results.get(f"{label} naive", {})
+        for d in durations:
+            key = f"wall_{d:g}s_sec"
+            ratio = naive[key] / r[key] if naive.get(key) else None
+            lines.append(f"{label} {d:g} s: {r[key]:.1f} s (RTF {r[key] / d:.2f})" + (f", naive {naive[key]:.1f} s: {ratio:.2f}x" if ratio else ""))
+        lines.append(f"{label} peak RSS {r['peak_rss_gb']:.2f} GB, warm load {r['load_sec']:.2f} s, first load {results[label + ' first load']['load_sec']:.1f} s")
+    for key in ("divergence fp32", "divergence int4"):
+        lines.append(f"{key}: " + ", ".join(f"{k} {v:.3g}" for k, v in results[key].items()))
+    text = "\n".join(lines)
+    print(text)
+    args.json.write_text(json.dumps({**results, "report": text}, indent=1, default=float) + "\n")
     return 0
 
 

@@ -45,6 +45,7 @@ def load_backend(
             model = MusicGen.load(
                 source, device=config.device, threads=config.threads, decoder=config.decoder, model_version=model_version,
                 on_progress=on_load, optimized_cache=config.optimized_dir,
+                quantize="int4" if config.variant == "small-int4" and config.model_dir is None else None,
             )
         except LofiError as exc:
             if exc.code == MODEL_LOAD_FAILED and exc.path is not None and config.model_dir is None:

@@ -1,99 +1,259 @@
-"""Fetching a model variant from the HuggingFace Hub with huggingface_hub, only after the user agreed (FR-024…FR-027).
+"""Fetching a model variant from the HuggingFace Hub, only after the user agreed (FR-024…FR-027).
 
-Files land in huggingface_hub's own cache (``HF_HOME``/``HF_HUB_CACHE``; ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``
-are honoured); the engine's variant directory then links to them under the names the engine loads. A dropped
-connection is resumed where it stopped; a file of the wrong size or content is deleted, never loaded.
+Every file comes from the pinned revision (``catalogue.hub_revision()``) and is checked before it is used: against the
+catalogue's size and sha256 where the pinned record has them, else against the Hub's own metadata (the LFS sha256,
+or the git blob hash of a small file, and the announced size). Nothing here touches the network at import: the first
+request is the metadata of the first file, made by ``download_variant`` once the user agreed.
+
+Files land in huggingface_hub's cache layout (``HF_HOME``/``HF_HUB_CACHE``: ``blobs/<etag>`` and
+``snapshots/<commit>/<path>``; ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are honoured); the engine's variant directory
+then links to them under the names the engine loads. A dropped connection is reported as what it is ("connection
+lost at N of M bytes"), retried with backoff a bounded number of times, and resumed from the bytes already on disk
+(``blobs/<etag>.incomplete``, kept across attempts and across runs); a file of the wrong size or content is deleted,
+never loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import logging
 import os
 import re
 import shutil
 import tempfile
-import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.file_download import repo_folder_name
-from huggingface_hub.utils import disable_progress_bars
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # read by huggingface_hub at import: it never phones home
 
-from lofi_engine.shared.errors import MODEL_DOWNLOAD_FAILED, LofiError
-from lofi_engine.shared.settings import EngineConfig
-from lofi_engine.store.catalogue import HUB_REPO, HUB_REVISION, VARIANTS, variant_dir
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url  # noqa: E402
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError  # noqa: E402
+from huggingface_hub.file_download import repo_folder_name  # noqa: E402
+
+from lofi_engine.shared.errors import MODEL_DOWNLOAD_FAILED, LofiError  # noqa: E402
+from lofi_engine.shared.settings import EngineConfig  # noqa: E402
+from lofi_engine.store.catalogue import HUB_REPO, FileCheck, hub_revision, variant_dir, variants  # noqa: E402
 
 ProgressCallback = Callable[[dict], None]
-ATTEMPTS = 3
+log = logging.getLogger("lofi.engine")
+
+ATTEMPTS = 4
+"""Tries per request (metadata or file transfer) before giving up; each retry resumes where the last one stopped."""
+BACKOFF_SEC = float(os.environ.get("LOFI_DOWNLOAD_BACKOFF_SEC", "2"))
+"""Wait before the first retry, doubled for each next one (2, 4, 8 s). Test/dev hook: LOFI_DOWNLOAD_BACKOFF_SEC."""
+CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+WHAT_TO_DO = (
+    "connect to the network and run :LofiDownload (or `lofi download`) again, or set model.dir (--model-dir) to a "
+    "folder holding the model's files"
+)
 
 
-disable_progress_bars()  # progress goes to the client as events, not to the engine's log
+class _Lost(Exception):
+    """The connection dropped (or never opened): worth another try."""
 
 
-def remote_sizes(variant: str) -> dict[str, int]:
-    """Bytes of each of the variant's files on the Hub (one HEAD request per file)."""
-    sizes = {}
-    for name, repo_path in VARIANTS[variant].files.items():
-        try:
-            meta = get_hf_file_metadata(hf_hub_url(HUB_REPO, repo_path, revision=HUB_REVISION))
-        except (OfflineModeIsEnabled, LocalEntryNotFoundError):
-            raise LofiError(MODEL_DOWNLOAD_FAILED, "HF_HUB_OFFLINE is set and the model is not downloaded yet") from None
-        except Exception as exc:
-            raise LofiError(MODEL_DOWNLOAD_FAILED, f"cannot reach the HuggingFace Hub for {repo_path}: {_reason(exc)}") from None
-        sizes[name] = int(meta.size or 0)
-    return sizes
+class _Corrupt(Exception):
+    """The Hub served a complete response that is not the file it announced: not worth another try."""
 
 
 def download_variant(config: EngineConfig, on_progress: ProgressCallback) -> Path:
     """Download every file of ``config.variant`` and assemble its directory; returns that directory."""
-    sizes = remote_sizes(config.variant)
-    total = sum(sizes.values())
-    done = reported = 0
+    if _offline():
+        raise LofiError(
+            MODEL_DOWNLOAD_FAILED,
+            f"HF_HUB_OFFLINE is set, so the {config.variant} model cannot be downloaded: unset HF_HUB_OFFLINE and run "
+            ":LofiDownload (or `lofi download`), or set model.dir (--model-dir) to a folder holding the model's files",
+        )
+    variant = variants()[config.variant]
+    revision = hub_revision()
+    storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=HUB_REPO, repo_type="model")
+    plan = []
+    for name, repo_path in variant.files.items():  # metadata of every file first: the total, and nothing half-done
+        meta = _retrying(f"the metadata of {repo_path}", lambda p=repo_path: _metadata(p, revision))
+        plan.append((name, repo_path, meta, _expected(variant.check(name), meta, repo_path)))
+    total = sum(size for *_, (size, _) in plan)
+    done = 0
+    reporter = _Reporter(on_progress, total)
     blobs: dict[str, Path] = {}
-    for name, repo_path in VARIANTS[config.variant].files.items():
-
-        def partial(size: int, name: str = name, before: int = done) -> None:
-            nonlocal reported
-            now = before + min(size, sizes[name])
-            if now > reported:  # a retry may restart a partial file: never report going backwards
-                reported = now
-                on_progress({"file": name, "bytes_downloaded": now, "bytes_total": total, "percent": _percent(now, total)})
-
-        with _PartialFileWatcher(partial) as watcher:
-            path = _fetch(repo_path, watcher.blobs)
-        _verify(path, sizes[name], repo_path)
-        blobs[name] = path
-        done = reported = done + sizes[name]
-        on_progress({"file": name, "bytes_downloaded": done, "bytes_total": total, "percent": _percent(done, total)})
+    for name, repo_path, meta, (size, digest) in plan:
+        blob = storage / "blobs" / meta["etag"]
+        if not (blob.is_file() and _matches(blob, size, digest) is None):
+            _transfer(meta["url"], blob, size, digest, repo_path, lambda got, before=done: reporter(name, before + got))
+        _link_snapshot(storage, meta["commit"], revision, repo_path, blob)
+        blobs[name] = blob
+        done += size
+        reporter(name, done, force=True)
     return _assemble(variant_dir(config), blobs)
 
 
-def _fetch(repo_path: str, blobs: Path) -> Path:
-    """One file into huggingface_hub's cache; a dropped connection is retried from where it stopped."""
+def _offline() -> bool:
+    check = getattr(constants, "is_offline_mode", None)
+    return bool(check() if callable(check) else constants.HF_HUB_OFFLINE)
+
+
+def _metadata(repo_path: str, revision: str) -> dict:
+    """One HEAD request: the blob's etag (its sha256 for LFS files, git blob hash otherwise), size and commit."""
+    url = hf_hub_url(HUB_REPO, repo_path, revision=revision)
+    try:
+        meta = get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise LofiError(MODEL_DOWNLOAD_FAILED, f"{repo_path} is not on the Hub at revision {revision}: {_reason(exc)}") from None
+    except Exception as exc:  # no connection, DNS, a proxy, a server error: all worth a retry
+        raise _Lost(f"cannot reach the HuggingFace Hub at {constants.ENDPOINT} ({_reason(exc)})") from None
+    if not meta.etag:
+        raise _Lost(f"the Hub gave no etag for {repo_path}")
+    commit = meta.commit_hash or (revision if _COMMIT.match(revision) else None)
+    return {"url": url, "etag": meta.etag, "size": meta.size, "commit": commit}
+
+
+def _expected(check: FileCheck, meta: dict, repo_path: str) -> tuple[int, str | None]:
+    """The size and sha256 the file must have: the pinned record's, checked against what the Hub announces."""
+    announced = meta["size"]
+    if check.size is not None and announced is not None and announced != check.size:
+        raise LofiError(
+            MODEL_DOWNLOAD_FAILED,
+            f"the Hub announces {repo_path} at {announced} bytes, the pinned record says {check.size}: not downloading it",
+        )
+    if check.sha256 and _SHA256.match(meta["etag"]) and meta["etag"] != check.sha256:
+        raise LofiError(MODEL_DOWNLOAD_FAILED, f"the Hub's sha256 of {repo_path} is not the pinned one: not downloading it")
+    size = check.size if check.size is not None else announced
+    if size is None:
+        raise LofiError(MODEL_DOWNLOAD_FAILED, f"the Hub announces no size for {repo_path}")
+    return int(size), check.sha256
+
+
+def _retrying(what: str, attempt_once: Callable):
+    """Run ``attempt_once`` up to ATTEMPTS times, waiting BACKOFF_SEC, then twice as long, … after each _Lost."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return Path(hf_hub_download(HUB_REPO, repo_path, revision=HUB_REVISION))
-        except (OfflineModeIsEnabled, LocalEntryNotFoundError):
-            raise LofiError(MODEL_DOWNLOAD_FAILED, "HF_HUB_OFFLINE is set and the model is not downloaded yet") from None
-        except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
-            raise LofiError(MODEL_DOWNLOAD_FAILED, f"{repo_path} is not on the Hub: {_reason(exc)}") from None
-        except Exception as exc:
+            return attempt_once()
+        except _Lost as exc:
             if attempt == ATTEMPTS:
-                for part in blobs.glob("*.incomplete"):  # it did not converge: start afresh next time
-                    part.unlink(missing_ok=True)
-                raise LofiError(MODEL_DOWNLOAD_FAILED, f"downloading {repo_path} failed: {_reason(exc)}") from None
-            time.sleep(attempt)
+                raise LofiError(MODEL_DOWNLOAD_FAILED, f"{exc}; gave up after {ATTEMPTS} attempts: {WHAT_TO_DO}") from None
+            delay = BACKOFF_SEC * 2 ** (attempt - 1)
+            log.warning("%s (%s); retrying in %g s (attempt %d of %d)", exc, what, delay, attempt + 1, ATTEMPTS)
+            time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _transfer(url: str, blob: Path, size: int, digest: str | None, repo_path: str, on_bytes: Callable[[int], None]) -> None:
+    """Fetch one file into ``blob`` through ``<blob>.incomplete``, resuming from what that already holds."""
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    partial = blob.with_name(blob.name + ".incomplete")
+
+    def once() -> None:
+        try:
+            _get(url, partial, size, on_bytes)
+        except _Corrupt as exc:
+            partial.unlink(missing_ok=True)
+            raise LofiError(MODEL_DOWNLOAD_FAILED, f"the download of {repo_path} is corrupt ({exc}); it was deleted, try again") from None
+        except _Lost as exc:
+            got = partial.stat().st_size if partial.exists() else 0
+            raise _Lost(f"connection lost at {got} of {size} bytes of {repo_path} ({exc})") from None
+
+    _retrying(repo_path, once)
+    problem = _matches(partial, size, digest)
+    if problem:
+        partial.unlink(missing_ok=True)
+        raise LofiError(MODEL_DOWNLOAD_FAILED, f"the download of {repo_path} is corrupt ({problem}); it was deleted, try again")
+    os.replace(partial, blob)
+
+
+def _get(url: str, partial: Path, size: int, on_bytes: Callable[[int], None]) -> None:
+    """One ranged GET from the end of ``partial``: _Lost when the connection fails, _Corrupt when the Hub's file is
+    not as long as announced."""
+    have = partial.stat().st_size if partial.exists() else 0
+    if have > size:
+        partial.unlink()
+        have = 0
+    if have == size:
+        return
+    request = urllib.request.Request(url, headers={"User-Agent": "lofi.nvim", **({"Range": f"bytes={have}-"} if have else {})})
+    try:
+        response = urllib.request.urlopen(request, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:
+            raise _Corrupt(f"the Hub's file ends before byte {have} of {size}") from None
+        if exc.code in (408, 429) or exc.code >= 500:
+            raise _Lost(f"HTTP {exc.code}") from None
+        raise LofiError(MODEL_DOWNLOAD_FAILED, f"the Hub refused {url}: HTTP {exc.code} {exc.reason}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise _Lost(_reason(exc)) from None
+    with response, open(partial, "r+b" if have else "wb") as out:
+        if have and response.status != 206:  # the server ignored the range: start over
+            out.truncate(0)
+            have = 0
+        out.seek(have)
+        got = have
+        length = response.headers.get("Content-Length")
+        announced_end = have + int(length) if length and length.isdigit() else None
+        try:
+            while True:
+                try:
+                    chunk = response.read(CHUNK)
+                except http.client.IncompleteRead as exc:
+                    out.write(exc.partial)
+                    got += len(exc.partial)
+                    raise
+                if not chunk:
+                    break
+                out.write(chunk)
+                got += len(chunk)
+                on_bytes(got)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Lost(_reason(exc)) from None
+        if announced_end is not None and got < announced_end:  # the body stopped short of its Content-Length
+            raise _Lost("the connection closed mid-file")
+    if got < size:
+        raise _Corrupt(f"{got} bytes instead of {size}")
+
+
+def _matches(path: Path, size: int, digest: str | None) -> str | None:
+    """None when ``path`` is the file; else what is wrong. The content is checked against ``digest`` (pinned), else
+    against the blob's own name where the Hub names it by a hash (sha256 for LFS files, git blob sha1 otherwise)."""
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{actual} bytes instead of {size}"
+    etag = path.name.split(".")[0]
+    if digest or _SHA256.match(etag):
+        if _hash(path, hashlib.sha256()) != (digest or etag):
+            return "its sha256 does not match " + ("the pinned one" if digest else "the Hub's")
+    elif _GIT_SHA1.match(etag):
+        if _hash(path, hashlib.sha1(f"blob {actual}\0".encode())) != etag:
+            return "its git hash does not match the Hub's"
+    return None
+
+
+def _hash(path: Path, digest) -> str:
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _link_snapshot(storage: Path, commit: str | None, revision: str, repo_path: str, blob: Path) -> None:
+    """huggingface_hub's own view of the file (``snapshots/<commit>/<path>``, ``refs/<branch>``), so its tools see it."""
+    if not commit:
+        return
+    pointer = storage / "snapshots" / commit / repo_path
+    try:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        if not pointer.exists():
+            pointer.unlink(missing_ok=True)
+            os.symlink(os.path.relpath(blob, pointer.parent), pointer)
+        if revision != commit:
+            (storage / "refs").mkdir(exist_ok=True)
+            (storage / "refs" / revision).write_text(commit)
+    except OSError as exc:  # no symlinks here: the variant directory copies the blob instead
+        log.info("no snapshot link for %s: %s", repo_path, exc)
 
 
 def forget_file(path: Path) -> None:
@@ -102,25 +262,6 @@ def forget_file(path: Path) -> None:
     path.unlink(missing_ok=True)
     if blob != path:
         blob.unlink(missing_ok=True)
-
-
-def _verify(path: Path, size: int, repo_path: str) -> None:
-    """Size always; content too where the Hub names the blob by its sha256 (every large LFS file)."""
-    blob = path.resolve()
-    actual = blob.stat().st_size
-    problem = None
-    if size and actual != size:
-        problem = f"{actual} bytes instead of {size}"
-    elif _SHA256.match(blob.name):
-        digest = hashlib.sha256()
-        with open(blob, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != blob.name:
-            problem = "its sha256 does not match the Hub's"
-    if problem:
-        forget_file(path)
-        raise LofiError(MODEL_DOWNLOAD_FAILED, f"the download of {repo_path} is corrupt ({problem}); it was deleted, try again")
 
 
 def _assemble(target: Path, blobs: dict[str, Path]) -> Path:
@@ -137,43 +278,29 @@ def _assemble(target: Path, blobs: dict[str, Path]) -> Path:
     return target
 
 
-class _PartialFileWatcher:
-    """Reports bytes as huggingface_hub writes them, by watching its partial files (any hub version writes
-    ``blobs/<etag>[.<tag>].incomplete`` in the repo's cache folder, and none offers a progress callback to all)."""
+class _Reporter:
+    """download_progress at each whole percent (and at the end of each file), never going backwards."""
 
-    def __init__(self, on_bytes: Callable[[int], None], interval: float = 0.25) -> None:
-        self.on_bytes = on_bytes
-        self.interval = interval
-        self.blobs = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=HUB_REPO, repo_type="model") / "blobs"
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
+    def __init__(self, on_progress: ProgressCallback, total: int) -> None:
+        self.on_progress = on_progress
+        self.total = total
+        self.reported = -1
+        self.percent = -1
 
-    def __enter__(self) -> "_PartialFileWatcher":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def _watch(self) -> None:
-        last = -1
-        while not self.stop.wait(self.interval):
-            size = 0
-            for part in self.blobs.glob("*.incomplete"):
-                try:
-                    size += part.stat().st_size
-                except OSError:
-                    pass
-            if size != last:
-                last = size
-                self.on_bytes(size)
+    def __call__(self, name: str, now: int, force: bool = False) -> None:
+        percent = _percent(now, self.total)
+        if now <= self.reported or (percent == self.percent and not force):
+            return
+        self.reported, self.percent = now, percent
+        self.on_progress({"file": name, "bytes_downloaded": now, "bytes_total": self.total, "percent": percent})
 
 
 def _percent(done: int, total: int) -> int:
     return 100 * done // total if total else 100
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else exc
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

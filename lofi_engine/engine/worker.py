@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Callable
 
 from lofi_engine.ace_step.pipeline import AceStep
@@ -18,12 +20,13 @@ from lofi_engine.engine.download import download_variant
 from lofi_engine.engine.progress import ProgressReporter
 from lofi_engine.engine.wav import write_wav
 from lofi_engine.shared.backend import Backend
-from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, LofiError
+from lofi_engine.musicgen.radio import ContinuousStream
+from lofi_engine.shared.errors import CANCELLED, MODEL_INFERENCE_FAILED, LofiError
 from lofi_engine.shared.events import event
-from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN, DownloadJob, GenerateJob
+from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN, DownloadJob, GenerateJob, RadioWindowJob
 from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.shared.track import Finished, track_metadata
-from lofi_engine.store.catalogue import locate_model
+from lofi_engine.store.catalogue import locate_model, model_version
 from lofi_engine.store.tracks import TrackCache
 
 log = logging.getLogger("lofi.engine")
@@ -37,6 +40,7 @@ class Worker:
         self.cancel = cancel
         self.cache = TrackCache(config.cache_dir / "tracks", config.cache_max_bytes)
         self.models: dict[str, Backend] = {}
+        self.radio: tuple[str, ContinuousStream] | None = None  # the radio's endless stream (id, state) between windows
         self._send_lock = threading.Lock()  # events from the job and the heartbeat thread share the pipe
 
     def emit(self, name: str, fields: dict[str, Any]) -> None:
@@ -72,6 +76,8 @@ class Worker:
                 return
             if isinstance(job, GenerateJob):
                 self.generate(job)
+            elif isinstance(job, RadioWindowJob):
+                self.radio_window(job)
             elif isinstance(job, DownloadJob):
                 self.download(job)
 
@@ -83,9 +89,10 @@ class Worker:
             reporter = ProgressReporter(track_id, model.progress_model(request), self.emit)
             if isinstance(model, AceStep):
                 generation = self.run_cancellable(model, job, reporter)
-            else:  # MusicGen cannot be stopped (FR-009) but plays while it composes
+            else:  # MusicGen stops between decoder steps (past FR-009: see README) and plays while it composes
                 generation = model.run(
-                    request, on_step=reporter, on_chunk=lambda audio, start: self.chunk(track_id, audio, start, model.sample_rate)
+                    request, on_step=reporter, on_chunk=lambda audio, start: self.chunk(track_id, audio, start, model.sample_rate),
+                    should_stop=self.cancel.is_set,
                 )
             path = write_wav(self.cache.wav_path(track_id), generation.audio, generation.sample_rate)
             meta = track_metadata(generation, track_id, path)
@@ -98,6 +105,40 @@ class Worker:
         except Exception as exc:  # a bug must not kill the engine and the queue behind it
             log.exception("generation %s failed", track_id)
             self.fail(track_id, MODEL_INFERENCE_FAILED, f"unexpected engine error: {exc!r}")
+
+    def radio_window(self, job: RadioWindowJob) -> None:
+        """The next window of the radio's stream: its final audio written where the service asked, then
+        `radio_segment`; the stream's codes stay here for the window after it."""
+        started = time.perf_counter()
+        try:
+            if self.radio is None or self.radio[0] != job.stream_id:
+                model = self.ensure_model(job.stream_id, "musicgen", self._musicgen_version())
+                self.radio = (job.stream_id, ContinuousStream(model, job.request, job.window_sec, job.context_sec))  # type: ignore[arg-type]
+            stream = self.radio[1]
+            if job.request.prompt != stream.prompt:
+                stream.steer(job.request.prompt)
+            segment = stream.next_window(should_stop=self.cancel.is_set)
+            rate = stream.model.settings.sample_rate
+            path = write_wav(Path(job.segment_path), segment.audio, rate)
+            hop = stream.model.settings.hop_length
+            self.emit("radio_segment", {
+                "stream_id": job.stream_id, "path": str(path), "start_sec": segment.first_frame * hop / rate,
+                "duration_sec": len(segment.audio) / rate, "prompt": segment.prompt,
+                "generation_time_sec": round(time.perf_counter() - started, 3),
+            })
+        except LofiError as exc:
+            if exc.code == CANCELLED:
+                self.radio = None  # the radio stopped: its codes are not needed any more
+            self.emit("radio_error", {"stream_id": job.stream_id, "code": exc.code, "message": exc.message})
+        except MemoryError:
+            self.emit("radio_error", {"stream_id": job.stream_id, "code": MODEL_INFERENCE_FAILED, "message": "out of memory"})
+        except Exception as exc:  # a bug must not kill the engine
+            log.exception("radio window failed")
+            self.emit("radio_error", {"stream_id": job.stream_id, "code": MODEL_INFERENCE_FAILED, "message": f"unexpected engine error: {exc!r}"})
+
+    def _musicgen_version(self) -> str:
+        loaded = self.models.get("musicgen")
+        return loaded.model_version if loaded is not None else model_version(self.config)
 
     def run_cancellable(self, model: AceStep, job: GenerateJob, reporter: ProgressReporter) -> Finished:
         """An ACE-Step job, stopped when the service sets the cancel event (between steps, or inside one)."""

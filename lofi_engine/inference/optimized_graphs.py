@@ -16,6 +16,7 @@ import platform
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import onnxruntime as ort
 
@@ -47,7 +48,59 @@ def open_optimized(
     return _build(path, entry, threads, providers, required_inputs)
 
 
-def _build(path: Path, entry: Path, threads: int | None, providers: list[str], required_inputs: tuple[str, ...]) -> ort.InferenceSession:
+def open_derived(
+    name: str,
+    sources: list[Path],
+    tag: str,
+    derive: Callable[[Path], dict[str, Path]],
+    threads: int | None,
+    providers: list[str],
+    required_inputs: dict[str, tuple[str, ...]],
+    cache_dir: Path | None,
+) -> dict[str, ort.InferenceSession]:
+    """Sessions over graphs derived from ``sources`` (``derive(directory)`` writes them there and returns their
+    paths by key), built once and kept optimized in ``cache_dir`` under ``name``, keyed like :func:`open_optimized`
+    by the sources, ONNX Runtime's version and the CPU, plus ``tag`` (the derivation's version). A cached entry that
+    fails to load is deleted and rebuilt. Whatever ``derive`` raises propagates (the caller falls back)."""
+    use_cache = cache_dir is not None and providers == [CPU]
+    entries = {}
+    if use_cache:
+        assert cache_dir is not None
+        key = hashlib.sha256("|".join([tag, *(_fingerprint(s) for s in sources)]).encode()).hexdigest()[:16]
+        entries = {k: cache_dir / f"{name}-{k}-{key}" for k in required_inputs}
+        if all((e / MODEL).is_file() for e in entries.values()):
+            options = session_options(threads)
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                return {k: open_session(e / MODEL, options, providers, required_inputs[k]) for k, e in entries.items()}
+            except LofiError as exc:
+                log.warning("dropping the cached %s graphs of %s: %s", name, sources[0], exc.message)
+                for e in entries.values():
+                    shutil.rmtree(e, ignore_errors=True)
+    work_parent = None
+    if use_cache:
+        assert cache_dir is not None
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryDirectory(dir=cache_dir).cleanup()
+            work_parent = cache_dir
+        except OSError as exc:  # read-only or full: build in the system's temp directory, keep nothing
+            log.warning("not keeping the %s graphs of %s: cannot write to %s (%s)", name, sources[0].name, cache_dir, exc.strerror or exc)
+            use_cache = False
+    with tempfile.TemporaryDirectory(prefix=f".{name}-build.", dir=work_parent) as work:
+        paths = derive(Path(work))
+        if not use_cache:
+            return {k: open_session(p, session_options(threads), providers, required_inputs[k]) for k, p in paths.items()}
+        return {
+            k: _build(p, entries[k], threads, providers, required_inputs[k], source=sources[0], stem=f"{name}-{k}")
+            for k, p in paths.items()
+        }
+
+
+def _build(
+    path: Path, entry: Path, threads: int | None, providers: list[str], required_inputs: tuple[str, ...],
+    source: Path | None = None, stem: str | None = None,
+) -> ort.InferenceSession:
     """Open ``path`` while ONNX Runtime saves its optimized copy into ``entry``.
 
     Saving the copy can fail where loading cannot (disk full, read-only or missing cache directory), and ONNX
@@ -78,8 +131,8 @@ def _build(path: Path, entry: Path, threads: int | None, providers: list[str], r
             return session
         try:
             if (staging / MODEL).is_file():
-                (staging / SOURCE).write_text(str(path.resolve()), encoding="utf-8")
-                _drop_outdated(entry, path)
+                (staging / SOURCE).write_text(str((source or path).resolve()), encoding="utf-8")
+                _drop_outdated(entry, source or path, stem or (source or path).stem)
                 staging.rename(entry)
         except OSError as exc:  # another editor built it first, or the disk is full: the session works either way
             log.info("optimized copy of %s not kept: %s", path.name, exc.strerror or exc)
@@ -88,9 +141,9 @@ def _build(path: Path, entry: Path, threads: int | None, providers: list[str], r
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _drop_outdated(entry: Path, path: Path) -> None:
+def _drop_outdated(entry: Path, path: Path, stem: str) -> None:
     """Copies made from an earlier version of the same source file."""
-    for other in entry.parent.glob(f"{path.stem}-*"):
+    for other in entry.parent.glob(f"{stem}-*"):
         try:
             if other != entry and (other / SOURCE).read_text(encoding="utf-8") == str(path.resolve()):
                 shutil.rmtree(other, ignore_errors=True)

@@ -1,5 +1,8 @@
-"""The MusicGen decoder with its key/value cache, over the merged file or the split pair.
+"""The MusicGen decoder with its key/value cache: :class:`InPlaceDecoder` over the in-place graphs derived from
+the published files (the default on the CPU), or :class:`CachedDecoder` over the published merged file or split
+pair as they are (the fallback, and GPUs).
 
+CachedDecoder:
 Each step the graph concatenates the past cache with the new position and returns the result. Left to itself
 ONNX Runtime allocates a fresh output for that every step (hundreds of MB late in a window) and a plain loop
 copies it into numpy and back. Here the self-attention cache lives in two preallocated buffers per tensor,
@@ -60,6 +63,10 @@ class CachedDecoder:
     @property
     def merged(self) -> bool:
         return self.first is self.with_past
+
+    @property
+    def in_place(self) -> bool:
+        return False
 
     def start(self, input_ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray, capacity: int) -> np.ndarray:
         """Prefill ``input_ids`` ``[rows, n]`` from an empty cache that will grow to ``capacity`` positions;
@@ -136,3 +143,115 @@ class CachedDecoder:
         if not np.isfinite(last).all():
             raise LofiError(MODEL_INFERENCE_FAILED, "the decoder produced NaN or infinite logits (numerical instability)")
         return last
+
+
+SEQLENS_K, TOTAL_LENGTH, PAST_LENGTH = "seqlens_k", "total_sequence_length", "past_sequence_length"
+STEP_INPUTS = ("input_ids", "encoder_attention_mask", SEQLENS_K, TOTAL_LENGTH, PAST_LENGTH)
+CROSS_INPUTS = ("encoder_hidden_states",)
+
+
+@dataclass
+class InPlaceDecoder:
+    """The decoder over the in-place graphs of :mod:`lofi_engine.musicgen.inplace_graph`.
+
+    One buffer per self-attention tensor, ``[rows, heads, capacity, head_dim]``, is bound as both the past and the
+    present of GroupQueryAttention: a step writes its new key/value into it at the position it is told and reads
+    the cache once; nothing is copied or allocated for the cache. ``cross`` computes the cross-attention
+    keys/values once per window. Prefill and steps run the same graph (it is causal for any number of positions).
+    Same interface as :class:`CachedDecoder`.
+    """
+
+    step_session: ort.InferenceSession
+    cross: ort.InferenceSession
+    merged: bool = False
+    """Which published form it was derived from (reported, not used)."""
+    dtype: type[np.floating] = field(init=False)
+    _self_names: list[str] = field(init=False)  # past_key_values.{i}.decoder.{key,value}
+    _heads: int = field(init=False)
+    _head_dim: int = field(init=False)
+    _buffers: dict[str, np.ndarray] = field(init=False, default_factory=dict)
+    _cross_values: dict[str, ort.OrtValue] = field(init=False, default_factory=dict)
+    _mask: np.ndarray = field(init=False)
+    _rows: int = field(init=False, default=0)
+    _capacity: int = field(init=False, default=0)
+    _length: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        inputs = self.step_session.get_inputs()
+        self._self_names = [i.name for i in inputs if i.name.startswith(PAST) and ".decoder." in i.name]
+        sample = next(i for i in inputs if i.name == self._self_names[0])
+        self.dtype = np.float16 if sample.type == "tensor(float16)" else np.float32
+        self._heads, self._head_dim = int(sample.shape[1]), int(sample.shape[3])
+        self._cross_inputs = {i.name for i in self.cross.get_inputs()}
+        self._cross_outputs = [o.name for o in self.cross.get_outputs()]
+
+    @property
+    def in_place(self) -> bool:
+        return True
+
+    @property
+    def first(self) -> ort.InferenceSession:
+        """The session that prefills (the step graph: same names as :class:`CachedDecoder`)."""
+        return self.step_session
+
+    @property
+    def with_past(self) -> ort.InferenceSession:
+        return self.step_session
+
+    def start(self, input_ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray, capacity: int) -> np.ndarray:
+        """Prefill ``input_ids`` ``[rows, n]`` from an empty cache that will grow to ``capacity`` positions;
+        returns the last position's logits."""
+        rows = hidden.shape[0]
+        self._reserve(rows, capacity)
+        self._mask = np.ascontiguousarray(mask, dtype=np.int64)
+        feeds = {"encoder_hidden_states": np.ascontiguousarray(hidden, dtype=self.dtype), "encoder_attention_mask": self._mask, "input_ids": input_ids}
+        binding = self.cross.io_binding()
+        for name in self._cross_inputs:
+            binding.bind_cpu_input(name, feeds[name])
+        for name in self._cross_outputs:
+            binding.bind_output(name)
+        values = run_bound(self.cross, binding, "decoder")
+        self._cross_values = {PAST + name[len(PRESENT):]: value for name, value in zip(self._cross_outputs, values)}
+        self._length = 0
+        return self._run(input_ids)
+
+    def step(self, input_ids: np.ndarray) -> np.ndarray:
+        """Feed one new token per row (``[rows, 1]``); returns its logits."""
+        return self._run(input_ids)
+
+    def _run(self, input_ids: np.ndarray) -> np.ndarray:
+        n = input_ids.shape[1]
+        total = self._length + n
+        if total > self._capacity:
+            raise LofiError(MODEL_INFERENCE_FAILED, f"the decoder cache outgrew its {self._capacity} reserved positions")
+        binding = self.step_session.io_binding()
+        binding.bind_output("logits")
+        binding.bind_cpu_input("input_ids", input_ids)
+        binding.bind_cpu_input("encoder_attention_mask", self._mask)
+        binding.bind_cpu_input(PAST_LENGTH, np.array(self._length, dtype=np.int64))
+        binding.bind_cpu_input(SEQLENS_K, np.full(self._rows, total - 1, dtype=np.int32))
+        binding.bind_cpu_input(TOTAL_LENGTH, np.array(total, dtype=np.int32))
+        for name, value in self._cross_values.items():
+            binding.bind_ortvalue_input(name, value)
+        shape = (self._rows, self._heads, self._capacity, self._head_dim)
+        for name in self._self_names:
+            address = self._buffers[name].ctypes.data
+            binding.bind_input(name, "cpu", 0, self.dtype, shape, address)
+            binding.bind_output(PRESENT + name[len(PAST):], "cpu", 0, self.dtype, shape, address)
+        outputs = run_bound(self.step_session, binding, "decoder")
+        self._length = total
+        return CachedDecoder._last_logits(outputs[0].numpy())
+
+    def _reserve(self, rows: int, capacity: int) -> None:
+        """One buffer per self-attention tensor, kept across windows and jobs while it is big enough."""
+        per_position = rows * self._heads * self._head_dim
+        for name in self._self_names:
+            buffer = self._buffers.get(name)
+            if buffer is None or buffer.size < per_position * capacity or buffer.dtype != self.dtype:
+                self._buffers[name] = np.zeros(per_position * capacity, dtype=self.dtype)
+        self._rows = rows
+        self._capacity = min(b.size for b in self._buffers.values()) // per_position
+
+    def cache_addresses(self) -> dict[str, int]:
+        """Where each self-attention buffer lives (tests check that steps never move it)."""
+        return {name: buffer.ctypes.data for name, buffer in self._buffers.items()}

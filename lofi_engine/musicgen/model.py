@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,14 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from lofi_engine.inference.optimized_graphs import open_optimized
-from lofi_engine.inference.providers import providers_for
+from lofi_engine.inference.providers import CPU, providers_for
 from lofi_engine.inference.session import is_int8, run
-from lofi_engine.musicgen.decoder import DECODER_INPUTS, WITH_PAST_INPUTS, CachedDecoder
+from lofi_engine.musicgen.decoder import (
+    DECODER_INPUTS,
+    WITH_PAST_INPUTS,
+    CachedDecoder,
+    InPlaceDecoder,
+)
 from lofi_engine.musicgen.delay_pattern import (
     PREDICTED,
     build_pattern,
@@ -27,6 +33,7 @@ from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback
 from lofi_engine.musicgen.text import encode_prompt
 from lofi_engine.musicgen.windows import Window, plan_windows
 from lofi_engine.shared.errors import (
+    CANCELLED,
     MODEL_INFERENCE_FAILED,
     MODEL_LOAD_FAILED,
     LofiError,
@@ -38,6 +45,9 @@ from lofi_engine.store import musicgen_files as files
 
 StepCallback = Callable[[int, int], None]
 LoadCallback = Callable[[str, int, int], None]
+QUANTIZATIONS = ("int4",)
+"""Decoders derived locally from the fp32 files (``small-int4``)."""
+log = logging.getLogger("lofi.engine")
 
 
 @dataclass
@@ -61,7 +71,7 @@ class MusicGen:
 
     tokenizer: Tokenizer
     text_encoder: ort.InferenceSession
-    decoder: CachedDecoder
+    decoder: CachedDecoder | InPlaceDecoder
     audio_decoder: ort.InferenceSession
     settings: ModelSettings
     model_version: str
@@ -76,11 +86,18 @@ class MusicGen:
         model_version: str | None = None,
         on_progress: LoadCallback | None = None,
         optimized_cache: str | Path | None = None,
+        in_place: bool = True,
+        quantize: str | None = None,
     ) -> "MusicGen":
         """Open a model directory laid out like the Hub's (fp32, fp16 or int8 files; merged or split decoder).
 
         ``on_progress(file_name, bytes_loaded, bytes_total)`` is called as each ONNX file is opened.
-        ``optimized_cache``: a directory where ONNX Runtime's optimized graphs are kept so later loads are faster.
+        ``optimized_cache``: a directory where ONNX Runtime's optimized graphs (and the derived in-place decoder)
+        are kept so later loads are faster.
+        ``in_place``: on the CPU, run the decoder derived with an in-place key/value cache
+        (:mod:`lofi_engine.musicgen.inplace_graph`); when the published graph's structure is not the expected one,
+        the published graph is used as it is and the reason is logged. ``quantize="int4"``: derive a weight-only
+        4-bit decoder from the fp32 files (the ``small-int4`` variant).
         """
         model_dir = Path(model_dir).expanduser()
         form = files.choose_decoder_form(model_dir, decoder)
@@ -93,27 +110,43 @@ class MusicGen:
         except Exception as exc:
             raise LofiError(MODEL_LOAD_FAILED, f"cannot read {model_dir / files.TOKENIZER}: {exc}") from None
 
+        if quantize is not None and quantize not in QUANTIZATIONS:
+            raise LofiError(MODEL_LOAD_FAILED, f"unknown quantization {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
+        decoder_file = model_dir / files.DECODER_FILES[form][0]
+        source_int8 = is_int8(decoder_file)
         graphs = {files.TEXT_ENCODER: ("input_ids", "attention_mask"), files.AUDIO_DECODER: ("audio_codes",)}
-        if form == "merged":
-            graphs[files.DECODER_MERGED] = (*DECODER_INPUTS, "use_cache_branch")
-        else:
-            graphs.update({files.DECODER: DECODER_INPUTS, files.DECODER_WITH_PAST: WITH_PAST_INPUTS})
-        sizes = {name: (model_dir / name).stat().st_size for name in graphs}
+        decoder_graphs = {files.DECODER_MERGED: (*DECODER_INPUTS, "use_cache_branch")} if form == "merged" else {
+            files.DECODER: DECODER_INPUTS, files.DECODER_WITH_PAST: WITH_PAST_INPUTS}
+        sizes = {name: (model_dir / name).stat().st_size for name in (*graphs, *decoder_graphs)}
+        total = sum(sizes.values())
         sessions: dict[str, ort.InferenceSession] = {}
         for name, inputs in graphs.items():
             sessions[name] = open_optimized(model_dir / name, threads, providers, inputs, cache)
             if on_progress is not None:
-                on_progress(name, sum(sizes[n] for n in sessions), sum(sizes.values()))
+                on_progress(name, sum(sizes[n] for n in sessions), total)
 
-        if form == "merged":
-            cached = CachedDecoder(sessions[files.DECODER_MERGED], sessions[files.DECODER_MERGED])
-        else:
-            cached = CachedDecoder(sessions[files.DECODER], sessions[files.DECODER_WITH_PAST])
+        decoder: CachedDecoder | InPlaceDecoder | None = None
+        if quantize is not None and (source_int8 or sessions[files.TEXT_ENCODER].get_inputs()[0].type == "tensor(float16)"):
+            raise LofiError(MODEL_LOAD_FAILED, f"the {quantize} decoder is made from the fp32 files; {decoder_file} is not fp32")
+        if (in_place or quantize is not None) and providers == [CPU]:
+            decoder = _open_in_place(model_dir, form, threads, providers, cache, quantize)
+        elif quantize is not None:
+            raise LofiError(MODEL_LOAD_FAILED, f"the {quantize} decoder runs on the CPU only (device {device!r})")
+        if decoder is None and quantize is not None:
+            raise LofiError(MODEL_LOAD_FAILED, f"cannot derive the {quantize} decoder from {decoder_file} (see the log); use the fp32 variant")
+        if decoder is None:
+            for name, inputs in decoder_graphs.items():
+                sessions[name] = open_optimized(model_dir / name, threads, providers, inputs, cache)
+            if form == "merged":
+                decoder = CachedDecoder(sessions[files.DECODER_MERGED], sessions[files.DECODER_MERGED])
+            else:
+                decoder = CachedDecoder(sessions[files.DECODER], sessions[files.DECODER_WITH_PAST])
+        if on_progress is not None:
+            on_progress(files.DECODER_FILES[form][-1], total, total)
         if model_version is None:
-            decoder_file = model_dir / files.DECODER_FILES[form][0]
-            precision = "fp16" if cached.dtype == np.float16 else "int8" if is_int8(decoder_file) else "fp32"
+            precision = quantize or ("fp16" if decoder.dtype == np.float16 else "int8" if source_int8 else "fp32")
             model_version = f"musicgen-{settings.size}-{precision}-v1"
-        return cls(tokenizer, sessions[files.TEXT_ENCODER], cached, sessions[files.AUDIO_DECODER], settings, model_version)
+        return cls(tokenizer, sessions[files.TEXT_ENCODER], decoder, sessions[files.AUDIO_DECODER], settings, model_version)
 
     @property
     def sample_rate(self) -> int:
@@ -143,11 +176,18 @@ class MusicGen:
         params = {"prompt": prompt, "duration_sec": duration_sec, "seed": seed, "top_k": top_k, "temperature": temperature, "guidance_scale": guidance_scale}
         return self.run(GenerateRequest.parse(params, "musicgen"), on_step=on_step, on_chunk=on_chunk)
 
-    def run(self, request: GenerateRequest, on_step: StepCallback | None = None, on_chunk: ChunkCallback | None = None) -> Generation:
+    def run(
+        self,
+        request: GenerateRequest,
+        on_step: StepCallback | None = None,
+        on_chunk: ChunkCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Generation:
         """Compose a parsed request.
 
         ``on_step(done, total)`` follows every decoder step; ``on_chunk(samples, first_sample)`` receives playable
         audio every 2 s of finished frames, long before the track is done (the last chunk comes from the final decode).
+        ``should_stop()`` is asked after every decoder step: True ends the job with CANCELLED.
         """
         started = time.perf_counter()
         options = request.options
@@ -172,6 +212,8 @@ class MusicGen:
             def step(complete: int, finished: Callable[[], np.ndarray], before: np.ndarray = before, window: Window = window) -> None:
                 nonlocal done
                 done += 1
+                if should_stop is not None and should_stop():
+                    raise LofiError(CANCELLED, f"cancelled at decoder step {done} of {estimated}")
                 if on_step is not None:
                     on_step(done, estimated)
                 if streamer is not None:
@@ -238,3 +280,26 @@ class MusicGen:
         if not np.isfinite(audio).all():
             raise LofiError(MODEL_INFERENCE_FAILED, "the audio decoder produced NaN or infinite samples")
         return audio
+
+
+def _open_in_place(
+    model_dir: Path, form: str, threads: int | None, providers: list[str], cache: Path | None, quantize: str | None
+) -> InPlaceDecoder | None:
+    """The in-place decoder, or None (with the reason logged) when the published graph does not fit the rewrite
+    or ONNX Runtime cannot run the result; a file that does not load is still MODEL_LOAD_FAILED."""
+    from lofi_engine.musicgen import inplace_graph
+
+    try:
+        sessions = inplace_graph.open_in_place(model_dir, form, threads, providers, cache, quantize)
+        return InPlaceDecoder(sessions["step"], sessions["cross"], merged=form == "merged")
+    except inplace_graph.Unsupported as exc:
+        log.warning("in-place decoder not used for %s (%s decoder): %s; running the published graph", model_dir, form, exc)
+    except ImportError as exc:
+        log.warning("in-place decoder not used: %s; running the published graph", exc)
+    except LofiError as exc:
+        if exc.path is not None and Path(exc.path).parent == model_dir:
+            raise
+        log.warning("in-place decoder not used for %s: %s; running the published graph", model_dir, exc.message)
+    except Exception as exc:  # a published file onnx cannot parse: the published path reports it, naming the file
+        log.warning("in-place decoder not used for %s: %s: %s; running the published graph", model_dir, type(exc).__name__, exc)
+    return None

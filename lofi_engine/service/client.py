@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lofi_engine.service.dispatcher import EventCallback, EventDispatcher
-from lofi_engine.service.engine_link import EngineLink
+from lofi_engine.service import library
+from lofi_engine.service.playback import Playback
+from lofi_engine.service.radio import Radio
+from lofi_engine.engine.entry import engine_main
+from lofi_engine.service.child_link import ChildLink
 from lofi_engine.service.queue import JobQueue, QueuedJob
 from lofi_engine.shared.errors import (
     CANCELLED,
@@ -24,10 +28,9 @@ from lofi_engine.shared.errors import (
     MODEL_INFERENCE_FAILED,
     MODEL_LOAD_FAILED,
     MODEL_NOT_FOUND,
-    NOT_CANCELLABLE,
     LofiError,
 )
-from lofi_engine.shared.protocol import GenerateJob
+from lofi_engine.shared.protocol import GenerateJob, RadioWindowJob
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import EngineConfig, default_state_dir
 from lofi_engine.store.catalogue import download_question, is_available, model_version
@@ -35,7 +38,8 @@ from lofi_engine.store.consent import ConsentStore
 from lofi_engine.store.tracks import TrackCache
 
 METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
-FINISHING_EVENTS = ("generation_complete", "generation_error", "download_complete", "download_error")
+FINISHING_EVENTS = ("generation_complete", "generation_error", "download_complete", "download_error", "radio_segment", "radio_error")
+RADIO_EVENTS = ("radio_segment", "radio_error", "generation_complete", "generation_error")
 log = logging.getLogger("lofi.client")
 
 
@@ -46,7 +50,16 @@ class EngineClient:
         self._closed = False
         self._queue = JobQueue()
         self._events = EventDispatcher(on_event)
-        self._link = EngineLink(python, log_path or default_state_dir() / "engine.log", self._on_engine_event, self._on_engine_exit)
+        log_path = log_path or default_state_dir() / "engine.log"
+        self._link = ChildLink("engine", engine_main, python, log_path, self._on_engine_event, self._on_engine_exit)
+        self._playback = Playback(python, log_path.with_name("player.log"), self._events, self._lock, lambda: self.config, lambda: self.cache)
+        self._playback_handlers = self._playback.handlers()
+        self._radio = Radio(
+            lambda: self.config, self._playback, self._events, self._submit_radio_window, self._withdraw_radio,
+            self._generate, lambda track_id: self._cancel({"track_id": track_id}),
+        )
+        self._playback.listener = self._radio.on_event
+        self._library_handlers = library.handlers(lambda: self.cache, self._busy_tracks, lambda: self._link.python)
         self._use(config)
 
     def _use(self, config: EngineConfig) -> None:
@@ -78,6 +91,9 @@ class EngineClient:
             "track_played": self._track_played,
             "status": lambda p: self._status(),
             "cancel": self._cancel,
+            **self._playback_handlers,
+            **self._library_handlers,
+            **self._radio.handlers(),
         }
         if method not in handlers:
             raise LofiError(METHOD_NOT_FOUND, f"unknown method {method!r}; known: {', '.join(sorted(handlers))}")
@@ -96,7 +112,7 @@ class EngineClient:
         with self._lock:
             kept = len(self._queue.jobs())
             self._use(config)
-            self._link.python = python
+            self._link.python = self._playback.python = python
             if self._queue.question is not None and not any(j.needs_download for j in self._queue.pending):
                 self._queue.question = None
             self._advance()
@@ -121,6 +137,20 @@ class EngineClient:
         self._advance()
         return {"track_id": tid, "status": "queued", "position": position, "seed": request.seed}
 
+    def _submit_radio_window(self, work: RadioWindowJob) -> None:
+        """The radio's next window, queued like any job (other requests keep their turn between windows)."""
+        job = QueuedJob(work, self.config)
+        self._queue.add(job)
+        if job.needs_download:
+            self._ask_for_download(job)
+        self._advance()
+
+    def _withdraw_radio(self, stream_id: str) -> None:
+        self._queue.remove([j for j in self._queue.pending if isinstance(j.work, RadioWindowJob) and j.work.stream_id == stream_id])
+        running = self._queue.running
+        if running is not None and isinstance(running.work, RadioWindowJob) and running.work.stream_id == stream_id:
+            self._link.cancel_running()
+
     def _ask_for_download(self, job: QueuedJob) -> None:
         """A job needs the model: download it if the user agreed before, else ask (for this job too, when a
         question is already out)."""
@@ -128,7 +158,8 @@ class EngineClient:
             self._queue.add_download(job.config)
             return
         self._queue.question = download_question(job.config)
-        self._events.emit("consent_required", {**self._queue.question, "track_id": job.track_id})
+        about = {"track_id": job.track_id} if job.track_id is not None else {}
+        self._events.emit("consent_required", {**self._queue.question, **about})
 
     def _download(self, params: dict[str, Any]) -> dict[str, Any]:
         consent = params.get("consent")
@@ -152,8 +183,9 @@ class EngineClient:
         return {"status": "downloading", "variant": variant}
 
     def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Drop a queued job at once, or stop a running ACE-Step job between steps (or inside one): its requester
-        gets `generation_error` CANCELLED. A running MusicGen job cannot be stopped (FR-009) and says so."""
+        """Drop a queued job at once, or stop the running one (MusicGen between decoder steps, ACE-Step between or
+        inside its steps): its requester gets `generation_error` CANCELLED. This goes past FR-009, which ruled
+        stopping a started generation out as too complex."""
         track_id = params.get("track_id")
         job = next((j for j in self._queue.pending if j.track_id is not None and j.track_id == track_id), None)
         if job is not None:
@@ -162,10 +194,8 @@ class EngineClient:
             return {"track_id": track_id, "status": "cancelled"}
         running = self._queue.running
         if running is not None and running.track_id is not None and running.track_id == track_id:
-            if running.cancellable_while_running:
-                self._link.cancel_running()
-                return {"track_id": track_id, "status": "cancelling"}
-            raise LofiError(NOT_CANCELLABLE, "a MusicGen generation cannot be stopped once it has started (FR-009); it will finish")
+            self._link.cancel_running()
+            return {"track_id": track_id, "status": "cancelling"}
         raise LofiError(INVALID_PARAMS, f"no queued generation {track_id!r}")
 
     def _track_played(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +203,11 @@ class EngineClient:
         if meta is None:
             raise LofiError(INVALID_PARAMS, f"no cached track {params.get('track_id')!r}")
         return meta
+
+    def _busy_tracks(self) -> set[str]:
+        """Tracks that may not be deleted now: queued, generating, or in the player's playlist."""
+        ids = {j.track_id for j in self._queue.jobs() if j.track_id is not None}
+        return ids | set(self._playback.state.get("playlist") or []) | ({self._playback.state["track_id"]} if self._playback.state.get("track_id") else set())
 
     def _queue_view(self) -> dict[str, Any]:
         views = [job.view(position) for position, job in enumerate(self._queue.jobs())]
@@ -191,11 +226,14 @@ class EngineClient:
             "ace_step_available": (self.config.ace_step_dir / "manifest.json").is_file(),
             "model_dir": str(self.config.model_dir) if self.config.model_dir else None,
             "model_available": is_available(self.config),
+            "download_question": download_question(self.config),  # what :LofiDownload asks (no network)
             "awaiting_consent": self._queue.question is not None,
             "running": running.track_id if running is not None else None,
             "pending": len(self._queue.pending),
             "cache_dir": str(self.cache.root),
             "log_path": str(self.log_path),
+            "playback": self._playback.status(),
+            "radio": self._radio.status(),
         }
 
     # ---- the engine process ---------------------------------------------------------------------------------
@@ -208,7 +246,7 @@ class EngineClient:
         if job is None:
             return
         try:
-            self._link.send(job.work, job.config)
+            self._link.send(job.work, job.config.to_dict(), job.config.stall_timeout_sec)
         except LofiError as exc:
             self._finish_with_error(exc.code, exc.message)
         except (OSError, ValueError) as exc:
@@ -224,6 +262,8 @@ class EngineClient:
             if name == "generation_complete":
                 self.cache.evict(keep=fields["track_id"])
             self._events.emit(name, fields)
+            if name in RADIO_EVENTS:
+                self._radio.on_event(name, fields)
             if name == "download_error":  # the jobs that waited for it cannot run
                 self._fail_waiting(MODEL_DOWNLOAD_FAILED, f"the model download failed: {fields['message']}")
             self._advance()
@@ -245,6 +285,11 @@ class EngineClient:
             return
         if isinstance(job.work, GenerateJob):
             self._events.emit("generation_error", {"track_id": job.work.track_id, "code": code, "message": message})
+            self._radio.on_event("generation_error", {"track_id": job.work.track_id, "code": code, "message": message})
+        elif isinstance(job.work, RadioWindowJob):
+            fields = {"stream_id": job.work.stream_id, "code": code, "message": message}
+            self._events.emit("radio_error", fields)
+            self._radio.on_event("radio_error", fields)
         else:
             self._events.emit("download_error", {"variant": job.work.variant, "code": MODEL_DOWNLOAD_FAILED, "message": message})
             self._fail_waiting(MODEL_DOWNLOAD_FAILED, f"the model download failed: {message}")
@@ -264,4 +309,5 @@ class EngineClient:
                 return
             self._closed = True
         self._link.stop(timeout)  # outside the lock: the reader thread may be waiting for it with a last event
+        self._playback.close()
         self._events.close(timeout)

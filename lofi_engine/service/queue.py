@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from lofi_engine.shared.errors import QUEUE_FULL, LofiError
-from lofi_engine.shared.protocol import DownloadJob, GenerateJob
+from lofi_engine.shared.protocol import DownloadJob, GenerateJob, RadioWindowJob
 from lofi_engine.shared.settings import MAX_PENDING, EngineConfig
 from lofi_engine.store.catalogue import is_available
 
 
 @dataclass
 class QueuedJob:
-    work: Union[GenerateJob, DownloadJob]
+    work: Union[GenerateJob, DownloadJob, RadioWindowJob]
     config: EngineConfig
     """The settings it was queued with; it runs with them even when ``setup()`` changes them meanwhile."""
     priority: str = "normal"
@@ -33,16 +33,13 @@ class QueuedJob:
 
     @property
     def needs_download(self) -> bool:
-        """A MusicGen job whose model is not on this machine yet."""
-        return isinstance(self.work, GenerateJob) and self.work.request.backend == "musicgen" and not is_available(self.config)
+        """A MusicGen job (or radio window) whose model is not on this machine yet."""
+        musicgen = isinstance(self.work, RadioWindowJob) or (isinstance(self.work, GenerateJob) and self.work.request.backend == "musicgen")
+        return musicgen and not is_available(self.config)
 
-    @property
-    def cancellable_while_running(self) -> bool:
-        """ACE-Step stops between (or inside) its steps; MusicGen cannot once started (FR-009)."""
-        return isinstance(self.work, GenerateJob) and self.work.request.backend == "ace-step"
 
     def view(self, position: int) -> dict[str, Any]:
-        kind = "generate" if isinstance(self.work, GenerateJob) else "download"
+        kind = "generate" if isinstance(self.work, GenerateJob) else "radio" if isinstance(self.work, RadioWindowJob) else "download"
         view = {"kind": kind, "position": position, "priority": self.priority, "percent": self.percent, "eta_sec": self.eta_sec}
         if isinstance(self.work, GenerateJob):
             view.update({"track_id": self.work.track_id, **self.work.request.describe()})

@@ -53,6 +53,30 @@ EVENTS: dict[str, EventSpec] = {
         ),
         EventSpec("download_complete", ("variant", "path"), (), "the model is downloaded"),
         EventSpec("download_error", ("variant", "code", "message"), (), "the model download failed"),
+        EventSpec(
+            "radio_segment",
+            ("stream_id", "path", "start_sec", "duration_sec", "prompt", "generation_time_sec"),
+            (),
+            "the radio's endless stream has its next stretch of audio, continuing the last one exactly",
+        ),
+        EventSpec("radio_error", ("stream_id", "code", "message"), (), "a radio window failed (CANCELLED once the radio is stopped)"),
+        EventSpec(
+            "radio_state",
+            ("active", "mode"),
+            ("strategy", "prompt", "stream_id", "realtime_factor", "pieces"),
+            "the radio started, stopped, was steered, or changed mode: live (generation keeps up) or rotation",
+        ),
+        EventSpec(
+            "playback_start", ("track_id",), ("prompt", "duration_sec", "backend", "radio"), "a track (or a radio segment) began to play (its crossfade in)"
+        ),
+        EventSpec("playback_pause", ("track_id",), (), "playback paused"),
+        EventSpec("playback_resume", ("track_id",), (), "playback resumed"),
+        EventSpec(
+            "playback_end",
+            ("track_id", "reason"),
+            ("code", "message"),
+            "a track stopped playing: reason finished, skipped, stopped or error (then code and message)",
+        ),
     )
 }
 

@@ -7,7 +7,7 @@ The service sends :class:`GenerateJob`, :class:`DownloadJob` or :data:`SHUTDOWN`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from lofi_engine.shared.request import GenerateRequest
@@ -15,6 +15,9 @@ from lofi_engine.shared.request import GenerateRequest
 SHUTDOWN = "shutdown"
 HEARTBEAT = "heartbeat"
 HEARTBEAT_SEC = 1.0
+PLAYER_STATE = "player_state"
+"""The player process's ``(PLAYER_STATE, fields)``: what plays, where, at what volume (kept by the service for
+`status`, not passed on as an event)."""
 
 
 @dataclass(frozen=True)
@@ -29,4 +32,26 @@ class DownloadJob:
     variant: str
 
 
-Job = Union[GenerateJob, DownloadJob]
+@dataclass(frozen=True)
+class RadioWindowJob:
+    """The next window of the radio's endless MusicGen stream ``stream_id`` (the engine keeps the stream's codes
+    between windows; a new stream id lets the previous stream go). ``request.prompt`` steers it."""
+
+    stream_id: str
+    request: GenerateRequest
+    window_sec: float
+    context_sec: float
+    segment_path: str
+    """Where the window's audio goes (the service names it, in the radio's folder of the cache)."""
+
+
+Job = Union[GenerateJob, DownloadJob, RadioWindowJob]
+
+
+@dataclass(frozen=True)
+class PlayerCommand:
+    """play / add / insert (``tracks``: track_id, path, info, follows), remove (``track_id``), clear, pause, resume,
+    stop, skip, settings (``volume``, ``loop``, ``crossfade_sec``)."""
+
+    name: str
+    params: dict = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import numbers
 import os
+import shlex
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,10 +20,11 @@ DEFAULT_DURATION_SEC = 30.0
 PRIORITIES = ("normal", "high")
 MAX_PENDING = 10
 """Jobs that may wait behind the running one (FR-021)."""
-VARIANTS = ("small", "small-int8", "small-fp16")
+VARIANTS = ("small", "small-int8", "small-fp16", "small-int4")
 DEVICES = ("auto", "cpu", "cuda", "metal")
 DECODER_FORMS = ("auto", "merged", "split")
 ACE_STEP_VARIANTS = ("fp32", "int8")
+RADIO_STRATEGIES = ("continue", "same_prompt", "preset_cycle", "random_preset")
 
 
 def _user_dir(xdg_variable: str, posix_default: str, darwin_default: str) -> Path:
@@ -56,8 +58,8 @@ class EngineConfig:
     variant: str | None = field(
         default=None,
         metadata={
-            "help": "model variant: small (fp32, the default), small-int8 (smaller, ≈ 2× faster on a CPU) or small-fp16 "
-            "(the default with --device cuda or metal)",
+            "help": "model variant: small (fp32, the default), small-int8 (smaller, ≈ 2× faster on a CPU), small-fp16 "
+            "(the default with --device cuda or metal) or small-int4 (4-bit weights made locally from small's files; CPU)",
             "choices": VARIANTS,
         },
     )
@@ -86,6 +88,18 @@ class EngineConfig:
         default=60.0,
         metadata={"help": "seconds a busy engine may go without a sign of life (it sends one a second) before it is restarted and the job in flight fails"},
     )
+    player_command: str = field(
+        default="mpv --no-config --really-quiet --no-video --no-terminal",
+        metadata={"help": "the audio player and its options (split like a shell would, never run by one); it is fed the mixed stream on its standard input"},
+    )
+    crossfade_sec: float = field(default=2.0, metadata={"help": "seconds consecutive tracks overlap (0: none; shortened for very short tracks)"})
+    playlist_loop: bool = field(default=True, metadata={"help": "start the playlist over at its end; one track loops, its tail crossfaded into its head (true/false)"})
+    volume: int = field(default=100, metadata={"help": "playback volume, 0 to 100"})
+    radio_window_sec: float = field(
+        default=20.0, metadata={"help": "radio (continue): seconds of music a window composes, its context included (shorter windows keep a shorter key/value cache)"}
+    )
+    radio_context_sec: float = field(default=5.0, metadata={"help": "radio (continue): seconds of the piece so far each window continues"})
+    radio_piece_sec: float = field(default=30.0, metadata={"help": "radio (same_prompt, preset_cycle, random_preset): seconds a piece lasts"})
 
     def __post_init__(self) -> None:
         if self.variant is None:
@@ -101,6 +115,26 @@ class EngineConfig:
             raise LofiError(INVALID_PARAMS, f"optimized_cache must be true or false, not {self.optimized_cache!r}")
         if isinstance(self.stall_timeout_sec, bool) or not isinstance(self.stall_timeout_sec, numbers.Real) or not 1 <= self.stall_timeout_sec <= 86400:
             raise LofiError(INVALID_PARAMS, f"stall_timeout_sec must be a number of seconds from 1 to 86400, not {self.stall_timeout_sec!r}")
+        if not isinstance(self.crossfade_sec, numbers.Real) or isinstance(self.crossfade_sec, bool) or not 0 <= self.crossfade_sec <= 30:
+            raise LofiError(INVALID_PARAMS, f"crossfade_sec must be a number of seconds from 0 to 30, not {self.crossfade_sec!r}")
+        window, context, piece = self.radio_window_sec, self.radio_context_sec, self.radio_piece_sec
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (window, context, piece)) or not (
+            1 <= context < window <= 30 and 5 <= piece <= 240
+        ):
+            raise LofiError(
+                INVALID_PARAMS,
+                f"radio_context_sec must be at least 1 and less than radio_window_sec (at most 30), radio_piece_sec from 5 to 240; not {context!r}, {window!r}, {piece!r}",
+            )
+        if not isinstance(self.playlist_loop, bool):
+            raise LofiError(INVALID_PARAMS, f"playlist_loop must be true or false, not {self.playlist_loop!r}")
+        if not _is_int(self.volume) or not 0 <= self.volume <= 100:
+            raise LofiError(INVALID_PARAMS, f"volume must be an integer from 0 to 100, not {self.volume!r}")
+        try:
+            command = shlex.split(self.player_command) if isinstance(self.player_command, str) else []
+        except ValueError:
+            command = []
+        if not command:
+            raise LofiError(INVALID_PARAMS, f"player_command must name a player, like \"mpv --no-video\", not {self.player_command!r}")
         if not _is_int(self.cache_max_bytes) or self.cache_max_bytes < 0:
             raise LofiError(INVALID_PARAMS, f"cache_max_bytes must be a non-negative integer, not {self.cache_max_bytes!r}")
         for name in ("model_dir", "ace_step_model_dir", "cache_dir"):
@@ -128,7 +162,11 @@ class EngineConfig:
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """One `--flag` per setting, named after the field."""
         for f in fields(cls):
-            kind = {"threads": int, "cache_max_bytes": int, "optimized_cache": _boolean, "stall_timeout_sec": float}.get(f.name, str)
+            kind = {
+                "threads": int, "cache_max_bytes": int, "optimized_cache": _boolean, "stall_timeout_sec": float,
+                "crossfade_sec": float, "playlist_loop": _boolean, "volume": int,
+                "radio_window_sec": float, "radio_context_sec": float, "radio_piece_sec": float,
+            }.get(f.name, str)
             default = f.default if f.default is not MISSING else None
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
@@ -151,6 +189,11 @@ class EngineConfig:
     def ace_step_dir(self) -> Path:
         """Where the ACE-Step export is read from."""
         return self.ace_step_model_dir or self.cache_dir / "models" / "ace-step"
+
+    @property
+    def player_argv(self) -> list[str]:
+        """The player command as a program and its arguments (no shell)."""
+        return shlex.split(self.player_command)
 
     @property
     def optimized_dir(self) -> Path | None:

@@ -6,7 +6,9 @@ Standard library only: the editor's host imports this to answer requests before 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lofi_engine.shared.errors import MODEL_NOT_FOUND, LofiError
@@ -15,9 +17,24 @@ from lofi_engine.store import musicgen_files as files
 from lofi_engine.store.ace_step_manifest import Manifest
 
 HUB_REPO = "gabotechs/music_gen"
-HUB_REVISION = "main"
+HUB_REVISION = "675386ca686a378fe9ff739b60fdf29c310b3560"
+"""The Hub commit every file is downloaded from: the sizes and sha256s below are this commit's."""
 LICENSE = "CC BY-NC 4.0 (non-commercial use only)"
 """The licence of MusicGen's weights; the user sees it before agreeing to the download."""
+OVERRIDE_ENV = "LOFI_CATALOGUE"
+"""Test/dev hook: the path of a JSON file that replaces the Hub revision and some variants' files, e.g.
+``{"revision": "…", "variants": {"small": {"files": {"config.json": {"path": "small/config.json", "size": 7791,
+"sha256": "…"}, …}}}}`` (variants it does not name keep the published table). The tests point it at the tiny fixture
+model that their local stand-in Hub serves; users have no reason to set it."""
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """What a downloaded file must be; None where the pinned record does not say (then the Hub's metadata, read after
+    the user agreed, decides: the LFS sha256 or the git blob hash, and the announced size)."""
+
+    size: int | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -30,11 +47,30 @@ class Variant:
     """As published, known without the network (for the consent question): exact for small (the pinned record of
     its files, generation_config.json ≈ 330 B), approximate for the others (checked against the Hub's metadata once
     the user agreed)."""
+    checks: dict[str, FileCheck] = field(default_factory=dict)
+    """The engine's file name → its pinned size and sha256, where known."""
+
+    def check(self, name: str) -> FileCheck:
+        return self.checks.get(name, FileCheck())
 
 
 _SHARED = {files.CONFIG: "small/config.json", files.GENERATION_CONFIG: "small/generation_config.json", files.TOKENIZER: "small/tokenizer.json"}
+_PINNED = {  # ../shared/reference/musicgen-onnx.md: the published fp32 set at HUB_REVISION
+    "small/config.json": FileCheck(7_791, "f290b5e3900a0f4db08eb6f2c09001f2bdbbc0c9bbc958340b8af40a3ae732bc"),
+    "small/tokenizer.json": FileCheck(2_422_169, "71c33c3bf57bf2e19b4f8ac686ad8d182a79f7cd1a4921889437c453420223f1"),
+    "small_fp32/text_encoder.onnx": FileCheck(438_689_759, "433fa8c0e3f60b7ff85c3eb48148c659b57504857c74d43190b2833f11ee3533"),
+    "small_fp32/decoder_model_merged.onnx": FileCheck(1_692_230_645, "e316822aa20ffe205dc675cd3a80ccaf332f283eb01a883d05199026ce2ad023"),
+    "small_fp32/encodec_decode.onnx": FileCheck(118_056_304, "ee905fd6a4b9094d499938b10cbc11fcf3935dddc7f723727457d21b25174ff0"),
+}
+
+
+def _variant(file_paths: dict[str, str], version: str, download_bytes: int) -> Variant:
+    checks = {name: _PINNED[path] for name, path in file_paths.items() if path in _PINNED}
+    return Variant(file_paths, version, download_bytes, checks)
+
+
 VARIANTS: dict[str, Variant] = {
-    "small": Variant(
+    "small": _variant(
         {
             **_SHARED,
             files.TEXT_ENCODER: "small_fp32/text_encoder.onnx",
@@ -44,7 +80,7 @@ VARIANTS: dict[str, Variant] = {
         "musicgen-small-fp32-v1",
         2_251_406_998,
     ),
-    "small-int8": Variant(
+    "small-int8": _variant(
         {
             **_SHARED,
             files.TEXT_ENCODER: "small_fp32/text_encoder.onnx",
@@ -54,7 +90,7 @@ VARIANTS: dict[str, Variant] = {
         "musicgen-small-int8-v1",
         990_000_000,
     ),
-    "small-fp16": Variant(
+    "small-fp16": _variant(
         {
             **_SHARED,
             files.TEXT_ENCODER: "small_fp16/text_encoder.onnx",
@@ -65,8 +101,53 @@ VARIANTS: dict[str, Variant] = {
         "musicgen-small-fp16-v1",
         1_900_000_000,
     ),
+    "small-int4": Variant(  # small's fp32 files; the 4-bit decoder is derived from them locally (no extra download)
+        {
+            **_SHARED,
+            files.TEXT_ENCODER: "small_fp32/text_encoder.onnx",
+            files.DECODER_MERGED: "small_fp32/decoder_model_merged.onnx",
+            files.AUDIO_DECODER: "small_fp32/encodec_decode.onnx",
+        },
+        "musicgen-small-int4-v1",
+        2_251_406_998,
+    ),
 }
-"""Keyed by the settings' variant names (``shared.settings.VARIANTS``, the vocabulary; a test keeps them equal)."""
+"""The published table, keyed by the settings' variant names (``shared.settings.VARIANTS``, the vocabulary; a test
+keeps them equal). Read it through ``variants()``, which applies the LOFI_CATALOGUE hook."""
+
+_override_cache: dict[tuple[str, float], tuple[str, dict[str, Variant]]] = {}
+
+
+def _catalogue() -> tuple[str, dict[str, Variant]]:
+    path = os.environ.get(OVERRIDE_ENV)
+    if not path:
+        return HUB_REVISION, VARIANTS
+    try:
+        key = (path, os.stat(path).st_mtime)
+        if key not in _override_cache:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            table = dict(VARIANTS)
+            for name, spec in data.get("variants", {}).items():
+                entries = spec["files"]
+                checks = {f: FileCheck(e.get("size"), e.get("sha256")) for f, e in entries.items()}
+                sizes = [c.size for c in checks.values()]
+                total = sum(sizes) if None not in sizes else int(spec["download_bytes"])
+                version = spec.get("version", VARIANTS[name].version if name in VARIANTS else f"musicgen-{name}-v1")
+                table[name] = Variant({f: e["path"] for f, e in entries.items()}, version, total, checks)
+            _override_cache[key] = (str(data.get("revision", HUB_REVISION)), table)
+        return _override_cache[key]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LofiError(MODEL_NOT_FOUND, f"{OVERRIDE_ENV}={path} is not a usable catalogue: {exc!r}") from None
+
+
+def variants() -> dict[str, Variant]:
+    """The variant table in force: the published one, or the LOFI_CATALOGUE override (tests)."""
+    return _catalogue()[1]
+
+
+def hub_revision() -> str:
+    """The Hub revision downloads are pinned to (HUB_REVISION unless LOFI_CATALOGUE names another)."""
+    return _catalogue()[0]
 
 
 def variant_dir(config: EngineConfig) -> Path:
@@ -78,7 +159,7 @@ def is_available(config: EngineConfig) -> bool:
     if config.model_dir is not None:
         return True
     path = variant_dir(config)
-    return all((path / name).is_file() for name in VARIANTS[config.variant].files)
+    return all((path / name).is_file() for name in variants()[config.variant].files)
 
 
 def locate_model(config: EngineConfig) -> Path:
@@ -96,7 +177,7 @@ def locate_model(config: EngineConfig) -> Path:
 
 def download_question(config: EngineConfig) -> dict:
     """What the user is asked before the variant is downloaded (no network needed): `consent_required`'s fields."""
-    variant = VARIANTS[config.variant]
+    variant = variants()[config.variant]
     return {"variant": config.variant, "size_bytes": variant.download_bytes, "files": sorted(variant.files), "license": LICENSE}
 
 
@@ -108,7 +189,7 @@ def model_version(config: EngineConfig, backend: str = "musicgen") -> str:
     if backend == "ace-step":
         return Manifest.read(config.ace_step_dir).model_version(config.ace_step_variant)
     if config.model_dir is None:
-        return VARIANTS[config.variant].version
+        return variants()[config.variant].version
     digest = hashlib.sha256()
     directory = config.model_dir
     for path in sorted(directory.glob("*")) if directory.is_dir() else []:

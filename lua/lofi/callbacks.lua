@@ -22,7 +22,7 @@ function M.finish(track_id, err, track)
   for _, callback in ipairs(callbacks or {}) do
     local ok, cb_err = pcall(callback, err, track)
     if not ok then
-      vim.notify("lofi: generate callback failed: " .. tostring(cb_err), vim.log.levels.ERROR)
+      require("lofi.ui").notify("lofi: generate callback failed: " .. tostring(cb_err), vim.log.levels.ERROR)
     end
   end
 end

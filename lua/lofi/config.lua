@@ -23,7 +23,7 @@
 ---@field ace_step lofi.AceStepConfig
 ---@field cache lofi.CacheConfig
 ---@field duration_sec number Default length of a generated track: 5 to 120 seconds with musicgen, 10 to 240 with ace-step
----@field notify boolean Show progress and results with vim.notify
+---@field notify boolean Show start/end notifications and the progress line (errors are always shown)
 ---@field player lofi.PlayerConfig
 ---@field autoplay boolean Play a track as soon as it is generated
 ---@field python string? Interpreter that runs the engine (nil: the plugin's .venv made by `make install`)
@@ -123,9 +123,75 @@ local function validate(opts)
   })
 end
 
----Merge user options over the defaults; raises a clear error on a bad option.
+---Every option setup() knows (also those whose default is nil), by table.
+M.known = {
+  [""] = { "backend", "model", "ace_step", "cache", "duration_sec", "notify", "player", "autoplay", "python" },
+  model = { "variant", "dir", "device", "threads" },
+  ace_step = { "dir", "variant" },
+  cache = { "dir", "max_size", "optimized" },
+  player = { "cmd", "loop" },
+}
+
+---Edit distance (insertions, deletions, substitutions, swaps of neighbours).
+local function distance(a, b)
+  local d = {}
+  for i = 0, #a do
+    d[i] = { [0] = i }
+  end
+  for j = 0, #b do
+    d[0][j] = j
+  end
+  for i = 1, #a do
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and a:sub(i - 1, i - 1) == b:sub(j, j) then
+        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+      end
+    end
+  end
+  return d[#a][#b]
+end
+
+---The candidate closest to `word` (nil when none is within half the word's length).
+---@param word string
+---@param candidates string[]
+---@return string?
+function M.closest(word, candidates)
+  local best, best_distance = nil, math.huge
+  for _, candidate in ipairs(candidates) do
+    local d = distance(word:lower(), candidate:lower())
+    if d < best_distance then
+      best, best_distance = candidate, d
+    end
+  end
+  if best and best_distance <= math.max(2, math.ceil(#word / 2)) then
+    return best
+  end
+  return nil
+end
+
+---Raise on a key setup() does not know, naming the closest one it does.
+local function check_keys(opts, path)
+  local known = M.known[path]
+  for key, value in pairs(opts) do
+    local name = path == "" and tostring(key) or (path .. "." .. tostring(key))
+    if type(key) ~= "string" or not vim.tbl_contains(known, key) then
+      local near = type(key) == "string" and M.closest(key, known) or nil
+      local hint = near and ("; did you mean %q?"):format(path == "" and near or (path .. "." .. near)) or ""
+      error(("lofi: unknown option %q%s (options: %s; see :help lofi-setup)"):format(name, hint, table.concat(known, ", ")), 0)
+    end
+    if M.known[name] and type(value) == "table" then
+      check_keys(value, name)
+    end
+  end
+end
+
+---Merge user options over the defaults; raises a clear error on a bad option (an unknown key names the closest one).
 ---@param opts table?
 function M.setup(opts)
+  vim.validate({ opts = { opts, "table", true } })
+  check_keys(opts or {}, "")
   local merged = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
   validate(merged)
   M.options = merged

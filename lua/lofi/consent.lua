@@ -1,5 +1,5 @@
--- Asking the user before the model is downloaded: one question at a time, and "Not now" is remembered for the
--- session (later requests are declined without asking again).
+-- Asking the user before the model is downloaded: one question at a time. "Not now" is remembered for the session
+-- (later generations are declined without asking again), but :LofiDownload always asks.
 local engine = require("lofi.engine")
 local ui = require("lofi.ui")
 
@@ -8,10 +8,11 @@ local M = {}
 local asking, declined = false, false
 
 ---Ask whether to download the model, and send the answer to the engine.
----@param data table the consent_required event (variant, size_bytes)
+---@param data table the consent_required event (variant, size_bytes, license), or status().download_question
 ---@param on_answer fun(agreed: boolean)?
-function M.ask(data, on_answer)
-  if declined then
+---@param explicit boolean? the user asked for the download (:LofiDownload): ask even after "Not now"
+function M.ask(data, on_answer, explicit)
+  if declined and not explicit then
     engine.request("download", { consent = false })
     return
   end
@@ -19,8 +20,15 @@ function M.ask(data, on_answer)
     return
   end
   asking = true
-  local size = data.size_bytes and (" (%.1f GB)"):format(data.size_bytes / 1e9) or ""
-  local prompt = ("lofi.nvim: download the MusicGen %s model%s from HuggingFace?"):format(data.variant, size)
+  local about = {}
+  if data.size_bytes then
+    table.insert(about, ("%.1f GB"):format(data.size_bytes / 1e9))
+  end
+  if data.license then
+    table.insert(about, "weights licensed " .. data.license)
+  end
+  local details = #about > 0 and (" (%s)"):format(table.concat(about, ", ")) or ""
+  local prompt = ("lofi.nvim: download the MusicGen %s model%s from HuggingFace?"):format(data.variant, details)
   vim.ui.select({ "Download", "Not now" }, { prompt = prompt }, function(choice)
     asking = false
     local agreed = choice == "Download"

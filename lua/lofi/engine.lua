@@ -31,11 +31,15 @@ end
 ---@param params table?
 ---@return any result, lofi.Error? err
 function M.request(method, params)
+  if not config.engine_python() then
+    return nil,
+      { code = "NOT_INSTALLED", message = ("the plugin's environment is missing: run `make install` in %s"):format(config.root) }
+  end
   if vim.fn.exists("*LofiRequest") == 0 and vim.fn.exists("#FuncUndefined#LofiRequest") == 0 then
     return nil,
       {
         code = "NOT_REGISTERED",
-        message = "the lofi remote plugin is not registered: run :UpdateRemotePlugins and restart Neovim",
+        message = "the lofi remote plugin is not registered: is plugin/lofi.lua on 'runtimepath'? (see :checkhealth lofi)",
       }
   end
   if params == nil or vim.tbl_isempty(params) then

@@ -12,14 +12,38 @@ table.sort(M.names)
 local listeners = {}
 local next_id = 0
 
+---@alias lofi.JobState "queued"|"loading"|"generating"
+
 ---@class lofi.Progress
 ---@field track_id string
+---@field state lofi.JobState queued (waiting, maybe for the model's download), loading the model, generating
 ---@field percent integer
 ---@field eta_sec number?
+---@field stage string? ACE-Step: "diffusion" or "decode"
 ---@field prompt string?
+---@field duration_sec number?
+---@field backend string?
+---@field order integer when it was accepted (the oldest job is shown first)
 
----@type table<string, lofi.Progress> Jobs started and not yet finished, by track id
+---@type table<string, lofi.Progress> Jobs accepted and not yet finished, by track id
 M.active = {}
+
+---@class lofi.Download
+---@field percent integer
+---@field variant string?
+
+---The model download under way, if any.
+---@type lofi.Download?
+M.download = nil
+
+---Whether the model download question is waiting for an answer.
+M.awaiting_consent = false
+
+---What is known about each track id (prompt, duration, backend), so messages can name a track, not a hash.
+---@type table<string, {prompt: string?, duration_sec: number?, backend: string?}>
+M.known = {}
+
+local accepted = 0
 
 ---Subscribe to an event; returns a function that unsubscribes.
 ---@param event string
@@ -39,15 +63,66 @@ function M.on(event, fn)
   end
 end
 
+---Remember what a track is (from a request, an event or the queue).
+---@param track_id string
+---@param info table prompt, duration_sec, backend (any of them)
+function M.remember(track_id, info)
+  local known = M.known[track_id] or {}
+  for _, key in ipairs({ "prompt", "duration_sec", "backend" }) do
+    if info[key] ~= nil then
+      known[key] = info[key]
+    end
+  end
+  M.known[track_id] = known
+end
+
+local function job(id, state)
+  local j = M.active[id]
+  if not j then
+    accepted = accepted + 1
+    j = { track_id = id, state = state, percent = 0, order = accepted }
+    M.active[id] = j
+  end
+  for key, value in pairs(M.known[id] or {}) do
+    j[key] = value
+  end
+  return j
+end
+
+---A request was accepted (queued): from now until it completes or fails, it is being generated.
+---@param track_id string
+---@param info table prompt, duration_sec, backend
+function M.accepted(track_id, info)
+  M.remember(track_id, info)
+  job(track_id, "queued")
+end
+
 local function track_state(event, data)
   local id = data.track_id
+  if id and (data.prompt or data.duration_sec or data.backend) then
+    M.remember(id, data)
+  end
   if event == "generation_start" then
-    M.active[id] = { track_id = id, percent = 0, eta_sec = nil, prompt = data.prompt }
-  elseif event == "generation_progress" and M.active[id] then
-    M.active[id].percent = data.percent
-    M.active[id].eta_sec = data.eta_sec
+    local j = job(id, "generating")
+    j.state, j.percent, j.eta_sec, j.stage = "generating", 0, nil, nil
+  elseif event == "generation_progress" then
+    local j = job(id, "generating")
+    j.state, j.percent, j.eta_sec, j.stage = "generating", data.percent, data.eta_sec, data.stage
+  elseif event == "model_load_progress" and id then
+    local j = job(id, "loading")
+    j.state, j.percent, j.stage = "loading", data.percent, data.stage
   elseif event == "generation_complete" or event == "generation_error" then
     M.active[id] = nil
+    if next(M.active) == nil then
+      M.awaiting_consent = false -- the jobs that waited for an answer are gone (declined)
+    end
+  elseif event == "consent_required" then
+    M.awaiting_consent = true
+  elseif event == "download_progress" then
+    M.awaiting_consent = false
+    M.download = { percent = data.percent, variant = data.variant }
+  elseif event == "download_complete" or event == "download_error" then
+    M.download = nil
   end
 end
 
@@ -59,16 +134,36 @@ function M.emit(event, data)
   for _, fn in pairs(listeners[event] or {}) do
     local ok, err = pcall(fn, data)
     if not ok then
-      vim.notify(("lofi: a %s handler failed: %s"):format(event, err), vim.log.levels.ERROR)
+      require("lofi.ui").notify(("lofi: a %s handler failed: %s"):format(event, err), vim.log.levels.ERROR)
     end
   end
 end
 
----The job that is generating now, if any.
+local RANK = { generating = 1, loading = 2, queued = 3 }
+
+---Jobs accepted and not finished: the running one first, then in the order they were accepted.
+---@return lofi.Progress[]
+function M.jobs()
+  local list = vim.tbl_values(M.active)
+  table.sort(list, function(a, b)
+    if RANK[a.state] ~= RANK[b.state] then
+      return RANK[a.state] < RANK[b.state]
+    end
+    return a.order < b.order
+  end)
+  return list
+end
+
+---The job that matters most now (generating, else loading, else the first queued), if any.
 ---@return lofi.Progress?
 function M.current()
-  local _, job = next(M.active)
-  return job
+  return M.jobs()[1]
+end
+
+---Whether anything was accepted and has not finished (queued, waiting for the download, loading, generating).
+---@return boolean
+function M.busy()
+  return next(M.active) ~= nil or M.download ~= nil
 end
 
 return M

@@ -12,19 +12,25 @@ local function check_neovim()
 end
 
 local function check_host()
-  if vim.fn.has("python3") == 1 then
-    local host = vim.g.python3_host_prog or "python3 on PATH"
-    vim.health.ok("python3 host (" .. host .. ") imports pynvim")
+  -- The remote plugin runs in a host of its own (lua/lofi/host.lua): the engine's interpreter, not the user's python3.
+  local host = require("lofi.host")
+  local python = config.engine_python()
+  if not python then
+    vim.health.error("the plugin's environment (.venv) is missing", { "Run `make install` in " .. config.root })
   else
-    vim.health.error("the python3 host is not available (pynvim missing?)", {
-      "Install pynvim for the python Neovim uses, or set g:python3_host_prog to the plugin's .venv/bin/python",
-      "Run :checkhealth provider.python for details",
-    })
+    local result = vim.system({ python, "-c", "import pynvim; print(pynvim.__file__)" }, { text = true }):wait()
+    if result.code == 0 then
+      vim.health.ok(("plugin host %s (%s) imports pynvim"):format(host.NAME, python))
+    else
+      vim.health.error(("the plugin's interpreter %s cannot import pynvim"):format(python), {
+        "Run `make install` in " .. config.root .. " (or install pynvim for setup's `python`)",
+      })
+    end
   end
   if vim.fn.exists("*LofiRequest") == 1 or vim.fn.exists("#FuncUndefined#LofiRequest") == 1 then
-    vim.health.ok("remote plugin registered")
+    vim.health.ok("remote plugin registered (no :UpdateRemotePlugins needed)")
   else
-    vim.health.error("the remote plugin is not registered", { "Run :UpdateRemotePlugins and restart Neovim" })
+    vim.health.error("the remote plugin is not registered", { "Check that plugin/lofi.lua is loaded (the plugin is on 'runtimepath')" })
   end
 end
 
@@ -62,7 +68,9 @@ local function check_player()
     vim.health.ok("audio player: " .. cmd[1])
   else
     vim.health.warn("no audio player found; tracks are generated but not played", {
-      "Install mpv (or ffplay, afplay, pw-play, paplay, aplay), or set player.cmd",
+      "Install one: `sudo apt install mpv` (Debian/Ubuntu), `sudo dnf install mpv` (Fedora), `brew install mpv` (macOS);"
+        .. " ffplay (ffmpeg), pw-play (PipeWire), paplay (PulseAudio) or aplay (alsa-utils) work too",
+      "Or set player.cmd = { 'your-player', '--flag' } in setup() (the file is appended)",
     })
   end
 end
@@ -73,8 +81,31 @@ local function check_model_and_cache()
     vim.health.error(("cannot ask the engine: %s: %s"):format(err.code, err.message))
     return
   end
-  if status.model_available then
-    vim.health.ok(("model %s available%s"):format(status.model_version, status.model_dir and (" in " .. status.model_dir) or ""))
+  local dir = status.model_dir
+  if dir and vim.fn.isdirectory(dir) == 0 then
+    vim.health.error(("model.dir %s does not exist"):format(dir), {
+      "Point model.dir at a folder of MusicGen model files (config.json, tokenizer.json, *.onnx)",
+      "or remove model.dir from setup() to download the model (:LofiDownload)",
+    })
+  elseif dir then
+    local needed = { "config.json", "tokenizer.json", "text_encoder.onnx", "encodec_decode.onnx" }
+    local missing = vim.tbl_filter(function(name)
+      return vim.fn.filereadable(dir .. "/" .. name) == 0
+    end, needed)
+    local decoder = vim.fn.filereadable(dir .. "/decoder_model_merged.onnx") == 1
+      or vim.fn.filereadable(dir .. "/decoder_model.onnx") == 1
+    if not decoder then
+      table.insert(missing, "decoder_model_merged.onnx (or decoder_model.onnx + decoder_with_past_model.onnx)")
+    end
+    if #missing > 0 then
+      vim.health.error(("model.dir %s lacks %s"):format(dir, table.concat(missing, ", ")), {
+        "Point model.dir at a folder with the Hub's file names (see :help lofi-setup)",
+      })
+    else
+      vim.health.ok(("model %s in %s"):format(status.model_version, dir))
+    end
+  elseif status.model_available then
+    vim.health.ok(("model %s available"):format(status.model_version))
   else
     vim.health.warn(("the %s model is not downloaded yet"):format(status.variant), {
       "Run :LofiDownload, or generate once and accept the download, or set model.dir to a folder of model files",
@@ -107,7 +138,8 @@ local function check_model_and_cache()
   else
     vim.health.error("cannot create the cache directory " .. dir)
   end
-  vim.health.info("engine log: " .. status.log_path)
+  local logs = require("lofi.ui").log_paths()
+  vim.health.info(("logs (:LofiLog): %s, %s"):format(logs.plugin, status.log_path or logs.engine))
 end
 
 function M.check()

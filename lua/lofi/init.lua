@@ -9,8 +9,8 @@
 --   consent.lua    the model download question
 --   player.lua     playback through an external player; the one owner of what is playing
 --   stream.lua     hearing a track from its chunks before it is finished (mpv)
---   ui.lua         notifications, the statusline, the queue window
---   commands.lua   the :Lofi* commands
+--   ui.lua         notifications, the progress line, the statusline, the queue window, the Lua side's log
+--   commands.lua   the :Lofi* commands (where errors are notified; the Lua API returns them)
 --   health.lua     :checkhealth lofi
 local callbacks = require("lofi.callbacks")
 local config = require("lofi.config")
@@ -46,21 +46,23 @@ end
 ---@field priority "normal"|"high"|nil High goes ahead of the queued jobs
 
 ---Queue a generation; returns at once with {track_id, status, position, seed}. `callback(err, track)` runs when
----the track is ready (track = the generation_complete fields) or failed (err = {code, message}).
+---the track is ready (track = the generation_complete fields) or failed (err = {code, message}). An invalid request
+---is reported once: `nil, err` and the callback (no notification; the :Lofi* commands notify).
 ---@param opts lofi.GenerateOpts
 ---@param callback fun(err: lofi.Error?, track: table?)?
 ---@return table? result, lofi.Error? err
 function M.generate(opts, callback)
   vim.validate({ opts = { opts, "table" }, callback = { callback, "function", true } })
-  local result, err = engine.request("generate", {
+  local params = {
     prompt = opts.prompt,
     duration_sec = opts.duration_sec or config.options.duration_sec,
     seed = opts.seed,
     priority = opts.priority,
     backend = opts.backend,
-  })
+  }
+  local result, err = engine.request("generate", params)
   if err then
-    ui.error(err)
+    err.message = ui.for_lua(err.message)
     if callback then
       vim.schedule(function()
         callback(err, nil)
@@ -71,16 +73,24 @@ function M.generate(opts, callback)
   if callback then
     callbacks.add(result.track_id, callback)
   end
+  local info = { prompt = params.prompt, duration_sec = params.duration_sec, backend = params.backend or config.options.backend }
+  events.remember(result.track_id, info)
+  if result.status == "queued" or result.status == "running" then
+    events.accepted(result.track_id, info)
+    ui.progress_changed(true)
+    require("lofi.commands").refresh_queue()
+  end
   if result.status == "queued" and result.position > 0 then
-    ui.notify(("lofi: queued at position %d"):format(result.position))
+    ui.notify(("lofi: queued %s at position %d"):format(ui.describe(result.track_id), result.position))
   end
   return result
 end
 
----Whether a track is being generated now.
+---Whether a request is under way: from the moment it is accepted (queued, waiting for the model's download, loading
+---the model) until it completes or fails.
 ---@return boolean
 function M.is_generating()
-  return events.current() ~= nil
+  return events.busy()
 end
 
 ---Subscribe to an engine event (generation_start, generation_progress, generation_complete, generation_error, and
@@ -99,23 +109,25 @@ function M.queue()
 end
 
 ---Cancel a generation (default: the last one queued, else the running one); its callback gets err.code
----CANCELLED. A queued job is dropped at once, a running ACE-Step job stops within a step; a MusicGen
----generation that has started cannot be stopped (FR-009).
+---CANCELLED. A queued job is dropped at once, a running one stops within a step (MusicGen too, past FR-009).
+---Returns `result, err` (no notification).
 ---@param track_id string?
 ---@return table? result, lofi.Error? err
 function M.cancel(track_id)
   if not track_id then
-    local queue = M.queue() or {}
+    local queue, err = M.queue()
+    if err then
+      return nil, err
+    end
     local last = (queue.pending and queue.pending[#queue.pending]) or queue.running
-    if not last then
-      ui.notify("lofi: nothing is being generated or waiting", vim.log.levels.WARN)
+    if not last or not last.track_id then
       return nil, { code = "INVALID_PARAMS", message = "nothing is being generated or waiting" }
     end
     track_id = last.track_id
   end
   local result, err = engine.request("cancel", { track_id = track_id })
   if err then
-    ui.error(err)
+    err.message = ui.for_lua(err.message)
   end
   return result, err
 end
@@ -127,7 +139,8 @@ function M.tracks()
   return tracks or {}, err
 end
 
----Play a track (its table or id; default: the most recently played cached track).
+---Play a track (its table or id; default: the most recently played cached track). Returns `ok, err` (no
+---notification; :LofiPlay notifies). A player that fails later is reported when it exits, with its own message.
 ---@param track table|string|nil
 ---@return boolean ok, string? err
 function M.play(track)
@@ -137,24 +150,24 @@ function M.play(track)
   else
     local tracks, err = M.tracks()
     if err then
-      ui.error(err)
-      return false, err.message
+      return false, ("%s: %s"):format(err.code, err.message)
     end
     for _, t in ipairs(tracks) do
       if track == nil or t.track_id == track then
         path, id = t.path, t.track_id
+        events.remember(t.track_id, t)
         break
       end
     end
     if not path then
-      local message = track and ("no cached track " .. track) or "no track yet: generate one with :LofiGenerate"
-      ui.notify("lofi: " .. message, vim.log.levels.WARN)
-      return false, message
+      return false, track and ("no cached track " .. track) or "no track yet: generate one with :LofiGenerate"
     end
+  end
+  if type(track) == "table" and id then
+    events.remember(id, track)
   end
   local ok, err = player.play(path, id)
   if not ok then
-    ui.notify("lofi: " .. err, vim.log.levels.ERROR)
     return false, err
   end
   if id then
@@ -163,9 +176,12 @@ function M.play(track)
   return true
 end
 
----Stop playback.
+---Stop playback; returns what was playing ({path, track_id}), or nil when nothing was.
+---@return table?
 function M.stop()
+  local playing = player.current
   player.stop()
+  return playing and { path = playing.path, track_id = playing.track_id } or nil
 end
 
 ---What lofi is doing: generating (with progress), playing, and the engine's own status.
@@ -175,13 +191,16 @@ function M.status()
   return {
     generating = M.is_generating(),
     current = events.current(),
+    jobs = events.jobs(),
+    logs = ui.log_paths(),
     playing = player.current and { path = player.current.path, track_id = player.current.track_id } or nil,
     engine = engine_status,
     error = err,
   }
 end
 
----Statusline component: "" when idle, "♪ 45% 0:35" while generating.
+---Statusline component: "" when idle; from the moment a request is accepted until it completes or fails, its state:
+---"♪ queued", "♪ awaiting consent", "♪ downloading 12%", "♪ loading 40%", "♪ 45% 0:35" (generating: percent, time left).
 ---@return string
 function M.statusline()
   return ui.statusline()
@@ -195,16 +214,25 @@ function M.download(on_answer)
     ui.notify(("lofi: the %s model is already available"):format(status.variant))
     return
   end
-  consent.ask({ variant = status.variant or "configured" }, on_answer)
+  consent.ask(status.download_question or { variant = status.variant or "configured" }, on_answer, true)
 end
 
----Called by the remote plugin for every engine event (through nvim.async_call).
+---Called by the remote plugin for every engine event (through nvim.async_call). The remote plugin's call may come
+---while Neovim waits for one of its own synchronous requests: so nothing happens here but scheduling, and what the
+---event causes (messages, the consent question, more requests) runs afterwards on the main loop, where a prompt can
+---never hold a request (or quitting) up.
 ---@param event string
 ---@param data table
 function M._dispatch(event, data)
-  data = engine.denil(data)
-  events.emit(event, data)
-  reactions.react(event, data)
+  vim.schedule(function()
+    data = engine.denil(data)
+    if type(data.message) == "string" then
+      data.message = ui.for_lua(data.message)
+    end
+    events.emit(event, data)
+    reactions.react(event, data)
+    require("lofi.commands").refresh_queue()
+  end)
 end
 
 return M

@@ -6,8 +6,9 @@ local M = {}
 
 ---Known players, best first: the command before the file, and the flag that loops natively (if any).
 M.known = {
-  { "mpv", args = { "--no-video", "--no-terminal", "--really-quiet" }, loop = { "--loop-file=inf" } },
-  { "ffplay", args = { "-nodisp", "-autoexit", "-loglevel", "quiet" }, loop = { "-loop", "0" } },
+  -- quiet, but errors still reach stderr (reported when the player fails)
+  { "mpv", args = { "--no-video", "--no-input-terminal", "--msg-level=all=error" }, loop = { "--loop-file=inf" } },
+  { "ffplay", args = { "-nodisp", "-autoexit", "-loglevel", "error" }, loop = { "-loop", "0" } },
   { "afplay", args = {} },
   { "pw-play", args = {} },
   { "paplay", args = {} },
@@ -62,7 +63,19 @@ end
 ---@field path string?
 ---@field socket string?
 
----Start a player command (an argument list, stdin closed) as what is playing now.
+---What a failed player said: its last lines on stderr, shortened.
+---@param stderr string?
+---@return string
+local function last_words(stderr)
+  local lines = vim.tbl_filter(function(l)
+    return vim.trim(l) ~= ""
+  end, vim.split(stderr or "", "\n", { plain = true }))
+  local said = table.concat(vim.list_slice(lines, math.max(1, #lines - 2)), " | ")
+  return vim.trim(said)
+end
+
+---Start a player command (an argument list, stdin closed) as what is playing now. When it exits with an error
+---(and was not stopped), the error is reported with the player's own message.
 ---@param cmd string[]
 ---@param track lofi.PlayingTrack what it plays
 ---@param on_exit fun(playing: lofi.Playing, code: integer)? called on the main loop unless it was stopped
@@ -70,13 +83,24 @@ end
 function M.spawn(cmd, track, on_exit)
   ---@type lofi.Playing
   local playing = { path = track.path, track_id = track.track_id, socket = track.socket, stopped = false }
-  local ok, process = pcall(vim.system, cmd, { stdin = false, stdout = false, stderr = false }, function(result)
+  local opts = { stdin = false, stdout = false, stderr = true, text = true }
+  local ok, process = pcall(vim.system, cmd, opts, function(result)
     vim.schedule(function()
-      if M.current ~= playing or playing.stopped then
+      if playing.stopped then
         return
       end
-      M.current = nil
-      if on_exit then
+      local was_current = M.current == playing
+      if was_current then
+        M.current = nil
+      end
+      if result.code ~= 0 or (result.signal and result.signal ~= 0) then
+        local ui = require("lofi.ui")
+        local what = playing.track_id and (" playing " .. ui.describe(playing.track_id)) or ""
+        local said = last_words(result.stderr)
+        local how = result.code ~= 0 and ("exited with code %d"):format(result.code) or ("was killed (signal %d)"):format(result.signal)
+        ui.error({ code = "PLAYER_FAILED", message = ("%s %s%s%s"):format(cmd[1], how, what, said ~= "" and (": " .. said) or "") })
+      end
+      if was_current and on_exit then
         on_exit(playing, result.code)
       end
     end)

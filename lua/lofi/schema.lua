@@ -57,6 +57,41 @@ return {
       ["optional"] = { "stage" },
       ["required"] = { "track_id", "file", "bytes_loaded", "bytes_total", "percent" },
     },
+    ["playback_end"] = {
+      ["doc"] = "a track stopped playing: reason finished, skipped, stopped or error (then code and message)",
+      ["optional"] = { "code", "message" },
+      ["required"] = { "track_id", "reason" },
+    },
+    ["playback_pause"] = {
+      ["doc"] = "playback paused",
+      ["optional"] = {},
+      ["required"] = { "track_id" },
+    },
+    ["playback_resume"] = {
+      ["doc"] = "playback resumed",
+      ["optional"] = {},
+      ["required"] = { "track_id" },
+    },
+    ["playback_start"] = {
+      ["doc"] = "a track (or a radio segment) began to play (its crossfade in)",
+      ["optional"] = { "prompt", "duration_sec", "backend", "radio" },
+      ["required"] = { "track_id" },
+    },
+    ["radio_error"] = {
+      ["doc"] = "a radio window failed (CANCELLED once the radio is stopped)",
+      ["optional"] = {},
+      ["required"] = { "stream_id", "code", "message" },
+    },
+    ["radio_segment"] = {
+      ["doc"] = "the radio's endless stream has its next stretch of audio, continuing the last one exactly",
+      ["optional"] = {},
+      ["required"] = { "stream_id", "path", "start_sec", "duration_sec", "prompt", "generation_time_sec" },
+    },
+    ["radio_state"] = {
+      ["doc"] = "the radio started, stopped, was steered, or changed mode: live (generation keeps up) or rotation",
+      ["optional"] = { "strategy", "prompt", "stream_id", "realtime_factor", "pieces" },
+      ["required"] = { "active", "mode" },
+    },
   },
   ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps" },
   ["max_pending"] = 10,
@@ -83,6 +118,10 @@ return {
       ["default"] = 2147483648,
       ["help"] = "cache size limit in bytes (least recently played go first)",
     },
+    ["crossfade_sec"] = {
+      ["default"] = 2.0,
+      ["help"] = "seconds consecutive tracks overlap (0: none; shortened for very short tracks)",
+    },
     ["decoder"] = {
       ["choices"] = { "auto", "merged", "split" },
       ["default"] = "auto",
@@ -100,6 +139,26 @@ return {
       ["default"] = true,
       ["help"] = "keep ONNX Runtime's optimized model in cache_dir/optimized: loads ≈ 2× faster, ≈ 3.5 GB of disk for small (true/false)",
     },
+    ["player_command"] = {
+      ["default"] = "mpv --no-config --really-quiet --no-video --no-terminal",
+      ["help"] = "the audio player and its options (split like a shell would, never run by one); it is fed the mixed stream on its standard input",
+    },
+    ["playlist_loop"] = {
+      ["default"] = true,
+      ["help"] = "start the playlist over at its end; one track loops, its tail crossfaded into its head (true/false)",
+    },
+    ["radio_context_sec"] = {
+      ["default"] = 5.0,
+      ["help"] = "radio (continue): seconds of the piece so far each window continues",
+    },
+    ["radio_piece_sec"] = {
+      ["default"] = 30.0,
+      ["help"] = "radio (same_prompt, preset_cycle, random_preset): seconds a piece lasts",
+    },
+    ["radio_window_sec"] = {
+      ["default"] = 20.0,
+      ["help"] = "radio (continue): seconds of music a window composes, its context included (shorter windows keep a shorter key/value cache)",
+    },
     ["stall_timeout_sec"] = {
       ["default"] = 60.0,
       ["help"] = "seconds a busy engine may go without a sign of life (it sends one a second) before it is restarted and the job in flight fails",
@@ -108,8 +167,12 @@ return {
       ["help"] = "CPU threads for inference (default: all cores)",
     },
     ["variant"] = {
-      ["choices"] = { "small", "small-int8", "small-fp16" },
-      ["help"] = "model variant: small (fp32, the default), small-int8 (smaller, ≈ 2× faster on a CPU) or small-fp16 (the default with --device cuda or metal)",
+      ["choices"] = { "small", "small-int8", "small-fp16", "small-int4" },
+      ["help"] = "model variant: small (fp32, the default), small-int8 (smaller, ≈ 2× faster on a CPU), small-fp16 (the default with --device cuda or metal) or small-int4 (4-bit weights made locally from small's files; CPU)",
+    },
+    ["volume"] = {
+      ["default"] = 100,
+      ["help"] = "playback volume, 0 to 100",
     },
   },
 }

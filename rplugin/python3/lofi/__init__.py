@@ -1,13 +1,16 @@
 """lofi.nvim's remote plugin: the bridge between the Lua side and the engine client.
 
 It imports nothing but pynvim and the standard-library half of `lofi_engine`; the engine itself runs in its own
-process under the plugin's `.venv` interpreter. Handlers only validate, enqueue and return; engine events come
+process under the plugin's `.venv` interpreter. The plugin's own python3 host runs it (`lua/lofi/host.lua` registers
+the host and these functions, and marks the host with LOFI_NVIM_HOST=1); in any other host, such as the user's
+python3 host during `:UpdateRemotePlugins`, it declares nothing, so its functions are never registered twice. Handlers only validate, enqueue and return; engine events come
 back through `nvim.async_call` into `require("lofi")._dispatch(event, data)`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,10 @@ from lofi_engine.shared.errors import LofiError  # noqa: E402
 from lofi_engine.shared.settings import EngineConfig, default_state_dir  # noqa: E402
 
 PLUGIN_ERROR = "PLUGIN_ERROR"
+HOST_MARKER = "LOFI_NVIM_HOST"
 log = logging.getLogger("lofi.plugin")
 
 
-@pynvim.plugin
 class LofiPlugin:
     def __init__(self, nvim: pynvim.Nvim) -> None:
         self.nvim = nvim
@@ -43,9 +46,12 @@ class LofiPlugin:
             self._configure(settings)
             assert self.client is not None
             return {"result": self.client.request(method, params or {})}
-        except LofiError as exc:
+        except LofiError as exc:  # every error the editor is told of is in the log too (:LofiLog)
+            self._ensure_log()
+            log.error("request %r failed: %s: %s", args[1:2], exc.code, exc.message)
             return {"error": exc.to_dict()}
         except Exception as exc:  # the editor gets one clean message; the traceback goes to the log
+            self._ensure_log()
             log.exception("request %r failed", args[1:2])
             return {"error": {"code": PLUGIN_ERROR, "message": f"{exc!r} (details in {self.log_path})"}}
 
@@ -90,8 +96,15 @@ class LofiPlugin:
         root.setLevel(logging.INFO)
         self.log_path = path
 
+    def _ensure_log(self) -> None:
+        if not logging.getLogger("lofi").handlers:
+            self._log_to(self.log_path)
+
     def _forward(self, event: str, data: dict[str, Any]) -> None:
         """From the client's dispatcher thread to the editor's loop, in order."""
+        if event in ("generation_error", "download_error"):
+            level = logging.INFO if data.get("code") == "CANCELLED" else logging.ERROR
+            log.log(level, "%s %s: %s: %s", event, data.get("track_id") or data.get("variant"), data.get("code"), data.get("message"))
         self.nvim.async_call(self._dispatch, event, data)
 
     def _dispatch(self, event: str, data: dict[str, Any]) -> None:
@@ -105,3 +118,7 @@ class LofiPlugin:
             self.client.close()
             self.client = None
             self.settings = None
+
+
+if os.environ.get(HOST_MARKER) == "1":
+    LofiPlugin = pynvim.plugin(LofiPlugin)

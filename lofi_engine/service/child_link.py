@@ -1,7 +1,9 @@
-"""The engine process: started on the first job, restarted after a crash or for other settings, stopped on close.
+"""A child process of the service (the engine, the player): started on its first message, restarted after a
+crash, a stall or for other settings, stopped on close.
 
 It may run under another interpreter than the service (the plugin's .venv while the editor's host is the system
-Python). One reader thread per process passes its events on; when the pipe closes, the process is gone.
+Python). One reader thread per process passes its events on; when the pipe closes, the process is gone. A
+watchdog kills a child that stops sending its heartbeat.
 """
 
 from __future__ import annotations
@@ -18,25 +20,28 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from lofi_engine.engine.entry import engine_main
 from lofi_engine.shared.errors import MODEL_LOAD_FAILED, LofiError
-from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN, Job
-from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 log = logging.getLogger("lofi.service")
 
 
-class EngineLink:
+class ChildLink:
     def __init__(
         self,
+        name: str,
+        target: Callable[..., None],
         python: str | None,
         log_path: Path,
         on_event: Callable[[str, dict], None],
         on_exit: Callable[[multiprocessing.process.BaseProcess], None],
     ) -> None:
-        """``on_event(name, fields)`` for each engine event and ``on_exit(process)`` when a process is gone, both
-        from the reader thread; the caller takes its own lock and asks :meth:`crashed` whether it mattered."""
+        """``target(conn, cancel, settings, log_path, repo_root)`` runs in the child; ``on_event(name, fields)`` for
+        each of its events and ``on_exit(process)`` when a process is gone, both from the reader thread (the caller
+        takes its own lock and asks :meth:`crashed` whether it mattered)."""
+        self.name = name
+        self.target = target
         self.python = python
         self.log_path = log_path
         self._on_event = on_event
@@ -44,8 +49,8 @@ class EngineLink:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._cancel: Any = None  # a multiprocessing Event: stop the running (ACE-Step) job
-        self._config: EngineConfig | None = None
-        self._last_seen: float | None = None  # monotonic time of the engine's last message; None until its first
+        self._settings: dict[str, Any] | None = None
+        self._last_seen: float | None = None  # monotonic time of the child's last message; None until its first
         self._stalled: set[int] = set()  # pids the watchdog killed
 
     @property
@@ -56,25 +61,25 @@ class EngineLink:
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
-    def send(self, job: Job, config: EngineConfig) -> None:
-        """Run ``job`` in an engine made from ``config`` (restarting one made from other settings)."""
-        if self.alive and self._config != config:
-            log.info("settings changed: restarting the engine")
+    def send(self, message: Any, settings: dict[str, Any], stall_timeout_sec: float) -> None:
+        """Send ``message`` to a child made from ``settings`` (restarting one made from other settings)."""
+        if self.alive and self._settings != settings:
+            log.info("settings changed: restarting the %s", self.name)
             self.stop()
         if not self.alive:
-            self._start(config)
+            self._start(settings, stall_timeout_sec)
         assert self._conn is not None
         self._cancel.clear()  # a cancel that came too late for the previous job is not this one's
-        self._conn.send(job)
+        self._conn.send(message)
 
     def cancel_running(self) -> None:
         if self._cancel is not None:
             self._cancel.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the engine to exit, then make sure it does; a running generation is abandoned."""
+        """Ask the child to exit, then make sure it does (a running generation is abandoned)."""
         process, conn = self._process, self._conn
-        self._process, self._conn, self._config = None, None, None
+        self._process, self._conn, self._settings = None, None, None
         if process is None or conn is None:
             return
         try:
@@ -89,30 +94,30 @@ class EngineLink:
             process.kill()
             process.join(timeout)
 
-    def _start(self, config: EngineConfig) -> None:
+    def _start(self, settings: dict[str, Any], stall_timeout_sec: float) -> None:
         if self.python and not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
             raise LofiError(
                 MODEL_LOAD_FAILED,
-                f"the engine's interpreter {self.python} is missing or not executable; run `make install` in the plugin's directory",
+                f"the {self.name}'s interpreter {self.python} is missing or not executable; run `make install` in the plugin's directory",
             )
         context = multiprocessing.get_context("spawn")
         parent_end, child_end = context.Pipe()
         cancel = context.Event()
         process = context.Process(
-            target=engine_main, args=(child_end, cancel, config.to_dict(), str(self.log_path), REPO_ROOT), name="lofi-engine", daemon=True
+            target=self.target, args=(child_end, cancel, settings, str(self.log_path), REPO_ROOT), name=f"lofi-{self.name}", daemon=True
         )
         try:
             with _interpreter(self.python), _neutral_main():
                 process.start()
         except OSError as exc:
-            raise LofiError(MODEL_LOAD_FAILED, f"cannot start the engine with {self.python or sys.executable}: {exc}") from None
+            raise LofiError(MODEL_LOAD_FAILED, f"cannot start the {self.name} with {self.python or sys.executable}: {exc}") from None
         finally:
             child_end.close()
-        self._process, self._conn, self._cancel, self._config = process, parent_end, cancel, config
+        self._process, self._conn, self._cancel, self._settings = process, parent_end, cancel, settings
         self._last_seen = None
-        threading.Thread(target=self._read, args=(process, parent_end), name="lofi-engine-reader", daemon=True).start()
-        threading.Thread(target=self._watch, args=(process, config.stall_timeout_sec), name="lofi-engine-watchdog", daemon=True).start()
-        log.info("engine process %s started", process.pid)
+        threading.Thread(target=self._read, args=(process, parent_end), name=f"lofi-{self.name}-reader", daemon=True).start()
+        threading.Thread(target=self._watch, args=(process, stall_timeout_sec), name=f"lofi-{self.name}-watchdog", daemon=True).start()
+        log.info("%s process %s started", self.name, process.pid)
 
     def _read(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         while True:
@@ -133,13 +138,13 @@ class EngineLink:
         return process.pid in self._stalled
 
     def _watch(self, process: multiprocessing.process.BaseProcess, timeout: float) -> None:
-        """Kill an engine that has sent nothing for ``timeout`` seconds since its first sign of life (stopped, frozen
+        """Kill a child that has sent nothing for ``timeout`` seconds since its first sign of life (stopped, frozen
         or swapped to death); its reader then reports it gone like a crash."""
         while self._process is process and process.is_alive():
             time.sleep(HEARTBEAT_SEC / 2)
             last = self._last_seen
             if last is not None and self._process is process and time.monotonic() - last > timeout:
-                log.warning("engine %s sent nothing for %.0f s: restarting it", process.pid, timeout)
+                log.warning("%s %s sent nothing for %.0f s: restarting it", self.name, process.pid, timeout)
                 self._stalled.add(process.pid)
                 process.kill()
                 return
@@ -148,7 +153,7 @@ class EngineLink:
         """Whether ``process`` ended without being stopped (then it is forgotten, and the next job starts another)."""
         if self._process is not process:
             return False
-        self._process, self._conn, self._config = None, None, None
+        self._process, self._conn, self._settings = None, None, None
         return True
 
 
@@ -168,7 +173,7 @@ def _interpreter(python: str | None) -> Iterator[None]:
 
 @contextmanager
 def _neutral_main() -> Iterator[None]:
-    """Hide this process's __main__ from spawn, which would otherwise re-run it (an editor's host script) in the engine."""
+    """Hide this process's __main__ from spawn, which would otherwise re-run it (an editor's host script) in the child."""
     real = sys.modules["__main__"]
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:

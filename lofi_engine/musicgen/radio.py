@@ -1,0 +1,119 @@
+"""One endless MusicGen piece for the radio: window after window, each continuing the last seconds of codes.
+
+The text condition may change between windows (steering): the codes go on, only what they are asked to become
+changes. Each window's new audio is decoded with :data:`DECODE_CONTEXT` frames before it and :data:`LOOKAHEAD`
+after it, so the segments join into exactly the one-call decode of all the codes (EnCodec's LSTM warms up on the
+context, its non-causal convolutions see the lookahead); the last :data:`LOOKAHEAD` frames wait for the next
+window. Memory stays bounded: only the codes the next window and the next decode need are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from lofi_engine.musicgen.model import MusicGen
+from lofi_engine.musicgen.sampling import TokenSampler
+from lofi_engine.musicgen.text import encode_prompt
+from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, LofiError
+from lofi_engine.shared.request import GenerateRequest
+
+DECODE_CONTEXT = 50
+"""Frames decoded before a segment and dropped (1 s: the LSTM's state converges well within it)."""
+LOOKAHEAD = 10
+"""Frames decoded after a segment and dropped (the convolutions look ≈ 8 frames ahead)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    audio: np.ndarray
+    """float32 mono samples."""
+    first_frame: int
+    """Where it starts in the stream, in codec frames."""
+    codes: np.ndarray
+    """The window's new codes ``[codebooks, frames]`` (frames of the stream from ``codes_from``)."""
+    codes_from: int
+    prompt: str
+
+
+@dataclass
+class ContinuousStream:
+    model: MusicGen
+    request: GenerateRequest
+    """Prompt, seed and sampling options of the stream (its duration is not used: the stream has none)."""
+    window_sec: float
+    context_sec: float
+    _sampler: TokenSampler = field(init=False)
+    _condition: tuple[np.ndarray, np.ndarray] = field(init=False)
+    prompt: str = field(init=False)
+    _tail: np.ndarray = field(init=False)  # the last codes of the stream
+    _tail_from: int = field(init=False, default=0)  # the stream frame where _tail starts
+    frames: int = field(init=False, default=0)  # codes made so far
+    decoded: int = field(init=False, default=0)  # frames whose audio went out
+
+    def __post_init__(self) -> None:
+        rate = self.model.settings.frame_rate
+        self.window_frames = round(self.window_sec * rate)
+        self.context_frames = round(self.context_sec * rate)
+        if not 0 < self.context_frames < self.window_frames:
+            raise LofiError(INVALID_PARAMS, f"the radio's context ({self.context_sec:g} s) must be shorter than its window ({self.window_sec:g} s)")
+        settings, options = self.model.settings, self.request.options
+        self._sampler = TokenSampler(
+            np.random.default_rng(self.request.seed),
+            settings.top_k if options.top_k is None else options.top_k,
+            settings.temperature if options.temperature is None else options.temperature,
+            settings.guidance_scale if options.guidance_scale is None else options.guidance_scale,
+        )
+        self._tail = np.zeros((settings.num_codebooks, 0), dtype=np.int64)
+        self.steer(self.request.prompt)
+
+    def steer(self, prompt: str) -> None:
+        """The text condition of the windows from the next one on."""
+        self.prompt = prompt
+        self._condition = encode_prompt(self.model.tokenizer, self.model.text_encoder, prompt, self._sampler.uses_guidance)
+
+    def steps_per_window(self) -> int:
+        first = self.frames == 0
+        new = self.window_frames if first else self.window_frames - self.context_frames
+        return new + self.model.settings.num_codebooks - 1
+
+    def next_window(self, on_step: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None) -> Segment:
+        """Compose the next window and return the audio that is now final (up to :data:`LOOKAHEAD` frames short)."""
+        context = self._tail[:, max(0, self._tail.shape[1] - self.context_frames) :]
+        new = self.window_frames - context.shape[1]
+        total, done = self.steps_per_window(), 0
+
+        def step(complete: int, finished: Callable[[], np.ndarray]) -> None:
+            nonlocal done
+            done += 1
+            if should_stop is not None and should_stop():
+                raise LofiError(CANCELLED, f"radio stopped at decoder step {done} of {total}")
+            if on_step is not None:
+                on_step(done, total)
+
+        hidden, mask = self._condition
+        produced = self.model.continue_codes(context, new, hidden, mask, self._sampler, step)
+        fresh = produced[:, context.shape[1] :]
+        codes_from = self.frames
+        self._tail = np.concatenate([self._tail, fresh], axis=1)
+        self.frames += fresh.shape[1]
+        first_frame = self.decoded
+        return Segment(self._decode(self.frames - LOOKAHEAD), first_frame, fresh, codes_from, self.prompt)
+
+    def _decode(self, until: int) -> np.ndarray:
+        """The audio of frames [decoded, until), decoded with context on both sides; then forget what no later
+        window or decode needs."""
+        hop = self.model.settings.hop_length
+        start = self.decoded
+        lo = max(0, start - DECODE_CONTEXT)
+        hi = min(self.frames, until + LOOKAHEAD)
+        window = self._tail[:, lo - self._tail_from : hi - self._tail_from]
+        audio = self.model.decode_audio(window)[(start - lo) * hop : (until - lo) * hop]
+        self.decoded = until
+        keep_from = min(self.frames - self.context_frames, until - DECODE_CONTEXT)
+        if keep_from > self._tail_from:
+            self._tail = self._tail[:, keep_from - self._tail_from :]
+            self._tail_from = keep_from
+        return audio

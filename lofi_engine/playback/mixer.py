@@ -1,0 +1,267 @@
+"""The playlist rendered as one stream: consecutive tracks crossfaded, the playlist (or a single track) looped
+without a gap, volume applied, skip and stop at any sample.
+
+Numpy in, numpy out, no clock and no device: :meth:`Mixer.render` returns the next block of samples and the
+events that happened inside it; the player process decides when to call it and where the samples go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RATE = 48000
+CHANNELS = 2
+SKIP_FADE_SEC = 0.05
+"""A skip or stop does not cut mid-wave: the outgoing track fades out over this much."""
+
+
+@dataclass(frozen=True, eq=False)
+class Track:
+    track_id: str
+    audio: np.ndarray
+    """float32 ``[samples, 2]`` at :data:`RATE`."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """What events say about it (prompt, duration, backend)."""
+    follows: str | None = None
+    """The track it continues (the radio's next segment): played right after that one, it joins without a fade."""
+    source_tail: np.ndarray | None = None
+    """Its last input samples at the file's own rate, for the track that continues it to be resampled as one."""
+    source_rate: int = RATE
+
+    @property
+    def frames(self) -> int:
+        return len(self.audio)
+
+
+@dataclass
+class _Transition:
+    """Track ``outgoing`` (from ``out_at``) fading out while ``incoming`` (from 0) fades in, over ``length`` frames."""
+
+    outgoing: Track
+    out_at: int
+    incoming: Track | None
+    length: int
+    reason: str
+    done: int = 0
+
+
+@dataclass
+class Mixer:
+    crossfade_sec: float = 2.0
+    loop: bool = True
+    """Start over at the end of the playlist (one track: loop it, its tail crossfaded into its head)."""
+    volume: float = 1.0
+    """Linear gain, 0 to 1."""
+    playlist: list[Track] = field(default_factory=list)
+    current: int | None = None
+    """Index in the playlist of the track playing (the incoming one during a transition)."""
+    position: int = 0
+    """Frames of the current track rendered."""
+    _transition: _Transition | None = None
+    _events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    # ---- playlist ---------------------------------------------------------------------------------------------
+
+    def add(self, track: Track) -> None:
+        self.playlist.append(track)
+
+    def insert_next(self, track: Track) -> None:
+        """Right after the track it continues when that one is in the playlist, else right after the track playing
+        (at the end when nothing plays)."""
+        ids = [t.track_id for t in self.playlist]
+        if track.follows is not None and track.follows in ids:
+            index = ids.index(track.follows) + 1
+        else:
+            index = len(self.playlist) if self.current is None else self.current + 1
+        self.playlist.insert(index, track)
+        if self.current is not None and index <= self.current:
+            self.current += 1
+
+    def remove(self, track_id: str) -> None:
+        """Drop a track from the playlist (skipping past it first when it is the one playing)."""
+        playing = self.playing
+        if playing is not None and playing.track_id == track_id:
+            if not self.skip() or self.playing is playing:
+                self.stop("skipped")
+        playing = self.playing
+        self.playlist = [t for t in self.playlist if t.track_id != track_id]
+        self.current = self.playlist.index(playing) if playing is not None and playing in self.playlist else None
+
+    def clear(self) -> None:
+        """Everything but the track playing."""
+        playing = self.playing
+        self.playlist = [playing] if playing is not None else []
+        self.current = 0 if playing is not None else None
+
+    @property
+    def playing(self) -> Track | None:
+        if self._transition is not None and self._transition.incoming is not None:
+            return self._transition.incoming
+        if self._transition is not None:
+            return self._transition.outgoing
+        return self.playlist[self.current] if self.current is not None and self.current < len(self.playlist) else None
+
+    # ---- control ----------------------------------------------------------------------------------------------
+
+    def start(self, tracks: list[Track]) -> None:
+        """Make ``tracks`` the playlist and play its first now (whatever plays fades out quickly, as "skipped")."""
+        playing = self.playing
+        self.playlist = list(tracks)
+        if playing is not None:
+            self._begin(playing, self._playing_at(), self.playlist[0], self._frames(SKIP_FADE_SEC), "skipped")
+        else:
+            self._start(0)
+        self.current = 0
+
+    def reset(self) -> None:
+        """Nothing plays and the playlist is empty, at once (after the player failed)."""
+        self.playlist, self.current, self.position, self._transition = [], None, 0, None
+
+    def skip(self) -> bool:
+        """Cross to the next track now (the configured crossfade, shortened to what is left); False at the end of a
+        playlist that does not loop (then it stops)."""
+        playing = self.playing
+        if playing is None:
+            return False
+        following = self._following()
+        if following is None:
+            self.stop("skipped")
+            return False
+        length = min(self._frames(self.crossfade_sec), self._fade_room(playing, self.playlist[following]))
+        self._begin(playing, self._playing_at(), self.playlist[following], max(length, self._frames(SKIP_FADE_SEC)), "skipped")
+        self.current = following
+        return True
+
+    def _fade(self, track: Track, following: Track, wanted: int) -> int:
+        """The crossfade from ``track`` into ``following``: none into its own continuation, else ``wanted``
+        shortened to half of either track."""
+        if following.follows is not None and following.follows == track.track_id:
+            return 0
+        return min(wanted, self._fade_room(track, following))
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Fade out quickly and end; the playlist stays."""
+        playing = self.playing
+        if playing is None:
+            return
+        self._begin(playing, self._playing_at(), None, self._frames(SKIP_FADE_SEC), reason)
+        self.current = None
+
+    @property
+    def idle(self) -> bool:
+        return self.playing is None
+
+    # ---- rendering --------------------------------------------------------------------------------------------
+
+    def render(self, frames: int) -> tuple[np.ndarray, list[tuple[str, dict[str, Any]]]]:
+        """The next ``frames`` of the stream (silence where nothing plays) and the events inside them."""
+        out = np.zeros((frames, CHANNELS), dtype=np.float32)
+        done = 0
+        while done < frames and not self.idle:
+            done += self._render_some(out[done:])
+        events, self._events = self._events, []
+        if self.volume != 1.0:
+            out *= np.float32(self.volume)
+        return out, events
+
+    def _render_some(self, out: np.ndarray) -> int:
+        if self._transition is not None:
+            return self._render_transition(out)
+        track = self.playlist[self.current]  # type: ignore[index]
+        following = self._following()
+        fade = 0 if following is None else self._fade(track, self.playlist[following], self._frames(self.crossfade_sec))
+        fade_from = track.frames - fade
+        if self.position >= fade_from:
+            if following is None or fade == 0:  # the end, or a seamless join: the next track starts at this sample
+                self._end(track, "finished")
+                self.current = following
+                if following is not None:
+                    self._start(following)
+                return 0
+            self._begin(track, self.position, self.playlist[following], track.frames - self.position, "finished")
+            self.current = following
+            return 0
+        n = min(len(out), fade_from - self.position)
+        out[:n] = track.audio[self.position : self.position + n]
+        self.position += n
+        return n
+
+    def _render_transition(self, out: np.ndarray) -> int:
+        t = self._transition
+        assert t is not None
+        n = min(len(out), t.length - t.done)
+        ramp = (np.arange(t.done, t.done + n, dtype=np.float64) + 0.5) / t.length * (np.pi / 2)
+        fade_out = np.cos(ramp).astype(np.float32)[:, None]
+        fade_in = np.sin(ramp).astype(np.float32)[:, None]
+        out[:n] = _take(t.outgoing.audio, t.out_at + t.done, n) * fade_out
+        if t.incoming is not None:
+            out[:n] += _take(t.incoming.audio, t.done, n) * fade_in
+        t.done += n
+        if t.done >= t.length:
+            self._transition = None
+            self._end(t.outgoing, t.reason)
+            self.position = t.length
+            if t.incoming is None:
+                self.current = None
+        return n
+
+    # ---- helpers ------------------------------------------------------------------------------------------------
+
+    def _begin(self, outgoing: Track, out_at: int, incoming: Track | None, length: int, reason: str) -> None:
+        """Fade ``outgoing`` out from ``out_at`` (and ``incoming`` in, when there is one) over ``length`` frames."""
+        if self._transition is not None:  # a transition in progress ends now; its incoming track fades out instead
+            previous, self._transition = self._transition, None
+            self._end(previous.outgoing, previous.reason)
+            if previous.incoming is None:  # it was stopping: nothing is left to fade out
+                if incoming is not None:
+                    self._start_track(incoming)
+                self.position = 0
+                return
+            outgoing, out_at = previous.incoming, previous.done
+        self._transition = _Transition(outgoing, out_at, incoming, max(1, length), reason)
+        if incoming is not None:
+            self._start_track(incoming)
+
+    def _start(self, index: int) -> None:
+        self.current = index
+        self.position = 0
+        self._start_track(self.playlist[index])
+
+    def _start_track(self, track: Track) -> None:
+        self._events.append(("playback_start", {"track_id": track.track_id, **track.info}))
+
+    def _end(self, track: Track, reason: str) -> None:
+        self._events.append(("playback_end", {"track_id": track.track_id, "reason": reason}))
+
+    def _playing_at(self) -> int:
+        t = self._transition
+        if t is not None:
+            return t.done if t.incoming is not None else t.out_at + t.done
+        return self.position
+
+    def _following(self) -> int | None:
+        if self.current is None or not self.playlist:
+            return None
+        following = self.current + 1
+        if following < len(self.playlist):
+            return following
+        return 0 if self.loop else None
+
+    def _fade_room(self, track: Track, following: Track) -> int:
+        """A crossfade takes at most half of either track (very short tracks get a short one)."""
+        return min(track.frames, following.frames) // 2
+
+    @staticmethod
+    def _frames(seconds: float) -> int:
+        return int(round(seconds * RATE))
+
+
+def _take(audio: np.ndarray, start: int, n: int) -> np.ndarray:
+    """``n`` frames from ``start``, zero past the end."""
+    piece = audio[start : start + n]
+    if len(piece) < n:
+        piece = np.concatenate([piece, np.zeros((n - len(piece), CHANNELS), dtype=np.float32)])
+    return piece

@@ -1,0 +1,221 @@
+"""The player process's loop: commands from the service in, the mixed stream out to the player, events back.
+
+The stream is paced by a clock that runs while something plays: the loop keeps at most :data:`LEAD_SEC` rendered
+ahead of it, so pause, skip and volume act within that (plus the player's own buffer), and a player that does not
+pace itself (mpv writing to a file) still receives the stream at the speed a sound card would take it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from lofi_engine.playback.audio import JOIN_CONTEXT, continue_resampled, read_track, to_mixer_rate
+from lofi_engine.playback.mixer import RATE, Mixer, Track
+from lofi_engine.playback.sink import PlayerSink
+from lofi_engine.shared.errors import LofiError
+from lofi_engine.shared.events import event
+from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, PLAYER_STATE, SHUTDOWN, PlayerCommand
+
+BLOCK = RATE // 20  # 50 ms
+RECENT = 4
+LEAD_SEC = 0.2
+log = logging.getLogger("lofi.player")
+
+
+class Player:
+    def __init__(self, conn: Connection, command: tuple[str, ...]) -> None:
+        self.conn = conn
+        self.mixer = Mixer()
+        self.sink = PlayerSink(command)
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.paused = False
+        self.played = 0.0  # seconds the clock has run (only while playing)
+        self.resumed_at: float | None = None  # when the clock last started
+        self.written = 0  # frames sent to the player
+        self.last_beat = 0.0
+        self.starting: list[str] = []  # the ids of a play request whose tracks are still being read
+        self.loads: queue.Queue[tuple[str, list[dict[str, Any]]]] = queue.Queue()
+        self.recent: dict[str, Track] = {}  # the last tracks read (the loader's own): what a continuation continues
+
+    # ---- the loop ---------------------------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        threading.Thread(target=self._receive, name="lofi-player-commands", daemon=True).start()
+        threading.Thread(target=self._loader, name="lofi-player-loader", daemon=True).start()
+        try:
+            while True:
+                timeout = self._next_block_in()
+                try:
+                    message = self.inbox.get(timeout=timeout)
+                except queue.Empty:
+                    message = None
+                if message == SHUTDOWN:
+                    return
+                if message is not None:
+                    self._handle(message)
+                self._beat()
+                self._write_due()
+        finally:
+            self.sink.close()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                self.inbox.put(self.conn.recv())
+            except (EOFError, OSError):
+                self.inbox.put(SHUTDOWN)
+                return
+
+    def _next_block_in(self) -> float:
+        if self.mixer.idle or self.paused:
+            return HEARTBEAT_SEC
+        ahead = self.written / RATE - self._clock()
+        return max(0.0, min(ahead - LEAD_SEC, HEARTBEAT_SEC))
+
+    def _clock(self) -> float:
+        return self.played + (time.monotonic() - self.resumed_at if self.resumed_at is not None else 0.0)
+
+    def _write_due(self) -> None:
+        while not self.mixer.idle and not self.paused and self.written / RATE < self._clock() + LEAD_SEC:
+            if self.resumed_at is None:  # the first block of a start: the clock starts with it
+                self.resumed_at = time.monotonic()
+            block, events = self.mixer.render(BLOCK)
+            try:
+                self.sink.open()
+                self.sink.write(block)
+            except LofiError as exc:
+                self._fail(exc)
+                return
+            self.written += len(block)
+            if self.mixer.idle:  # the end of the playlist, or a stop: the player plays out what it holds first
+                self._halt()
+            for name, fields in events:  # after the samples they describe reached the player
+                self._emit(name, fields)
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if now - self.last_beat >= HEARTBEAT_SEC / 2:
+            self.last_beat = now
+            playing = self.mixer.playing
+            state = {
+                "state": "starting" if self.starting else "stopped" if playing is None else "paused" if self.paused else "playing",
+                "track_id": self.starting[0] if self.starting else playing.track_id if playing is not None else None,
+                "position_sec": round(max(0.0, self.mixer.position / RATE - (self.written / RATE - self._clock())), 2) if playing else 0.0,
+                "volume": round(self.mixer.volume * 100),
+                "playlist": self.starting or [t.track_id for t in self.mixer.playlist],
+                "loop": self.mixer.loop,
+                "crossfade_sec": self.mixer.crossfade_sec,
+            }
+            self.conn.send((PLAYER_STATE, state))
+            self.conn.send(HEARTBEAT)
+
+    # ---- commands ---------------------------------------------------------------------------------------------------
+
+    def _handle(self, message: PlayerCommand | tuple[str, Any]) -> None:
+        try:
+            if isinstance(message, PlayerCommand):
+                self._command(message)
+            else:  # ("loaded", …) from a loader thread
+                self._loaded(*message[1])
+        except LofiError as exc:
+            self._fail(exc)
+
+    def _command(self, command: PlayerCommand) -> None:
+        name, params = command.name, command.params
+        if name == "play":
+            self.starting = [t["track_id"] for t in params["tracks"]]
+        if name in ("play", "add", "insert"):
+            self.loads.put((name, params["tracks"]))
+        elif name == "remove":
+            self.mixer.remove(params["track_id"])
+        elif name == "clear":
+            self.mixer.clear()
+        elif name == "pause" and not self.paused and not self.mixer.idle:
+            self.paused = True
+            self.played, self.resumed_at = self._clock(), None
+            self._emit("playback_pause", {"track_id": self.mixer.playing.track_id})  # type: ignore[union-attr]
+        elif name == "resume" and self.paused:
+            self.paused = False
+            self.resumed_at = time.monotonic()
+            self._emit("playback_resume", {"track_id": self.mixer.playing.track_id} if self.mixer.playing else {"track_id": None})
+        elif name == "stop":  # the loop renders the short fade-out, then lets the player go
+            self.paused = False
+            self.mixer.stop()
+        elif name == "skip":
+            self.mixer.skip()
+        elif name == "settings":
+            self.mixer.volume = params.get("volume", self.mixer.volume * 100) / 100
+            self.mixer.loop = params.get("loop", self.mixer.loop)
+            self.mixer.crossfade_sec = params.get("crossfade_sec", self.mixer.crossfade_sec)
+        self.last_beat = 0.0  # report the new state at once
+
+    def _loader(self) -> None:
+        """Read (and resample) tracks away from the loop, so the music playing does not wait for them; in the order
+        they were asked for, so that a track always comes after the one it continues."""
+        while True:
+            self._load(*self.loads.get())
+
+    def _load(self, name: str, tracks: list[dict[str, Any]]) -> None:
+        """A track that continues one read before is resampled as one piece with it (and that one's end is
+        corrected)."""
+        loaded, patches = [], []
+        try:
+            for spec in tracks:
+                before = self.recent.get(str(spec.get("follows")))
+                raw, rate = read_track(Path(spec["path"]))
+                if before is not None and before.source_tail is not None and before.source_rate == rate:
+                    corrected, audio = continue_resampled(before.source_tail, raw, rate)
+                    patches.append((before, corrected))
+                else:
+                    audio = to_mixer_rate(raw, rate)
+                tail = raw[len(raw) - JOIN_CONTEXT :] if len(raw) >= JOIN_CONTEXT else None
+                loaded.append(Track(spec["track_id"], audio, spec.get("info", {}), spec.get("follows"), tail, rate))
+                self.recent[spec["track_id"]] = loaded[-1]
+                while len(self.recent) > RECENT:
+                    self.recent.pop(next(iter(self.recent)))
+        except LofiError as exc:
+            self.inbox.put(("loaded", (name, None, exc, [])))
+            return
+        self.inbox.put(("loaded", (name, loaded, None, patches)))
+
+    def _loaded(self, name: str, tracks: list[Track] | None, error: LofiError | None, patches: list[tuple[Track, Any]]) -> None:
+        if name == "play":
+            self.starting = []
+        if error is not None:
+            raise error
+        assert tracks is not None
+        for before, corrected in patches:  # the end of the track continued, now resampled with what follows it
+            before.audio[len(before.audio) - len(corrected) :] = corrected
+        if name == "play":
+            self.paused = False
+            self.mixer.start(tracks)
+        elif name == "insert":  # right after the track playing: the radio's next segment
+            for track in reversed(tracks):
+                self.mixer.insert_next(track)
+        else:
+            for track in tracks:
+                self.mixer.add(track)
+
+    # ---- helpers ----------------------------------------------------------------------------------------------------
+
+    def _halt(self) -> None:
+        self.sink.close()
+        self.played, self.resumed_at, self.written = 0.0, None, 0
+        self.last_beat = 0.0  # report the stop at once
+
+    def _fail(self, exc: LofiError) -> None:
+        playing = self.mixer.playing
+        log.warning("playback failed: %s", exc.message)
+        self.mixer.reset()
+        self.paused = False
+        self._halt()
+        self._emit("playback_end", {"track_id": playing.track_id if playing else None, "reason": "error", "code": exc.code, "message": exc.message})
+
+    def _emit(self, name: str, fields: dict[str, Any]) -> None:
+        self.conn.send(event(name, fields))

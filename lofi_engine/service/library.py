@@ -1,0 +1,88 @@
+"""The track library: list, delete, clear, sizes, and export to a file of the user's choosing.
+
+Listing and deleting go through the track store; an export, which needs soundfile to write FLAC or OGG, runs in a
+short child process of the engine's interpreter (``lofi_engine.engine.export``), written to a temp name beside the
+destination and renamed into place.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from lofi_engine.shared.errors import INVALID_PARAMS, TRACK_NOT_FOUND, WRITE_FAILED, LofiError
+from lofi_engine.store.tracks import TrackCache
+
+EXPORT_FORMATS = ("wav", "flac", "ogg", "mp3")
+EXPORT_TIMEOUT_SEC = 120
+
+
+def handlers(cache: Callable[[], TrackCache], busy: Callable[[], set[str]], python: Callable[[], str | None]) -> dict[str, Callable[[dict], Any]]:
+    """``busy()``: track ids that may not be deleted now (queued, generating or playing); ``python()``: the engine's
+    interpreter."""
+
+    def delete(p: dict) -> dict[str, Any]:
+        track_id = p.get("track_id")
+        store = cache()
+        if store.get(str(track_id)) is None:
+            raise LofiError(TRACK_NOT_FOUND, f"no cached track {track_id!r}")
+        if track_id in busy():
+            raise LofiError(INVALID_PARAMS, f"track {track_id} is playing or being generated; stop it first")
+        store.remove(str(track_id))
+        return {"deleted": [track_id]}
+
+    def clear(p: dict) -> dict[str, Any]:
+        store, keep = cache(), busy()
+        deleted = [m["track_id"] for m in store.tracks() if m["track_id"] not in keep]
+        for track_id in deleted:
+            store.remove(track_id)
+        return {"deleted": deleted, "kept": sorted(keep & {m["track_id"] for m in store.tracks()})}
+
+    def stats(p: dict) -> dict[str, Any]:
+        store = cache()
+        tracks = store.tracks()
+        created = [m.get("created_at", 0) for m in tracks]
+        return {
+            "count": len(tracks),
+            "bytes": store.total_bytes(),
+            "max_bytes": store.max_bytes,
+            "oldest": min(created) if created else None,
+            "newest": max(created) if created else None,
+            "dir": str(store.root),
+        }
+
+    def save(p: dict) -> dict[str, Any]:
+        track_id, destination = p.get("track_id"), p.get("path")
+        store = cache()
+        meta = store.get(str(track_id))
+        if meta is None:
+            raise LofiError(TRACK_NOT_FOUND, f"no cached track {track_id!r}")
+        if not isinstance(destination, str) or not destination.strip():
+            raise LofiError(INVALID_PARAMS, "save needs path: the file to write")
+        target = Path(destination).expanduser()
+        kind = str(p.get("format") or target.suffix.lstrip(".") or "wav").lower()
+        if kind not in EXPORT_FORMATS:
+            raise LofiError(INVALID_PARAMS, f"format must be one of {', '.join(EXPORT_FORMATS)}, not {kind!r}")
+        if target.suffix.lower() != f".{kind}":
+            target = target.with_name(target.name + f".{kind}")
+        if target.exists() and p.get("overwrite") is not True:
+            raise LofiError(WRITE_FAILED, f"{target} exists; pass overwrite: true to replace it")
+        return export(Path(meta["path"]), target.resolve(), kind, python())
+
+    return {"cache_list": lambda p: cache().tracks(), "cache_delete": delete, "cache_clear": clear, "cache_stats": stats, "save": save}
+
+
+def export(source: Path, target: Path, kind: str, python: str | None) -> dict[str, Any]:
+    command = [python or sys.executable, "-m", "lofi_engine.engine.export", str(source), str(target), kind]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_SEC, cwd=Path(__file__).resolve().parents[2])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LofiError(WRITE_FAILED, f"cannot export to {target}: {exc}") from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        message = lines[-1] if lines else f"exit code {done.returncode}"
+        code, _, text = message.partition(": ")
+        raise LofiError(code if code.isupper() else WRITE_FAILED, text or message)
+    return {"path": str(target), "format": kind, "size_bytes": target.stat().st_size}

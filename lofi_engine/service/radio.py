@@ -1,0 +1,248 @@
+"""The radio: music until it is stopped, composed while it plays.
+
+``continue`` (MusicGen): one endless piece. The engine composes it window by window (``RadioWindowJob``, one per
+window, so other requests still get their turn between windows); each window's audio joins the last one exactly
+(the player plays a segment right after the one it continues, without a fade). ``same_prompt``,
+``preset_cycle``, ``random_preset`` (either backend): separate pieces, cached as tracks, joined by the player's
+crossfade. Whatever the strategy, the player loops what has been made so far (the rotation) and each new piece
+or segment goes in right after the one playing: when generation is slower than playback the music never stops,
+it repeats, and the mode says so.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from lofi_engine.service.dispatcher import EventDispatcher
+from lofi_engine.service.playback import Playback
+from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, INVALID_PROMPT, LofiError
+from lofi_engine.shared.protocol import RadioWindowJob
+from lofi_engine.shared.request import GenerateRequest
+from lofi_engine.shared.settings import RADIO_STRATEGIES, EngineConfig
+
+MAX_ROTATION = 8
+"""Pieces or segments kept in the rotation; older ones leave it (bounded memory however long it runs)."""
+AHEAD = 2
+"""Pieces or segments composed ahead of the one playing: enough for the next join, no more (the radio composes as
+it plays, not in advance)."""
+RADIO_PARAMS = ("prompt", "strategy", "presets", "backend", "seed")
+
+
+@dataclass
+class RadioSession:
+    strategy: str
+    prompts: list[str]
+    backend: str
+    seed: int
+    stream_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    prompt: str = ""
+    made: int = 0
+    rotation: list[str] = field(default_factory=list)
+    """Ids of the pieces or segments in the player's rotation, oldest first."""
+    waiting: str | None = None
+    """The track id of the piece being composed (piece strategies)."""
+    composing: bool = False
+    """A window or piece is queued or being composed."""
+    heard: set[str] = field(default_factory=set)
+    """The pieces or segments that have started playing."""
+    mode: str = "starting"
+    realtime_factor: float | None = None
+
+
+class Radio:
+    def __init__(
+        self,
+        config: Callable[[], EngineConfig],
+        playback: Playback,
+        events: EventDispatcher,
+        submit: Callable[[RadioWindowJob], None],
+        withdraw: Callable[[str], None],
+        generate: Callable[[dict[str, Any]], dict[str, Any]],
+        cancel: Callable[[str], None],
+    ) -> None:
+        """``submit(job)`` queues a window; ``withdraw(stream_id)`` drops its queued window and stops a running one;
+        ``generate(params)`` queues a piece like a `generate` request; ``cancel(track_id)`` cancels one."""
+        self._config = config
+        self._playback = playback
+        self._events = events
+        self._submit = submit
+        self._withdraw = withdraw
+        self._generate = generate
+        self._cancel = cancel
+        self.session: RadioSession | None = None
+
+    # ---- requests ---------------------------------------------------------------------------------------------
+
+    def handlers(self) -> dict[str, Callable[[dict], Any]]:
+        return {"radio_start": self.start, "radio_stop": lambda p: self.stop(), "radio_steer": self.steer, "radio": lambda p: self.status()}
+
+    def start(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Start the radio (or, when it plays, steer it to a new prompt: the same as `radio_steer`)."""
+        unknown = sorted(str(k) for k in params if k not in RADIO_PARAMS)
+        if unknown:
+            raise LofiError(INVALID_PARAMS, f"unknown parameter {', '.join(unknown)} for radio_start; known: {', '.join(RADIO_PARAMS)}")
+        config = self._config()
+        backend = params.get("backend") or config.backend
+        strategy = params.get("strategy") or ("continue" if backend == "musicgen" else "same_prompt")
+        if strategy not in RADIO_STRATEGIES:
+            raise LofiError(INVALID_PARAMS, f"strategy must be one of {', '.join(RADIO_STRATEGIES)}, not {strategy!r}")
+        if strategy == "continue" and backend != "musicgen":
+            raise LofiError(INVALID_PARAMS, "the continue strategy needs musicgen; use same_prompt, preset_cycle or random_preset with ace-step")
+        prompts = self._prompts(params, strategy, backend)
+        if self.session is not None and self.session.strategy == strategy == "continue" and params.get("prompt"):
+            return self.steer({"prompt": prompts[0]})
+        self.stop()
+        seed = params.get("seed")
+        session = RadioSession(strategy, prompts, backend, seed if isinstance(seed, int) and not isinstance(seed, bool) else secrets.randbelow(2**32))
+        self.session = session
+        self._playback.set_loop(True)  # the rotation: what has been made plays on until the next piece is ready
+        self._next()
+        self._state()
+        return self.status()
+
+    def steer(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A new prompt from the next window (continue) or the next piece on, without a cut."""
+        if self.session is None:
+            raise LofiError(INVALID_PARAMS, "the radio is not playing; start it with radio_start")
+        prompt = self._check_prompt(params.get("prompt"))
+        self.session.prompts = [prompt]
+        self.session.prompt = prompt
+        self._state()
+        return self.status()
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the music and the generation in flight at once."""
+        session, self.session = self.session, None
+        if session is None:
+            return {"active": False}
+        if session.strategy == "continue":
+            self._withdraw(session.stream_id)
+        elif session.waiting is not None:
+            try:
+                self._cancel(session.waiting)
+            except LofiError:
+                pass
+        self._playback.stop_now()
+        shutil.rmtree(self._folder(session), ignore_errors=True)
+        self._events.emit("radio_state", {"active": False, "mode": "stopped"})
+        return {"active": False}
+
+    def status(self) -> dict[str, Any]:
+        s = self.session
+        if s is None:
+            return {"active": False, "mode": "stopped"}
+        return {
+            "active": True, "mode": s.mode, "strategy": s.strategy, "prompt": s.prompt, "stream_id": s.stream_id,
+            "realtime_factor": s.realtime_factor, "pieces": s.made,
+        }
+
+    # ---- what the engine reports ----------------------------------------------------------------------------------
+
+    def on_event(self, name: str, fields: dict[str, Any]) -> None:
+        s = self.session
+        if s is None:
+            return
+        if name == "playback_start" and fields["track_id"] in s.rotation and fields["track_id"] not in s.heard:
+            s.heard.add(fields["track_id"])
+            self._next()
+        elif name == "radio_segment" and fields["stream_id"] == s.stream_id:
+            self._arrived(f"{s.stream_id}-{s.made:06d}", {"path": fields["path"], "info": {"prompt": fields["prompt"], "radio": True}},
+                          fields["generation_time_sec"] / max(fields["duration_sec"], 1e-9), continues=True)
+        elif name == "radio_error" and fields["stream_id"] == s.stream_id and fields["code"] != CANCELLED:
+            self._failed(fields)
+        elif name == "generation_complete" and fields["track_id"] == s.waiting:
+            s.waiting = None
+            track = self._playback.track_of(fields["track_id"])
+            self._arrived(fields["track_id"], track, fields["generation_time_sec"] / max(fields["duration_sec"], 1e-9), continues=False)
+        elif name == "generation_error" and fields["track_id"] == s.waiting:
+            s.waiting = None
+            self._failed(fields)
+
+    # ---- helpers ------------------------------------------------------------------------------------------------
+
+    def _arrived(self, piece_id: str, track: dict[str, Any], realtime_factor: float, continues: bool) -> None:
+        s = self.session
+        assert s is not None
+        entry = {**track, "track_id": piece_id}
+        if continues and s.rotation:
+            entry["follows"] = s.rotation[-1]
+        if s.made == 0:
+            self._playback.play_now([entry])
+        else:
+            self._playback.insert_next([entry])
+        s.made += 1
+        s.composing = False
+        s.rotation.append(piece_id)
+        if len(s.rotation) > MAX_ROTATION:
+            self._playback.leave_rotation(s.rotation.pop(0))
+        s.realtime_factor = round(realtime_factor, 3)
+        mode = "live" if realtime_factor < 1.0 else "rotation"
+        changed = mode != s.mode
+        s.mode = mode
+        self._next()
+        if changed:
+            self._state()
+
+    def _failed(self, fields: dict[str, Any]) -> None:
+        """A window or piece failed: say so, and try the next one (the music made so far plays on)."""
+        self._events.emit("radio_state", {**self._state_fields(), "mode": "error"})
+        if self.session is not None and self.session.made == 0:
+            self.stop()  # nothing plays yet and nothing can: give up rather than retry forever
+        elif self.session is not None:
+            self.session.composing = False
+            self._next()
+
+    def _next(self) -> None:
+        """Queue the next window or piece, unless one is on its way or enough are made ahead of what plays."""
+        s = self.session
+        assert s is not None
+        if s.composing or s.made - len(s.heard) >= AHEAD:
+            return
+        s.composing = True
+        config = self._config()
+        if s.strategy == "continue":
+            s.prompt = s.prompts[0]
+            request = GenerateRequest.parse({"prompt": s.prompt, "seed": s.seed}, "musicgen")
+            path = self._folder(s) / f"{s.made:06d}.wav"
+            self._submit(RadioWindowJob(s.stream_id, request, config.radio_window_sec, config.radio_context_sec, str(path)))
+            return
+        if s.strategy == "preset_cycle":
+            s.prompt = s.prompts[s.made % len(s.prompts)]
+        elif s.strategy == "random_preset":
+            s.prompt = random.Random(s.seed + s.made).choice(s.prompts)
+        else:
+            s.prompt = s.prompts[0]
+        reply = self._generate({"prompt": s.prompt, "duration_sec": config.radio_piece_sec, "backend": s.backend, "seed": (s.seed + s.made) % 2**32})
+        if reply["status"] == "cached":  # made before: it joins at once
+            s.waiting = reply["track_id"]
+            self.on_event("generation_complete", {"track_id": reply["track_id"], "generation_time_sec": 0.0, "duration_sec": config.radio_piece_sec})
+        else:
+            s.waiting = reply["track_id"]
+
+    def _prompts(self, params: dict[str, Any], strategy: str, backend: str) -> list[str]:
+        if strategy in ("preset_cycle", "random_preset"):
+            presets = params.get("presets")
+            if not isinstance(presets, list) or not presets:
+                raise LofiError(INVALID_PARAMS, f"the {strategy} strategy needs presets: a list of prompts")
+            return [self._check_prompt(p) for p in presets]
+        return [self._check_prompt(params.get("prompt"))]
+
+    @staticmethod
+    def _check_prompt(prompt: object) -> str:
+        if prompt is None:
+            raise LofiError(INVALID_PROMPT, "the radio needs a prompt describing the music")
+        return GenerateRequest.parse({"prompt": prompt}).prompt
+
+    def _folder(self, session: RadioSession) -> Path:
+        return self._config().cache_dir / "radio" / session.stream_id
+
+    def _state_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.status().items() if v is not None}
+
+    def _state(self) -> None:
+        self._events.emit("radio_state", self._state_fields())

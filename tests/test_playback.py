@@ -1,0 +1,306 @@
+"""Issue 13, the player: a real mpv fed the mixed stream, its output written to a file we read back.
+
+The tracks are tones written into the real track store, so every sample the player should have played is known:
+crossfades, pause/resume, volume, skip and loops are checked sample by sample.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from events import EventLog
+from lofi_engine import LofiError
+from lofi_engine.engine.wav import write_wav
+from lofi_engine.playback.audio import resample
+from lofi_engine.service.client import EngineClient
+from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.store.tracks import TrackCache
+
+RATE = 48000
+pytestmark = pytest.mark.skipif(not any(os.access(os.path.join(d, "mpv"), os.X_OK) for d in os.environ["PATH"].split(os.pathsep)), reason="mpv is installed by `make test`")
+
+
+def tone(freq: float, seconds: float, amp: float = 0.4, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([x, x], axis=1) if rate == RATE else x
+
+
+def noise(seconds: float, seed: int = 1) -> np.ndarray:
+    """Unlike a tone, no stretch of it looks like another: where it sits in the output is unambiguous."""
+    return (np.random.default_rng(seed).standard_normal((int(seconds * RATE), 2)) * 0.2).astype(np.float32)
+
+
+def locate(heard: np.ndarray, track: np.ndarray, at: int) -> int:
+    """Where ``track`` begins in ``heard``, found from its stretch at ``at`` (which must play unfaded)."""
+    probe = track[at : at + 64, 0]
+    windows = np.lib.stride_tricks.sliding_window_view(heard[:, 0], len(probe))
+    found = np.nonzero(np.abs(windows - probe).max(axis=1) < 1e-6)[0]
+    assert len(found) == 1, f"the track appears {len(found)} times"
+    return int(found[0]) - at
+
+
+def add_track(cache: TrackCache, track_id: str, audio: np.ndarray, rate: int = RATE, prompt: str = "tone") -> None:
+    path = write_wav(cache.wav_path(track_id), audio, rate)
+    cache.put({"track_id": track_id, "path": str(path), "duration_sec": len(audio) / rate, "sample_rate": rate, "prompt": prompt,
+               "seed": 1, "generation_time_sec": 0.0, "model_version": "test", "backend": "musicgen", "channels": 1 if audio.ndim == 1 else 2})
+
+
+@pytest.fixture
+def player(tmp_path: Path):
+    """A service with tone tracks in its store and mpv writing what it plays to out.wav."""
+    made = []
+
+    def make(**settings):
+        out = tmp_path / "out.wav"
+        config = EngineConfig.from_dict({
+            "cache_dir": str(tmp_path / "cache"), "model_dir": str(tmp_path),
+            "player_command": f"mpv --no-config --really-quiet --no-video --ao=pcm --ao-pcm-file={out} --ao-pcm-waveheader=yes",
+            **settings,
+        })
+        events = EventLog()
+        client = EngineClient(config, events, log_path=tmp_path / "engine.log")
+        made.append(client)
+        return client, events, out
+
+    yield make
+    for client in made:
+        client.close()
+
+
+A, B, C = "a" * 16, "b" * 16, "c" * 16
+# 16-bit WAVs: the tones come back quantised, so compare with what the store holds
+def stored(client: EngineClient, track_id: str) -> np.ndarray:
+    audio, rate = soundfile.read(client.cache.wav_path(track_id), dtype="float32", always_2d=True)
+    return audio if rate == RATE else np.stack([resample(audio[:, 0], rate, RATE)] * 2, axis=1)
+
+
+def played(out: Path) -> np.ndarray:
+    audio, rate = soundfile.read(out, dtype="float32", always_2d=True)
+    assert rate == RATE and audio.shape[1] == 2
+    return audio
+
+
+def equal_power(a: np.ndarray, b: np.ndarray, fade: int) -> np.ndarray:
+    ramp = (np.arange(fade) + 0.5) / fade * (np.pi / 2)
+    mixed = a[len(a) - fade :] * np.cos(ramp)[:, None] + b[:fade] * np.sin(ramp)[:, None]
+    return np.concatenate([a[: len(a) - fade], mixed, b[fade:]])
+
+
+def longest_silence(audio: np.ndarray) -> int:
+    quiet = np.abs(audio).max(axis=1) < 1e-4
+    longest = run = 0
+    for q in quiet:
+        run = run + 1 if q else 0
+        longest = max(longest, run)
+    return longest
+
+
+def test_consecutive_tracks_crossfade_for_real(player) -> None:
+    client, events, out = player(crossfade_sec=1.0, playlist_loop=False)
+    add_track(client.cache, A, tone(440, 3))
+    add_track(client.cache, B, tone(660, 3))
+    client.request("play", {"track_ids": [A, B]})
+    assert events.wait_event("playback_end", track_id=B, timeout=30)["reason"] == "finished"
+    heard = played(out)
+    expected = equal_power(stored(client, A), stored(client, B), RATE)
+    assert len(heard) >= len(expected) and np.abs(heard[: len(expected)] - expected).max() < 1e-6
+    overlap = heard[2 * RATE : 3 * RATE, 0]  # both tones sound in the overlap
+    spectrum = np.abs(np.fft.rfft(overlap))
+    assert spectrum[440] > 0.05 * spectrum.max() and spectrum[660] > 0.05 * spectrum.max()
+    assert longest_silence(heard[: len(expected)]) < 0.02 * RATE
+    own = max(np.abs(np.diff(stored(client, t)[:, 0])).max() for t in (A, B))
+    for join in (2 * RATE, 3 * RATE):  # where the fade begins and ends: no click
+        assert np.abs(np.diff(heard[join - 3 : join + 3, 0])).max() <= own * 1.01
+    names = [(n, d["track_id"]) for n, d in events.events if n.startswith("playback_")]
+    assert names == [("playback_start", A), ("playback_start", B), ("playback_end", A), ("playback_end", B)]
+
+
+def test_a_looped_track_joins_its_tail_to_its_head_without_a_gap(player) -> None:
+    """Issue 13 item 5: one track on loop: its last second crossfades into its first."""
+    client, events, out = player(crossfade_sec=1.0, playlist_loop=True)
+    add_track(client.cache, A, tone(330, 2.5) * np.linspace(1, 0.5, int(2.5 * RATE), dtype=np.float32)[:, None])
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A, timeout=30, nth=2)  # the second time round has begun…
+    events.wait_event("playback_end", track_id=A, reason="finished", timeout=30)  # …and the first is over
+    client.request("stop")
+    assert events.wait_event("playback_end", track_id=A, reason="stopped", timeout=30)
+    heard, track = played(out), stored(client, A)
+    joined = equal_power(track, track, RATE)[: len(track)]  # the first pass, its last second crossed into the head
+    assert len(heard) > len(track) and np.abs(heard[: len(track)] - joined).max() < 1e-6
+    assert longest_silence(heard) < 0.02 * RATE or np.abs(heard[len(track) :]).max() < 1e-4  # silent only once stopped
+    assert longest_silence(heard[: len(track)]) < 0.02 * RATE
+
+
+def test_pause_holds_the_stream_and_resume_continues_it_sample_for_sample(player) -> None:
+    client, events, out = player(crossfade_sec=0, playlist_loop=False)
+    add_track(client.cache, A, tone(440, 3))
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A)
+    client.request("pause")
+    events.wait_event("playback_pause", track_id=A)
+    time.sleep(0.5)  # whatever was on its way has arrived
+    held = out.stat().st_size
+    assert client.request("playback")["state"] == "paused"
+    time.sleep(1.0)  # observing that nothing advances takes a while by nature
+    assert out.stat().st_size == held
+    client.request("resume")
+    events.wait_event("playback_resume", track_id=A)
+    assert events.wait_event("playback_end", track_id=A, timeout=30)["reason"] == "finished"
+    heard, track = played(out), stored(client, A)
+    assert np.abs(heard[: len(track)] - track).max() < 1e-6 and longest_silence(heard[: len(track)]) < 0.02 * RATE
+
+
+def test_volume_scales_the_output(player) -> None:
+    client, events, out = player(crossfade_sec=0, playlist_loop=False, volume=50)
+    add_track(client.cache, A, tone(440, 1.5))
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_end", track_id=A, timeout=30)
+    heard, track = played(out), stored(client, A)
+    assert np.abs(heard[: len(track)] - 0.5 * track).max() < 1e-6
+
+
+def test_volume_changes_while_playing(player) -> None:
+    client, events, out = player(crossfade_sec=0, playlist_loop=False)
+    add_track(client.cache, A, tone(440, 3))
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A)
+    client.request("volume", {"level": 25})
+    events.wait_event("playback_end", track_id=A, timeout=30)
+    heard, track = played(out), stored(client, A)
+    tail = slice(len(track) - RATE // 2, len(track))  # well after the change reached the stream
+    assert np.abs(heard[tail] - 0.25 * track[tail]).max() < 1e-6
+    assert np.abs(heard[:2400] - track[:2400]).max() < 1e-6  # it began at full volume
+
+
+def test_skip_moves_to_the_next_track(player) -> None:
+    client, events, out = player(crossfade_sec=0.5, playlist_loop=False)
+    add_track(client.cache, A, tone(440, 20))
+    add_track(client.cache, B, noise(2))
+    client.request("play", {"track_ids": [A, B]})
+    events.wait_event("playback_start", track_id=A)
+    client.request("skip")
+    assert events.wait_event("playback_end", track_id=A, timeout=10)["reason"] == "skipped"
+    assert events.wait_event("playback_end", track_id=B, timeout=30)["reason"] == "finished"
+    heard, b = played(out), stored(client, B)
+    assert len(heard) < 10 * RATE  # A's 20 s did not play out
+    start = locate(heard, b, RATE)
+    fade = RATE // 2
+    assert np.abs(heard[start + fade : start + len(b)] - b[fade:]).max() < 1e-6  # B from its fade-in to its end, whole
+
+
+def test_a_32khz_mono_track_is_resampled_and_mixed_with_a_stereo_one(player) -> None:
+    client, events, out = player(crossfade_sec=0.5, playlist_loop=False)
+    add_track(client.cache, A, tone(440, 2, rate=32000), rate=32000)
+    add_track(client.cache, B, tone(660, 2))
+    client.request("play", {"track_ids": [A, B]})
+    events.wait_event("playback_end", track_id=B, timeout=30)
+    heard = played(out)
+    expected = equal_power(stored(client, A), stored(client, B), RATE // 2)
+    assert np.abs(heard[: len(expected)] - expected).max() < 1e-6
+
+
+def test_playlist_requests_and_bad_input_get_clear_errors(player) -> None:
+    client, events, out = player(playlist_loop=False)
+    add_track(client.cache, A, tone(440, 1))
+    for method, params, code in [
+        ("play", {"track_id": C}, "TRACK_NOT_FOUND"),
+        ("play", {"track_id": "../../etc/passwd"}, "INVALID_PARAMS"),
+        ("volume", {"level": 150}, "INVALID_PARAMS"),
+        ("volume", {"level": "loud"}, "INVALID_PARAMS"),
+        ("playlist_add", {"track_id": C}, "TRACK_NOT_FOUND"),
+        ("playlist_loop", {"enabled": "yes"}, "INVALID_PARAMS"),
+    ]:
+        with pytest.raises(LofiError) as err:
+            client.request(method, params)
+        assert err.value.code == code, (method, params, err.value)
+    assert not out.exists()  # nothing bad reached the player
+
+
+def test_a_missing_player_is_player_unavailable_and_a_failing_one_is_reported(player, tmp_path: Path) -> None:
+    client, events, out = player(player_command="no-such-player --flag")
+    add_track(client.cache, A, tone(440, 1))
+    with pytest.raises(LofiError) as err:
+        client.request("play", {"track_id": A})
+    assert err.value.code == "PLAYER_UNAVAILABLE" and "no-such-player" in err.value.message
+    failing = tmp_path / "failing-player"
+    failing.write_text("#!/bin/sh\necho 'cannot open audio device: no such card' >&2\nexit 2\n")
+    failing.chmod(0o755)
+    client, events, out = player(player_command=str(failing))
+    add_track(client.cache, A, tone(440, 1))
+    client.request("play", {"track_id": A})
+    ended = events.wait_event("playback_end", track_id=A, timeout=30)
+    assert ended["reason"] == "error" and ended["code"] == "PLAYBACK_FAILED" and "no such card" in ended["message"]
+
+
+def test_closing_the_service_leaves_no_player_behind(player) -> None:
+    client, events, out = player(playlist_loop=True)
+    add_track(client.cache, A, tone(440, 2))
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A)
+    pid = client._playback._link.pid
+    client.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+# ---- the track library ---------------------------------------------------------------------------------------------
+
+
+def test_the_library_lists_sizes_deletes_and_clears_but_never_what_is_playing(player) -> None:
+    client, events, out = player(playlist_loop=True)
+    for track_id, freq in ((A, 440), (B, 550), (C, 660)):
+        add_track(client.cache, track_id, tone(freq, 1))
+    assert [m["track_id"] for m in client.request("cache_list")] == [C, B, A]  # most recently added/played first
+    stats = client.request("cache_stats")
+    assert stats["count"] == 3 and stats["bytes"] >= 3 * 48000 * 2 * 2 and stats["oldest"] <= stats["newest"]
+    client.request("play", {"track_id": A})
+    assert client.request("playback")["track_id"] == A
+    with pytest.raises(LofiError) as err:
+        client.request("cache_delete", {"track_id": A})
+    assert err.value.code == "INVALID_PARAMS" and "playing" in err.value.message
+    assert client.request("cache_delete", {"track_id": B}) == {"deleted": [B]}
+    assert not client.cache.wav_path(B).exists()
+    with pytest.raises(LofiError) as err:
+        client.request("cache_delete", {"track_id": B})
+    assert err.value.code == "TRACK_NOT_FOUND"
+    with pytest.raises(LofiError) as err:
+        client.request("cache_delete", {"track_id": "/etc/passwd"})
+    assert err.value.code == "INVALID_PARAMS"
+    assert client.request("cache_clear") == {"deleted": [C], "kept": [A]}
+    assert [m["track_id"] for m in client.request("cache_list")] == [A]
+
+
+@pytest.mark.parametrize("kind", ["wav", "flac", "ogg", "mp3"])
+def test_a_track_is_saved_in_the_format_asked(player, tmp_path: Path, kind: str) -> None:
+    client, events, out = player()
+    add_track(client.cache, A, tone(440, 1))
+    target = tmp_path / "exports" / f"my tune.{kind}"
+    saved = client.request("save", {"track_id": A, "path": str(target)})
+    assert saved["path"] == str(target) and saved["format"] == kind
+    info = soundfile.info(target)
+    assert info.samplerate == RATE and abs(info.duration - 1.0) < 0.1
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".part")]
+    with pytest.raises(LofiError) as err:
+        client.request("save", {"track_id": A, "path": str(target)})
+    assert err.value.code == "WRITE_FAILED" and "exists" in err.value.message
+    assert client.request("save", {"track_id": A, "path": str(target), "overwrite": True})["path"] == str(target)
+
+
+def test_saving_to_an_unwritable_place_is_write_failed_and_leaves_nothing(player, tmp_path: Path) -> None:
+    client, events, out = player()
+    add_track(client.cache, A, tone(440, 1))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(LofiError) as err:
+        client.request("save", {"track_id": A, "path": str(blocker / "x.flac")})
+    assert err.value.code == "WRITE_FAILED"
+    with pytest.raises(LofiError) as err:
+        client.request("save", {"track_id": A, "path": str(tmp_path / "x.aiff")})
+    assert err.value.code == "INVALID_PARAMS" and "wav, flac, ogg, mp3" in err.value.message

@@ -1,0 +1,154 @@
+"""Issue 13, the radio's endless `continue` stream on the tiny model: seams, steering, bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import PROMPT
+from lofi_engine import LofiError, MusicGen
+from lofi_engine.musicgen.radio import DECODE_CONTEXT, LOOKAHEAD, ContinuousStream
+from lofi_engine.shared.request import GenerateRequest
+
+
+def stream(tiny: MusicGen, **request) -> ContinuousStream:
+    return ContinuousStream(tiny, GenerateRequest.parse({"prompt": PROMPT, "seed": 3, **request}), window_sec=6.0, context_sec=2.0)
+
+
+def test_the_stream_equals_a_one_call_decode_of_the_stitched_codes_across_a_steer(tiny: MusicGen) -> None:
+    radio = stream(tiny)
+    segments = [radio.next_window(), radio.next_window()]
+    radio.steer("heavy metal, distorted guitars")
+    segments += [radio.next_window(), radio.next_window()]
+    codes = np.concatenate([s.codes for s in segments], axis=1)
+    assert [s.codes_from for s in segments] == [0, 300, 500, 700] and codes.shape[1] == radio.frames == 900
+    assert [s.prompt for s in segments][1:3] == [PROMPT, "heavy metal, distorted guitars"]
+    audio = np.concatenate([s.audio for s in segments])
+    hop = tiny.settings.hop_length
+    whole = tiny.decode_audio(codes)[: len(audio)]
+    assert len(audio) == (radio.frames - LOOKAHEAD) * hop
+    assert np.abs(audio - whole).max() < 1e-3
+    assert [s.first_frame for s in segments] == [0, 290, 490, 690]  # gapless: each starts where the last ended
+
+
+def test_each_window_continues_the_last_context_of_codes(tiny: MusicGen) -> None:
+    """A window is prompted with the previous codes: with greedy sampling, the same context gives the same next window."""
+    a, b = stream(tiny, top_k=1), stream(tiny, top_k=1)
+    first = a.next_window()
+    assert np.array_equal(first.codes, b.next_window().codes)
+    second = a.next_window()
+    prompt = first.codes[:, -a.context_frames :]
+    again = tiny.continue_codes(prompt, second.codes.shape[1], *a._condition, a._sampler, lambda *_: None)
+    assert np.array_equal(again[:, prompt.shape[1] :], second.codes)
+
+
+def test_steering_changes_the_codes_that_follow(tiny: MusicGen) -> None:
+    same, steered = stream(tiny, top_k=1), stream(tiny, top_k=1)
+    assert np.array_equal(same.next_window().codes, steered.next_window().codes)
+    steered.steer("heavy metal, distorted guitars")
+    assert not np.array_equal(same.next_window().codes, steered.next_window().codes)
+
+
+def test_memory_stays_bounded_however_long_it_runs(tiny: MusicGen) -> None:
+    radio = stream(tiny)
+    for _ in range(8):
+        radio.next_window()
+        assert radio._tail.shape[1] <= radio.context_frames + DECODE_CONTEXT + LOOKAHEAD + radio.window_frames
+    assert radio.frames == 300 + 7 * 200
+
+
+def test_a_stop_request_ends_the_window_at_the_next_step(tiny: MusicGen) -> None:
+    radio, steps = stream(tiny), []
+    with pytest.raises(LofiError) as err:
+        radio.next_window(on_step=lambda done, total: steps.append(done), should_stop=lambda: len(steps) >= 5)
+    assert err.value.code == "CANCELLED" and "step 6 of" in err.value.message and steps[-1] == 5
+
+
+# ---- through the service, heard through a real player ------------------------------------------------------------------
+
+
+@pytest.fixture
+def radio(tmp_path):
+    from events import EventLog
+    from conftest import TINY
+    from lofi_engine.service.client import EngineClient
+    from lofi_engine.shared.settings import EngineConfig
+
+    made = []
+
+    def make(model_dir=TINY, **settings):
+        out = tmp_path / "out.wav"
+        config = EngineConfig.from_dict({
+            "model_dir": str(model_dir), "cache_dir": str(tmp_path / "cache"), "radio_window_sec": 6, "radio_context_sec": 2,
+            "player_command": f"mpv --no-config --really-quiet --no-video --ao=pcm --ao-pcm-file={out} --ao-pcm-waveheader=yes",
+            **settings,
+        })
+        events = EventLog()
+        client = EngineClient(config, events, log_path=tmp_path / "engine.log")
+        made.append(client)
+        return client, events, out
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def _heard(out):
+    import soundfile
+
+    audio, rate = soundfile.read(out, dtype="float32", always_2d=True)
+    assert rate == 48000
+    return audio
+
+
+def _longest_silence(audio) -> int:
+    quiet = np.abs(audio).max(axis=1) < 1e-5
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+
+
+def test_radio_continue_plays_one_gapless_stream_across_windows_and_a_steer(radio) -> None:
+    import soundfile
+    from lofi_engine.playback.audio import to_mixer_rate
+
+    client, events, out = radio()
+    started = client.request("radio_start", {"prompt": PROMPT, "seed": 5})
+    assert started["active"] and started["strategy"] == "continue"
+    segments = []
+    for n in (1, 2, 3):
+        segment = events.wait_event("radio_segment", nth=n, timeout=60)
+        segments.append(soundfile.read(segment["path"], dtype="float32")[0])  # before stop deletes them
+        if n == 1:
+            assert client.request("radio_steer", {"prompt": "heavy metal, distorted guitars"})["prompt"] == "heavy metal, distorted guitars"
+    assert events.wait_event("radio_segment", nth=3)["prompt"] == "heavy metal, distorted guitars"
+    assert client.request("radio")["mode"] == "live"  # the tiny model composes far faster than it plays
+    events.wait_event("playback_start", track_id=f"{started['stream_id']}-000002")  # the third segment is playing
+    assert client.request("radio_stop") == {"active": False}
+    events.wait_event("radio_state", active=False)
+    events.wait_event("playback_end", reason="stopped", timeout=30)
+    heard = _heard(out)
+    stream = np.concatenate(segments)
+    expected = to_mixer_rate(np.stack([stream, stream], axis=1), 32000)
+    played = min(len(heard), len(expected)) - int(48000 * 0.3)  # up to the stop's fade-out (within the player's lead)
+    assert played > 2 * 4 * 48000  # into the third segment
+    assert np.abs(heard[:played] - expected[:played]).max() < 1e-3  # one stream: the joins are exact
+    assert _longest_silence(heard[:played]) < 0.02 * 48000
+    assert not (client.config.cache_dir / "radio").exists() or not any((client.config.cache_dir / "radio").iterdir())
+
+
+def test_radio_refuses_what_it_cannot_do(radio) -> None:
+    client, events, out = radio()
+    for params, code in [
+        ({"prompt": PROMPT, "strategy": "shuffle"}, "INVALID_PARAMS"),
+        ({"prompt": PROMPT, "strategy": "preset_cycle"}, "INVALID_PARAMS"),
+        ({"strategy": "continue"}, "INVALID_PROMPT"),
+        ({"prompt": PROMPT, "strategy": "continue", "backend": "ace-step"}, "INVALID_PARAMS"),
+        ({"prompt": PROMPT, "colour": "blue"}, "INVALID_PARAMS"),
+    ]:
+        with pytest.raises(LofiError) as err:
+            client.request("radio_start", params)
+        assert err.value.code == code, params
+    with pytest.raises(LofiError) as err:
+        client.request("radio_steer", {"prompt": "rain"})
+    assert err.value.code == "INVALID_PARAMS" and "not playing" in err.value.message
+    assert client.engine_pid is None and not out.exists()
