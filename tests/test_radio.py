@@ -152,3 +152,47 @@ def test_radio_refuses_what_it_cannot_do(radio) -> None:
         client.request("radio_steer", {"prompt": "rain"})
     assert err.value.code == "INVALID_PARAMS" and "not playing" in err.value.message
     assert client.engine_pid is None and not out.exists()
+
+
+def test_radio_slower_than_playback_rotates_what_it_has_and_never_goes_silent(radio, tmp_path) -> None:
+    """Generation genuinely slower than real time (a decoder doing a larger model's work each step): the player
+    loops what exists, crossfaded, and joins each new segment as it is ready; the output never goes silent."""
+    from slow_model import slow_copy
+
+    client, events, out = radio(model_dir=slow_copy(tmp_path / "slow-model", products=48), threads=1, crossfade_sec=1.0)
+    started = client.request("radio_start", {"prompt": PROMPT, "seed": 5})
+    first, second = (f"{started['stream_id']}-{n:06d}" for n in (0, 1))
+    events.wait_event("playback_start", track_id=first, timeout=120)
+    events.wait_event("playback_start", track_id=first, nth=2, timeout=120)  # it came round again: rotation
+    events.wait_event("playback_start", track_id=second, timeout=120)  # and the next segment joined when ready
+    state = client.request("radio")
+    assert state["mode"] == "rotation" and state["realtime_factor"] > 1.0
+    client.request("radio_stop")
+    events.wait_event("playback_end", reason="stopped", timeout=30)
+    heard = _heard(out)
+    assert len(heard) > 10 * 48000
+    assert _longest_silence(heard) < 0.02 * 48000
+    assert [d["mode"] for n, d in events.events if n == "radio_state"][:2] == ["starting", "rotation"]
+
+
+def test_radio_same_prompt_joins_separate_pieces_with_crossfades(radio) -> None:
+    client, events, out = radio(radio_piece_sec=5, crossfade_sec=1.0)
+    started = client.request("radio_start", {"prompt": PROMPT, "strategy": "same_prompt", "seed": 9})
+    assert started["strategy"] == "same_prompt"
+    pieces = [events.wait_event("generation_complete", nth=n, timeout=60)["track_id"] for n in (1, 2)]
+    assert len(set(pieces)) == 2  # a new seed each piece
+    events.wait_event("playback_start", track_id=pieces[1], timeout=60)
+    client.request("radio_stop")
+    events.wait_event("playback_end", reason="stopped", timeout=30)
+    heard = _heard(out)
+    assert _longest_silence(heard[: 5 * 48000]) < 0.02 * 48000
+    assert client.cache.get(pieces[0]) is not None  # pieces are tracks of the library
+
+
+def test_radio_preset_cycle_takes_its_prompts_in_turn(radio) -> None:
+    client, events, out = radio(radio_piece_sec=5, crossfade_sec=0.5)
+    client.request("radio_start", {"strategy": "preset_cycle", "presets": ["rain", "night drive", "forest"], "seed": 2})
+    prompts = [events.wait_event("generation_start", nth=n, timeout=60)["prompt"] for n in (1, 2, 3)]
+    assert prompts == ["rain", "night drive", "forest"]
+    client.request("radio_stop")
+    assert client.request("radio") == {"active": False, "mode": "stopped"}

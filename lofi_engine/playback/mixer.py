@@ -68,12 +68,13 @@ class Mixer:
     def add(self, track: Track) -> None:
         self.playlist.append(track)
 
-    def insert_next(self, track: Track) -> None:
-        """Right after the track it continues when that one is in the playlist, else right after the track playing
-        (at the end when nothing plays)."""
+    def insert_next(self, track: Track, after: str | None = None) -> None:
+        """Right after ``after`` (or the track it continues) when that one is in the playlist, else right after the
+        track playing (at the end when nothing plays)."""
         ids = [t.track_id for t in self.playlist]
-        if track.follows is not None and track.follows in ids:
-            index = ids.index(track.follows) + 1
+        anchor = after if after in ids else track.follows
+        if anchor is not None and anchor in ids:
+            index = ids.index(anchor) + 1
         else:
             index = len(self.playlist) if self.current is None else self.current + 1
         self.playlist.insert(index, track)

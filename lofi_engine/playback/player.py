@@ -40,7 +40,7 @@ class Player:
         self.written = 0  # frames sent to the player
         self.last_beat = 0.0
         self.starting: list[str] = []  # the ids of a play request whose tracks are still being read
-        self.loads: queue.Queue[tuple[str, list[dict[str, Any]]]] = queue.Queue()
+        self.loads: queue.Queue[tuple[str, list[dict[str, Any]], str | None]] = queue.Queue()
         self.recent: dict[str, Track] = {}  # the last tracks read (the loader's own): what a continuation continues
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ class Player:
         if name == "play":
             self.starting = [t["track_id"] for t in params["tracks"]]
         if name in ("play", "add", "insert"):
-            self.loads.put((name, params["tracks"]))
+            self.loads.put((name, params["tracks"], params.get("after")))
         elif name == "remove":
             self.mixer.remove(params["track_id"])
         elif name == "clear":
@@ -161,7 +161,7 @@ class Player:
         while True:
             self._load(*self.loads.get())
 
-    def _load(self, name: str, tracks: list[dict[str, Any]]) -> None:
+    def _load(self, name: str, tracks: list[dict[str, Any]], after: str | None) -> None:
         """A track that continues one read before is resampled as one piece with it (and that one's end is
         corrected)."""
         loaded, patches = [], []
@@ -180,11 +180,13 @@ class Player:
                 while len(self.recent) > RECENT:
                     self.recent.pop(next(iter(self.recent)))
         except LofiError as exc:
-            self.inbox.put(("loaded", (name, None, exc, [])))
+            self.inbox.put(("loaded", (name, None, exc, [], after)))
             return
-        self.inbox.put(("loaded", (name, loaded, None, patches)))
+        self.inbox.put(("loaded", (name, loaded, None, patches, after)))
 
-    def _loaded(self, name: str, tracks: list[Track] | None, error: LofiError | None, patches: list[tuple[Track, Any]]) -> None:
+    def _loaded(
+        self, name: str, tracks: list[Track] | None, error: LofiError | None, patches: list[tuple[Track, Any]], after: str | None
+    ) -> None:
         if name == "play":
             self.starting = []
         if error is not None:
@@ -195,9 +197,9 @@ class Player:
         if name == "play":
             self.paused = False
             self.mixer.start(tracks)
-        elif name == "insert":  # right after the track playing: the radio's next segment
+        elif name == "insert":  # the radio's next piece: after the one it follows, else after the one playing
             for track in reversed(tracks):
-                self.mixer.insert_next(track)
+                self.mixer.insert_next(track, after)
         else:
             for track in tracks:
                 self.mixer.add(track)

@@ -104,8 +104,9 @@ class Playback:
         self._send(PlayerCommand("play", {"tracks": entries}), self._config())
         self.state = {**self.state, "state": "starting", "track_id": entries[0]["track_id"], "playlist": [e["track_id"] for e in entries]}
 
-    def insert_next(self, entries: list[dict[str, Any]]) -> None:
-        self._send(PlayerCommand("insert", {"tracks": entries}), self._config())
+    def insert_next(self, entries: list[dict[str, Any]], after: str | None = None) -> None:
+        """After ``after`` when it is in the playlist, else after the track playing."""
+        self._send(PlayerCommand("insert", {"tracks": entries, "after": after}), self._config())
 
     def leave_rotation(self, track_id: str) -> None:
         if self.state.get("track_id") != track_id:

@@ -173,8 +173,9 @@ class Radio:
             entry["follows"] = s.rotation[-1]
         if s.made == 0:
             self._playback.play_now([entry])
-        else:
-            self._playback.insert_next([entry])
+        else:  # after the newest piece when it has not played yet (order kept), else next
+            newest = s.rotation[-1] if s.rotation and s.rotation[-1] not in s.heard else None
+            self._playback.insert_next([entry], after=newest)
         s.made += 1
         s.composing = False
         s.rotation.append(piece_id)
