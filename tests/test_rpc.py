@@ -114,3 +114,32 @@ def test_shutdown_and_end_of_input_exit_cleanly(tmp_path: Path) -> None:
     assert server.proc.wait(timeout=30) == 0
     other = Server(tmp_path / "b")
     assert other.close() == 0
+
+
+def test_player_radio_and_library_over_json_rpc(tmp_path: Path) -> None:
+    """Issue 13 over `lofi serve`: a track generated, played (to a file), paused, its volume set, the library read,
+    the radio started and stopped; bad input gets the spec's codes."""
+    out = tmp_path / "out.wav"
+    s = Server(tmp_path / "cache", "--player-command", f"mpv --no-config --really-quiet --no-video --ao=pcm --ao-pcm-file={out}",
+               "--radio-window-sec", "6", "--radio-context-sec", "2")
+    try:
+        tid = s.call("generate", {"prompt": "rain", "duration_sec": 5, "seed": 1})["result"]["track_id"]
+        s.read_until(lambda m: m.get("method") == "generation_complete")
+        assert s.call("play", {"track_id": tid}, id=2)["result"]["track_id"] == tid
+        s.read_until(lambda m: m.get("method") == "playback_start")
+        assert s.call("pause", id=3)["result"] == {"sent": "pause"}
+        assert s.read_until(lambda m: m.get("method") == "playback_pause")["params"]["track_id"] == tid
+        assert s.call("volume", {"level": 40}, id=4)["result"] == {"sent": "settings"}
+        bad = s.call("volume", {"level": 150}, id=5)["error"]
+        assert bad["code"] == -32602 and bad["data"]["code"] == "INVALID_PARAMS"
+        missing = s.call("play", {"track_id": "0" * 16}, id=6)["error"]
+        assert missing["data"]["code"] == "TRACK_NOT_FOUND"
+        assert [t["track_id"] for t in s.call("cache_list", id=7)["result"]] == [tid]
+        assert s.call("cache_stats", id=8)["result"]["count"] == 1
+        radio = s.call("radio_start", {"prompt": "rain", "seed": 3}, id=9)["result"]
+        assert radio["active"] and radio["strategy"] == "continue"
+        s.read_until(lambda m: m.get("method") == "radio_segment")
+        assert s.call("radio_stop", id=10)["result"] == {"active": False}
+        s.read_until(lambda m: m.get("method") == "radio_state" and not m["params"]["active"])
+    finally:
+        assert s.close() == 0

@@ -40,7 +40,8 @@ class Player:
         self.written = 0  # frames sent to the player
         self.last_beat = 0.0
         self.starting: list[str] = []  # the ids of a play request whose tracks are still being read
-        self.loads: queue.Queue[tuple[str, list[dict[str, Any]], str | None]] = queue.Queue()
+        self.loads: queue.Queue[tuple[str, list[dict[str, Any]], str | None, int]] = queue.Queue()
+        self.epoch = 0  # bumped by a stop: loads asked for earlier are dropped when they arrive
         self.recent: dict[str, Track] = {}  # the last tracks read (the loader's own): what a continuation continues
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class Player:
         if name == "play":
             self.starting = [t["track_id"] for t in params["tracks"]]
         if name in ("play", "add", "insert"):
-            self.loads.put((name, params["tracks"], params.get("after")))
+            self.loads.put((name, params["tracks"], params.get("after"), self.epoch))
         elif name == "remove":
             self.mixer.remove(params["track_id"])
         elif name == "clear":
@@ -146,6 +147,8 @@ class Player:
             self._emit("playback_resume", {"track_id": self.mixer.playing.track_id} if self.mixer.playing else {"track_id": None})
         elif name == "stop":  # the loop renders the short fade-out, then lets the player go
             self.paused = False
+            self.epoch += 1  # tracks still being read were asked for before the stop: they will not play
+            self.starting = []
             self.mixer.stop()
         elif name == "skip":
             self.mixer.skip()
@@ -161,7 +164,7 @@ class Player:
         while True:
             self._load(*self.loads.get())
 
-    def _load(self, name: str, tracks: list[dict[str, Any]], after: str | None) -> None:
+    def _load(self, name: str, tracks: list[dict[str, Any]], after: str | None, epoch: int) -> None:
         """A track that continues one read before is resampled as one piece with it (and that one's end is
         corrected)."""
         loaded, patches = [], []
@@ -180,13 +183,15 @@ class Player:
                 while len(self.recent) > RECENT:
                     self.recent.pop(next(iter(self.recent)))
         except LofiError as exc:
-            self.inbox.put(("loaded", (name, None, exc, [], after)))
+            self.inbox.put(("loaded", (name, None, exc, [], after, epoch)))
             return
-        self.inbox.put(("loaded", (name, loaded, None, patches, after)))
+        self.inbox.put(("loaded", (name, loaded, None, patches, after, epoch)))
 
     def _loaded(
-        self, name: str, tracks: list[Track] | None, error: LofiError | None, patches: list[tuple[Track, Any]], after: str | None
+        self, name: str, tracks: list[Track] | None, error: LofiError | None, patches: list[tuple[Track, Any]], after: str | None, epoch: int
     ) -> None:
+        if epoch != self.epoch:
+            return
         if name == "play":
             self.starting = []
         if error is not None:
