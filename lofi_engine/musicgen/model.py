@@ -225,6 +225,8 @@ class MusicGen:
             prompt_codes = before[:, before.shape[1] - window.prompt_frames :]
             produced = self.continue_codes(prompt_codes, window.new_frames, hidden, mask, sampler, step)
             codes = np.concatenate([before, produced[:, window.prompt_frames :]], axis=1)
+        if should_stop is not None and should_stop():  # asked during the last step: no decode, no track
+            raise LofiError(CANCELLED, f"cancelled after decoder step {done} of {estimated}")
         audio = self.decode_audio(codes)
         if streamer is not None:
             streamer.finish(audio)
