@@ -7,18 +7,20 @@ vim.g.loaded_lofi = true
 -- needed in the user's python3, their python3 provider untouched.
 require("lofi.host").register()
 require("lofi.commands").register()
+require("lofi.keymaps").define() -- <Plug>(lofi-…) only: no key is mapped unless setup({keymaps = …}) asks
 
 vim.api.nvim_create_autocmd("VimLeavePre", {
   group = vim.api.nvim_create_augroup("lofi", { clear = true }),
   desc = "Stop lofi playback and its engine",
   callback = function()
-    -- Nothing here may wait on a prompt: the player is killed, and the remote plugin (only when its host runs, i.e.
-    -- LofiRequest was called) stops the engine process before Neovim closes the host's channel.
-    pcall(function()
-      require("lofi.player").stop()
-    end)
+    -- Nothing here may wait on a prompt: the remote plugin (only when its host runs, i.e. LofiRequest was called)
+    -- closes the engine client, which stops the engine process and the player process (and its mpv) before Neovim
+    -- closes the host's channel.
     if vim.fn.exists("*LofiRequest") == 1 then
       pcall(vim.fn.LofiShutdown)
     end
+    pcall(function()
+      require("lofi.player").reset()
+    end)
   end,
 })

@@ -150,44 +150,101 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def descendants(root: int) -> dict[int, list[str]]:
+    """Every process under ``root`` (children, grandchildren, …) with its argv."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: dict[int, list[str]] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                try:
+                    found[pid] = [a for a in (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+                except OSError:
+                    found[pid] = []
+                frontier.append(pid)
+    return found
+
+
+def player_pids(nvim) -> list[int]:
+    """The audio players (mpv) the service's player process runs for this Neovim."""
+    root = nvim.exec_lua("return vim.fn.getpid()")
+    return [pid for pid, argv in descendants(root).items() if argv and os.path.basename(argv[0]) == "mpv" and pid_alive(pid)]
+
+
+WAIT_PLAYBACK = """
+local event, match = ...
+local got
+local off = require('lofi').on(event, function(d)
+  for k, v in pairs(match) do if d[k] ~= v then return end end
+  got = d
+end)
+vim.wait(30000, function() return got ~= nil end, 5)
+off()
+return got
+"""
+
+
 def test_playback_starts_and_stops_a_real_player(nvim) -> None:
+    """The service's player plays the track with a real mpv (looping), and :LofiStop ends it and its mpv."""
     track = nvim.exec_lua(WAIT_GENERATION, {"prompt": PROMPT, "duration_sec": 5, "seed": 9})["done"]["track"]
-    pid = nvim.exec_lua("assert(require('lofi').play(...)); return require('lofi.player').current.process.pid", track["track_id"])
-    time.sleep(0.5)
-    assert pid_alive(pid), "mpv should be playing (looping) the track"
+    nvim.exec_lua("_G.started = nil; require('lofi').on('playback_start', function(d) _G.started = d end)")
+    assert nvim.exec_lua("return {require('lofi').play(...)}", track["track_id"]) == [True]
+    started = nvim.exec_lua("vim.wait(30000, function() return _G.started ~= nil end, 5); return _G.started")
+    assert started["track_id"] == track["track_id"] and started["prompt"] == PROMPT
+    pids = player_pids(nvim)
+    assert pids and all(pid_alive(pid) for pid in pids), "mpv should be playing (looping) the track"
     assert nvim.exec_lua("return require('lofi').status().playing.track_id") == track["track_id"]
+    nvim.exec_lua("_G.ended = nil; require('lofi').on('playback_end', function(d) _G.ended = d end)")
     nvim.command("LofiStop")
+    ended = nvim.exec_lua("vim.wait(30000, function() return _G.ended ~= nil end, 5); return _G.ended")
+    assert ended == {"track_id": track["track_id"], "reason": "stopped"}
     deadline = time.monotonic() + 5
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not pid_alive(pid)
-    assert nvim.exec_lua("return require('lofi').status().playing") is None
+    assert not any(pid_alive(pid) for pid in pids)
+    assert nvim.exec_lua("vim.wait(5000, function() return require('lofi').status().playing == nil end, 5); return require('lofi').status().playing") is None
 
 
 def test_autoplay_and_no_player_message(nvim) -> None:
+    """Autoplay goes through the service's player; a player that is not installed is one clear error (with what to
+    do), and nothing plays."""
     out = nvim.exec_lua(
         """
         local lofi = require('lofi')
         lofi.setup({model = require('lofi.config').options.model, cache = require('lofi.config').options.cache,
-                    autoplay = true, player = {cmd = nil}})
-        local path = vim.env.PATH
-        vim.env.PATH = ''
-        local found = require('lofi.player').command(true)
+                    autoplay = true, player = {cmd = {'no-such-player-here', '--no-video'}}})
         local done = false
         lofi.generate({prompt = 'no player', duration_sec = 5, seed = 1}, function() done = true end)
         vim.wait(60000, function() return done end, 10)
-        vim.wait(200)
-        vim.env.PATH = path
-        return {found = found, notes = _G.notes, playing = require('lofi.player').current}
+        vim.wait(5000, function() return #vim.tbl_filter(function(n) return n.level == vim.log.levels.ERROR end, _G.notes) > 0 end, 10)
+        return {notes = _G.notes, playing = require('lofi').status().playing}
         """
     )
-    assert out.get("found") is None and out.get("playing") is None
-    assert any("no audio player found" in n["msg"] for n in out["notes"])
+    assert out.get("playing") is None
+    assert any("PLAYER_UNAVAILABLE" in n["msg"] and "no-such-player-here is not installed" in n["msg"] and "player.cmd" in n["msg"] for n in out["notes"]), out["notes"]
 
 
-def test_player_autodetection_prefers_mpv_with_its_loop_flag(nvim) -> None:
-    cmd = nvim.exec_lua("require('lofi').setup({player = {loop = true}}); return require('lofi.player').command(true)")
-    assert cmd[0] == "mpv" and "--loop-file=inf" in cmd
+def test_the_default_player_is_the_engines_mpv_and_loop_is_the_playlists(nvim) -> None:
+    """The player is the service's (mpv fed the mixed stream); setup's player.cmd and player.loop become the engine's
+    player_command and playlist_loop settings."""
+    out = nvim.exec_lua(
+        """
+        require('lofi').setup({player = {loop = true}})
+        local plain = require('lofi.config').remote_settings().engine
+        require('lofi').setup({player = {cmd = {'mpv', '--no-video'}, loop = false}})
+        return {plain = plain, custom = require('lofi.config').remote_settings().engine}
+        """
+    )
+    assert out["plain"].get("player_command") is None and out["plain"]["playlist_loop"] is True  # the engine's default: mpv
+    assert out["custom"]["player_command"] == "mpv --no-video" and out["custom"]["playlist_loop"] is False
 
 
 def test_checkhealth_has_no_error(nvim) -> None:
@@ -211,33 +268,21 @@ def test_quitting_leaves_no_engine_or_player_behind(tmp_path: Path, monkeypatch)
     nvim.exec_lua("vim.wait(60000, function() return _G.done end, 10); vim.wait(300)")
     nvim.exec_lua("require('lofi').generate({prompt = 'still running', duration_sec = 120, seed = 2})")
     engine_pid = nvim.exec_lua("vim.wait(5000, function() return require('lofi').is_generating() end, 10); return require('lofi').status().engine.engine_pid")
-    player_pid = nvim.exec_lua("return require('lofi.player').current.process.pid")
+    nvim.exec_lua(WAIT_PLAYBACK, "playback_start", {})  # autoplay: the first track plays (the second is being made)
+    player_pid = player_pids(nvim)[0]
+    everything = descendants(nvim.exec_lua("return vim.fn.getpid()"))
     assert pid_alive(engine_pid) and pid_alive(player_pid)
     quit_nvim(nvim)
     deadline = time.monotonic() + 10
-    while (pid_alive(engine_pid) or pid_alive(player_pid)) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in everything) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(engine_pid) and not pid_alive(player_pid)
+    assert not [argv for pid, argv in everything.items() if pid_alive(pid)]
 
 
-def mpv_property(socket: str, name: str):
-    import json
-    import socket as sockets
-
-    with sockets.socket(sockets.AF_UNIX) as s:
-        s.connect(socket)
-        s.sendall(json.dumps({"command": ["get_property", name], "request_id": 1}).encode() + b"\n")
-        buffer = b""
-        while True:
-            buffer += s.recv(4096)
-            for line in buffer.split(b"\n"):
-                if line and json.loads(line).get("request_id") == 1:
-                    return json.loads(line)["data"]
-
-
-def test_playback_starts_from_streamed_chunks_before_the_track_is_done(nvim) -> None:
-    """Issue 5, time to first sound: mpv starts on the first chunks and gets the rest appended gaplessly; the
-    chunks then loop as the whole track."""
+def test_autoplay_plays_the_finished_track_through_the_service_player(nvim) -> None:
+    """Streaming a track's chunks before it is done (issue 5) was mpv driven by Lua; with the service's player it is
+    gone (the radio is how music plays while it is composed): autoplay plays the finished track, with a real mpv."""
     out = nvim.exec_lua(
         """
         local lofi = require('lofi')
@@ -245,29 +290,16 @@ def test_playback_starts_from_streamed_chunks_before_the_track_is_done(nvim) -> 
         lofi.setup({model = options.model, cache = options.cache, autoplay = true,
                     player = {cmd = {'mpv', '--ao=null', '--no-video', '--really-quiet'}, loop = true}})
         local order, done = {}, false
-        lofi.on('generation_chunk', function() table.insert(order, 'chunk') end)
-        lofi.on('generation_complete', function() table.insert(order, 'complete'); done = true end)
-        local started_at = nil
-        local timer = vim.uv.new_timer()
-        timer:start(0, 5, vim.schedule_wrap(function()
-          if not started_at and require('lofi.player').current then started_at = #order end
-        end))
-        lofi.generate({prompt = 'stream', duration_sec = 10, seed = 8})
-        vim.wait(60000, function() return done end, 5)
-        vim.wait(500)
-        timer:stop()
-        local playing = require('lofi.player').current
-        return {order = order, started_at = started_at, socket = playing and playing.socket, pid = playing and playing.process.pid}
+        lofi.on('generation_complete', function(d) table.insert(order, 'complete') end)
+        lofi.on('playback_start', function(d) table.insert(order, 'playback_start ' .. d.track_id) end)
+        local result = lofi.generate({prompt = 'autoplay', duration_sec = 5, seed = 8})
+        vim.wait(60000, function() return #order >= 2 end, 5)
+        return {order = order, track_id = result.track_id, statusline = lofi.statusline()}
         """
     )
-    assert out["order"].count("chunk") == 5 and out["order"][-1] == "complete"
-    assert out["started_at"] is not None and out["started_at"] < len(out["order"]) - 1, "mpv started before the track was done"
-    assert pid_alive(out["pid"])
-    deadline = time.monotonic() + 5
-    while mpv_property(out["socket"], "playlist-count") < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert mpv_property(out["socket"], "playlist-count") == 5
-    assert mpv_property(out["socket"], "loop-playlist") == "inf"
+    assert out["order"] == ["complete", f"playback_start {out['track_id']}"]
+    assert out["statusline"] == "▶ autoplay"
+    assert player_pids(nvim)
     nvim.command("LofiStop")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import TINY
 from nvim_session import REPO, quit_nvim, start_nvim
-from test_nvim import WAIT_GENERATION, pid_alive
+from test_nvim import WAIT_GENERATION, WAIT_PLAYBACK, descendants, pid_alive, player_pids
 
 SETUP = "require('lofi').setup(...)"
 
@@ -205,13 +205,15 @@ def test_a_failing_player_is_reported_with_its_own_message(nvim, tmp_path: Path)
         _G.notes = {}
         vim.cmd('LofiPlay')
         vim.wait(5000, function() return #_G.notes > 1 end, 5)
+        vim.wait(5000, function() return lofi.status().playing == nil end, 5) -- the player process reports it stopped
         return {notes = _G.notes, playing = lofi.status().playing}
         """,
         failing,
     )
     errors = [n["msg"] for n in out["notes"] if n["level"] == 4]
     assert len(errors) == 1, out["notes"]
-    assert "PLAYER_FAILED" in errors[0] and "exited with code 1" in errors[0] and "cannot open audio device hw:7" in errors[0]
+    # the service's player process feeds the player; when it fails, playback ends with PLAYBACK_FAILED and its words
+    assert "PLAYBACK_FAILED" in errors[0] and "sh stopped" in errors[0] and "cannot open audio device hw:7" in errors[0]
     assert '"play me"' in errors[0]
     assert out.get("playing") is None
 
@@ -324,9 +326,10 @@ def test_completion_and_messages_name_the_prompt(nvim) -> None:
 def test_lofiqueue_updates_while_open_and_opens_once(nvim) -> None:
     out = nvim.exec_lua(
         """
-        local lofi, done = require('lofi'), false
+        local lofi, done, second_started = require('lofi'), false, false
+        lofi.on('generation_start', function(d) if d.prompt == 'second' then second_started = true end end)
         lofi.generate({prompt = 'first', duration_sec = 10, seed = 1}, function() done = true end)
-        lofi.generate({prompt = 'second', duration_sec = 5, seed = 1})
+        lofi.generate({prompt = 'second', duration_sec = 120, seed = 1})
         vim.cmd('LofiQueue')
         local win = vim.api.nvim_get_current_win()
         local before = vim.api.nvim_buf_get_lines(0, 0, -1, false)
@@ -337,9 +340,13 @@ def test_lofiqueue_updates_while_open_and_opens_once(nvim) -> None:
           if vim.api.nvim_win_get_config(w).relative ~= '' then floats = floats + 1 end
         end
         local again = vim.api.nvim_get_current_win()
-        vim.wait(60000, function() return done end, 5)
+        vim.wait(60000, function() return done and second_started end, 5)
         local buf = vim.api.nvim_win_get_buf(win)
-        vim.wait(2000, function() return not vim.api.nvim_buf_get_lines(buf, 0, 1, false)[1]:find('first') end, 5)
+        -- the window follows the queue by itself: wait for it to show the second job running (it takes seconds more)
+        vim.wait(5000, function()
+          local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+          return #lines == 1 and lines[1]:find('second') ~= nil and lines[1]:find('running') ~= nil
+        end, 5)
         return {before = before, after = vim.api.nvim_buf_get_lines(buf, 0, -1, false), floats = floats, same = win == again}
         """
     )
@@ -366,7 +373,7 @@ def test_help_lofi_opens_at_the_top(nvim, tmp_path: Path) -> None:
 # ---- item 6: quitting never hangs ---------------------------------------------------------------------------------
 
 def process_ids(nvim) -> dict:
-    return nvim.exec_lua(
+    ids = nvim.exec_lua(
         """
         local ids = {nvim = vim.fn.getpid()}
         for _, c in ipairs(vim.api.nvim_list_chans()) do
@@ -374,11 +381,16 @@ def process_ids(nvim) -> dict:
         end
         local engine = require('lofi').status().engine
         ids.engine = engine and engine.engine_pid or nil
-        local playing = require('lofi.player').current
-        ids.player = playing and playing.process.pid or nil
         return ids
         """
     )
+    players = player_pids(nvim)
+    if players:  # the audio player (mpv) and the service's player process that feeds it
+        ids["player"] = players[0]
+        ids["player process"] = int(Path(f"/proc/{players[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    for pid in descendants(ids["nvim"]):  # and anything else lofi started
+        ids.setdefault(f"process {pid}", pid)
+    return ids
 
 
 def quit_and_time(nvim, pids: dict) -> float:
@@ -394,6 +406,7 @@ def test_quitting_mid_generation_while_playing_leaves_nothing_behind_within_a_se
     nvim = start(tmp_path, monkeypatch, player={"cmd": ["mpv", "--ao=null", "--no-video", "--really-quiet"], "loop": True})
     track = nvim.exec_lua(WAIT_GENERATION, {"prompt": "first", "duration_sec": 5, "seed": 1})["done"]["track"]
     nvim.exec_lua("assert(require('lofi').play(...))", track)
+    assert nvim.exec_lua(WAIT_PLAYBACK, "playback_start", {"track_id": track["track_id"]})
     nvim.exec_lua(
         """
         local started = false
@@ -403,7 +416,8 @@ def test_quitting_mid_generation_while_playing_leaves_nothing_behind_within_a_se
         """
     )
     pids = process_ids(nvim)
-    assert set(pids) == {"nvim", "host", "engine", "player"} and all(pid_alive(p) for p in pids.values()), pids
+    named = {name for name in pids if not name.startswith("process ")}
+    assert named == {"nvim", "host", "engine", "player", "player process"} and all(pid_alive(p) for p in pids.values()), pids
     took = quit_and_time(nvim, pids)
     assert not [name for name, pid in pids.items() if pid_alive(pid)], pids
     print(f"quitting took {took:.2f} s")

@@ -172,7 +172,10 @@ class EngineClient:
             declined = self._queue.waiting_for_download()
             self._queue.remove(declined)
             for job in declined:
-                message = f"the {job.config.variant} model is not downloaded and its download was declined"
+                message = (
+                    f"the {job.config.variant} model is not downloaded and its download was declined; "
+                    "ask for it again with :LofiDownload (Neovim) or `lofi download` (terminal)"
+                )
                 self._events.emit("generation_error", {"track_id": job.track_id, "code": MODEL_NOT_FOUND, "message": message})
             return {"status": "declined", "variant": variant}
         if is_available(self.config):
@@ -205,9 +208,13 @@ class EngineClient:
         return meta
 
     def _busy_tracks(self) -> set[str]:
-        """Tracks that may not be deleted now: queued, generating, or in the player's playlist."""
+        """Tracks that may not be deleted now: queued, generating, or in the player's playlist (unless the player has
+        stopped: a stopped playlist is only replaced by the next `play`, and what it held may go)."""
         ids = {j.track_id for j in self._queue.jobs() if j.track_id is not None}
-        return ids | set(self._playback.state.get("playlist") or []) | ({self._playback.state["track_id"]} if self._playback.state.get("track_id") else set())
+        state = self._playback.state
+        if state.get("state") == "stopped":
+            return ids
+        return ids | set(state.get("playlist") or []) | ({state["track_id"]} if state.get("track_id") else set())
 
     def _queue_view(self) -> dict[str, Any]:
         views = [job.view(position) for position, job in enumerate(self._queue.jobs())]
@@ -308,6 +315,11 @@ class EngineClient:
             if self._closed:
                 return
             self._closed = True
-        self._link.stop(timeout)  # outside the lock: the reader thread may be waiting for it with a last event
-        self._playback.close()
+        # Both children at once (outside the lock: the reader threads may be waiting for it with a last event): the
+        # player lets mpv play out what it holds while the engine gets its time to stop, so quitting waits for the
+        # slower of the two, not their sum.
+        player = threading.Thread(target=self._playback.close, name="lofi-player-close", daemon=True)
+        player.start()
+        self._link.stop(timeout)
+        player.join(timeout + 1)
         self._events.close(timeout)

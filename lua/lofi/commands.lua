@@ -1,5 +1,6 @@
--- :LofiGenerate, :LofiQueue, :LofiCancel, :LofiPlay, :LofiStop, :LofiDownload, :LofiLog with completion. The
--- commands are where errors are notified (the Lua API returns them).
+-- :LofiGenerate, :LofiQueue, :LofiCancel, :LofiDownload, :LofiLog; the player's :LofiPlay, :LofiPause, :LofiResume,
+-- :LofiToggle, :LofiSkip, :LofiStop, :LofiVolume; :LofiRadio; the library's :LofiTracks and :LofiSave; with
+-- completion. The commands are where errors are notified (the Lua API returns them).
 local config = require("lofi.config")
 local schema = require("lofi.schema")
 
@@ -8,13 +9,10 @@ local M = {}
 local OPTIONS = { duration = "duration_sec", duration_sec = "duration_sec", seed = "seed", priority = "priority", backend = "backend" }
 local OPTION_NAMES = { "duration", "seed", "priority", "backend" }
 
----Errors the Lua side finds itself (the remote plugin logs the ones it returns).
-local LUA_SIDE = { NOT_REGISTERED = true, NOT_INSTALLED = true, PLUGIN_ERROR = true }
-
 ---Notify an error from a request (logged by the remote plugin unless it never got there).
 ---@param err lofi.Error
 local function report(err)
-  require("lofi.ui").error(err, { logged = not LUA_SIDE[err.code] })
+  require("lofi.ui").report(err)
 end
 
 ---Notify an error found here (it goes to the plugin log too).
@@ -219,13 +217,290 @@ function M.play(cmd)
   end
   local ok, err = lofi.play(id)
   if not ok then
-    ui.notify("lofi: " .. err, vim.log.levels.ERROR)
+    report(err)
     return
   end
   local playing = require("lofi.player").current
   if playing and playing.track_id then
     ui.notify("lofi: playing " .. ui.describe(playing.track_id))
   end
+end
+
+---A player control with nothing to say when it works (the statusline shows it), and "nothing is playing" when
+---there is nothing to control.
+local function control(name)
+  return function()
+    local ui = require("lofi.ui")
+    if not require("lofi.player").current and not require("lofi.player").radio.active then
+      ui.notify("lofi: nothing is playing")
+      return
+    end
+    local _, err = require("lofi")[name]()
+    if err then
+      report(err)
+    end
+  end
+end
+
+M.pause = control("pause")
+M.resume = control("resume")
+M.toggle = control("toggle")
+M.skip = control("skip")
+
+---:LofiVolume N (0–100), +N / -N (from the current volume); without an argument, says the volume.
+function M.volume(cmd)
+  local lofi, ui, player = require("lofi"), require("lofi.ui"), require("lofi.player")
+  local arg = vim.trim(cmd.args or "")
+  if arg == "" then
+    ui.notify(("lofi: volume %d"):format(player.volume_level()))
+    return
+  end
+  local sign, number = arg:match("^([+-]?)(%d+%.?%d*)$")
+  if not number then
+    invalid(("the volume is a number from 0 to 100, or +N / -N, not %q"):format(arg))
+    return
+  end
+  local level = tonumber(number)
+  if sign == "+" then
+    level = math.min(100, player.volume_level() + level)
+  elseif sign == "-" then
+    level = math.max(0, player.volume_level() - level)
+  end
+  local _, err = lofi.volume(level)
+  if err then
+    report(err)
+  end
+end
+
+function M.complete_volume(arg_lead)
+  return vim.tbl_filter(function(item)
+    return vim.startswith(item, arg_lead)
+  end, { "0", "25", "50", "75", "100", "+10", "-10" })
+end
+
+-- ---- the radio ----------------------------------------------------------------------------------------------
+
+local RADIO_OPTIONS = { strategy = true, seed = true, backend = true }
+
+---`:LofiRadio lofi hip hop strategy=same_prompt seed=3` → the radio's options; `word=value` with another word is an
+---error, not part of the prompt.
+---@param args string[]
+---@return lofi.RadioOpts? opts, string? err
+function M.parse_radio(args)
+  local opts, words = {}, {}
+  for _, arg in ipairs(args) do
+    local key, value = arg:match("^([%a_][%w_]*)=(.*)$")
+    if key and not RADIO_OPTIONS[key] then
+      return nil, ("%s is not an option of :LofiRadio; options: strategy=, seed=, backend="):format(key)
+    elseif key == "seed" then
+      opts.seed = tonumber(value)
+      if not opts.seed or opts.seed < 0 or opts.seed ~= math.floor(opts.seed) then
+        return nil, ("seed must be a whole number ≥ 0, not %q"):format(value)
+      end
+    elseif key then
+      opts[key] = value
+    else
+      table.insert(words, arg)
+    end
+  end
+  if #words > 0 then
+    opts.prompt = table.concat(words, " ")
+  end
+  return opts
+end
+
+local last_radio_prompt = nil
+
+local function start_radio(opts)
+  local lofi, ui = require("lofi"), require("lofi.ui")
+  local steering = require("lofi.player").radio.active
+  local state, err = lofi.radio(opts)
+  if err then
+    report(err)
+    return
+  end
+  last_radio_prompt = opts.prompt or last_radio_prompt
+  if steering and state and state.prompt then
+    ui.notify(("lofi: radio steered to %q"):format(state.prompt))
+  elseif state then
+    ui.notify(("lofi: radio %s %q"):format(state.strategy or "", state.prompt or ""))
+  end
+end
+
+---:LofiRadio [prompt] [strategy=…] [seed=N] [backend=…] starts the radio (while it plays, a new prompt steers it);
+---:LofiRadio stop stops it; without a prompt, asks for one (the last one offered).
+function M.radio(cmd)
+  local ui = require("lofi.ui")
+  if vim.trim(cmd.args) == "stop" then
+    if not require("lofi.player").radio.active then
+      ui.notify("lofi: the radio is not playing")
+      return
+    end
+    local _, err = require("lofi").radio_stop()
+    if err then
+      report(err)
+    else
+      ui.notify("lofi: radio stopped")
+    end
+    return
+  end
+  local opts, err = M.parse_radio(cmd.fargs)
+  if not opts then
+    invalid(err)
+    return
+  end
+  if opts.prompt or (opts.strategy and opts.strategy:find("preset")) then
+    start_radio(opts)
+    return
+  end
+  vim.ui.input({ prompt = "lofi radio: ", default = last_radio_prompt }, function(prompt)
+    if prompt and vim.trim(prompt) ~= "" then
+      opts.prompt = vim.trim(prompt)
+      start_radio(opts)
+    end
+  end)
+end
+
+function M.complete_radio(arg_lead)
+  local items = { "stop", "strategy=continue", "strategy=same_prompt", "seed=", "backend=musicgen", "backend=ace-step" }
+  return vim.tbl_filter(function(item)
+    return vim.startswith(item, arg_lead)
+  end, items)
+end
+
+-- ---- the library ---------------------------------------------------------------------------------------------
+
+---"just now", "5 min ago", "3 h ago", "2 days ago".
+---@param at number? Unix seconds
+---@return string
+function M.age(at)
+  if not at then
+    return "?"
+  end
+  local seconds = math.max(0, os.time() - at)
+  if seconds < 60 then
+    return "just now"
+  elseif seconds < 3600 then
+    return ("%d min ago"):format(math.floor(seconds / 60))
+  elseif seconds < 86400 then
+    return ("%d h ago"):format(math.floor(seconds / 3600))
+  end
+  return ("%d days ago"):format(math.floor(seconds / 86400))
+end
+
+---One picker line: prompt, duration, backend, age.
+---@param track table
+---@return string
+function M.track_line(track)
+  return ("%s  %ss  %s  %s"):format(track.prompt or track.track_id, track.duration_sec and ("%g"):format(track.duration_sec) or "?", track.backend or "?", M.age(track.created_at))
+end
+
+---What the picker can do with a track, in the order offered.
+M.TRACK_ACTIONS = { "play", "add to playlist", "delete", "regenerate with a new seed" }
+
+---Do `action` with `track` (one of TRACK_ACTIONS).
+---@param action string
+---@param track table
+function M.track_action(action, track)
+  local lofi, ui = require("lofi"), require("lofi.ui")
+  local what = ui.describe(track.track_id, track)
+  if action == "play" then
+    local ok, err = lofi.play(track)
+    if not ok then
+      report(err)
+    else
+      ui.notify("lofi: playing " .. what)
+    end
+  elseif action == "add to playlist" and not require("lofi.player").current then
+    M.track_action("play", track) -- nothing plays: the playlist starts with it
+  elseif action == "add to playlist" then
+    local _, err = lofi.playlist.add(track)
+    if err then
+      report(err)
+    else
+      ui.notify("lofi: added to the playlist " .. what)
+    end
+  elseif action == "delete" then
+    local _, err = lofi.delete(track)
+    if err then
+      report(err)
+    else
+      ui.notify("lofi: deleted " .. what)
+    end
+  elseif action == "regenerate with a new seed" then
+    local _, err = lofi.generate({ prompt = track.prompt, duration_sec = track.duration_sec, backend = track.backend })
+    if err then
+      report(err)
+    end
+  end
+end
+
+---:LofiTracks: pick a cached track (vim.ui.select, so a picker plugin takes over), then what to do with it.
+function M.tracks()
+  local lofi, ui = require("lofi"), require("lofi.ui")
+  local tracks, err = lofi.tracks()
+  if err then
+    report(err)
+    return
+  end
+  if #tracks == 0 then
+    ui.notify("lofi: no cached track yet (:LofiGenerate makes one)")
+    return
+  end
+  vim.ui.select(tracks, { prompt = "lofi tracks", format_item = M.track_line, kind = "lofi_track" }, function(track)
+    if not track then
+      return
+    end
+    vim.ui.select(M.TRACK_ACTIONS, { prompt = ("lofi: %s"):format(ui.shorten(track.prompt or track.track_id, 40)), kind = "lofi_track_action" }, function(action)
+      if action then
+        M.track_action(action, track)
+      end
+    end)
+  end)
+end
+
+---:LofiSave[!] path [format]: export the track playing (else the most recently played) as wav, flac, ogg or mp3
+---(default: from the extension); ! overwrites.
+function M.save(cmd)
+  local lofi, ui = require("lofi"), require("lofi.ui")
+  local path, format = cmd.fargs[1], cmd.fargs[2]
+  if not path or #cmd.fargs > 2 then
+    invalid(":LofiSave needs a file name, and a format if you like: :LofiSave ~/music/rain.flac [wav|flac|ogg|mp3]")
+    return
+  end
+  local tracks, err = lofi.tracks()
+  if err then
+    report(err)
+    return
+  end
+  local playing = require("lofi.player").current
+  local track = nil
+  for _, t in ipairs(tracks) do
+    if playing and t.track_id == playing.track_id then
+      track = t
+    end
+  end
+  track = track or tracks[1]
+  if not track then
+    ui.notify("lofi: no cached track to save yet", vim.log.levels.WARN)
+    return
+  end
+  local result, save_err = lofi.save(track, path, format, { overwrite = cmd.bang })
+  if save_err then
+    report(save_err)
+    return
+  end
+  ui.notify(("lofi: saved %s to %s"):format(ui.describe(track.track_id, track), result.path))
+end
+
+function M.complete_save(arg_lead, cmd_line)
+  local args = vim.split(cmd_line, "%s+", { trimempty = false })
+  if #args <= 2 then
+    return vim.fn.getcompletion(arg_lead, "file")
+  end
+  return vim.tbl_filter(function(item)
+    return vim.startswith(item, arg_lead)
+  end, { "wav", "flac", "ogg", "mp3" })
 end
 
 function M.cancel(cmd)
@@ -256,13 +531,15 @@ end
 
 function M.stop()
   local ui = require("lofi.ui")
-  local stopped = require("lofi").stop()
-  if not stopped then
+  local stopped, err = require("lofi").stop()
+  if err then
+    report(err)
+  elseif not stopped then
     ui.notify("lofi: nothing is playing")
-  elseif stopped.track_id then
+  elseif stopped.track_id and not stopped.radio then
     ui.notify("lofi: stopped " .. ui.describe(stopped.track_id))
   else
-    ui.notify("lofi: stopped " .. (stopped.path or "playback"))
+    ui.notify("lofi: stopped the radio" .. (stopped.prompt and (" %q"):format(stopped.prompt) or ""))
   end
 end
 
@@ -271,7 +548,7 @@ function M.log()
   local paths = require("lofi.ui").log_paths()
   local files = vim.tbl_filter(function(path)
     return vim.fn.filereadable(path) == 1
-  end, { paths.plugin, paths.engine })
+  end, { paths.plugin, paths.engine, paths.player })
   if #files == 0 then
     require("lofi.ui").notify(("lofi: nothing logged yet (logs go to %s and %s)"):format(paths.plugin, paths.engine))
     return
@@ -292,7 +569,19 @@ function M.register()
   })
   create("LofiQueue", M.queue, { desc = "Show the running and pending generations (updates while open)" })
   create("LofiPlay", M.play, { nargs = "?", complete = M.complete_tracks, desc = "Play a cached track (default: the most recently played)" })
-  create("LofiStop", M.stop, { desc = "Stop playback" })
+  create("LofiPause", M.pause, { desc = "Pause playback" })
+  create("LofiResume", M.resume, { desc = "Resume playback" })
+  create("LofiToggle", M.toggle, { desc = "Pause or resume playback" })
+  create("LofiSkip", M.skip, { desc = "Skip to the next track (crossfaded)" })
+  create("LofiStop", M.stop, { desc = "Stop playback (and the radio)" })
+  create("LofiVolume", M.volume, { nargs = "?", complete = M.complete_volume, desc = "Set the volume: 0–100, +N or -N" })
+  create("LofiRadio", M.radio, {
+    nargs = "*",
+    complete = M.complete_radio,
+    desc = "Start the radio (:LofiRadio lofi hip hop), steer it with a new prompt while it plays, :LofiRadio stop",
+  })
+  create("LofiTracks", M.tracks, { desc = "Pick a cached track: play, add to the playlist, delete, regenerate" })
+  create("LofiSave", M.save, { nargs = "+", bang = true, complete = M.complete_save, desc = "Save the track playing: :LofiSave[!] path [wav|flac|ogg|mp3]" })
   create("LofiCancel", M.cancel, { nargs = "?", complete = M.complete_pending, desc = "Cancel a generation (default: the last queued, else the running one)" })
   create("LofiDownload", function()
     require("lofi").download()

@@ -14,8 +14,27 @@
 ---@field optimized boolean Keep ONNX Runtime's optimized model on disk: loads ≈ 2× faster, ≈ 3.5 GB of disk for small
 
 ---@class lofi.PlayerConfig
----@field cmd string[]? Player command and arguments, the file is appended (nil: autodetect)
----@field loop boolean Repeat the track until stopped (background music)
+---@field cmd string[]? The audio player the service's player process feeds (mpv and its options; the raw-audio input options are appended; nil: the engine's default mpv command)
+---@field loop boolean Start the playlist over at its end; a single track loops, its tail crossfaded into its head
+---@field crossfade_sec number Seconds consecutive tracks overlap (0: none)
+---@field volume integer Playback volume at start, 0 to 100
+
+---@class lofi.RadioConfig
+---@field window_sec number Radio (continue): seconds of music a window composes, its context included
+---@field context_sec number Radio (continue): seconds of the piece so far each window continues
+---@field piece_sec number Radio (same_prompt, preset_cycle, random_preset): seconds a piece lasts
+
+---@class lofi.KeymapsConfig
+---@field toggle string|false? Normal-mode keys for <Plug>(lofi-toggle) (nil/false: none)
+---@field pause string|false?
+---@field resume string|false?
+---@field skip string|false?
+---@field stop string|false?
+---@field radio string|false?
+---@field volume_up string|false?
+---@field volume_down string|false?
+---@field tracks string|false?
+---@field generate string|false?
 
 ---@class lofi.Config
 ---@field backend "musicgen"|"ace-step" Backend of a generation that names none: MusicGen (5–120 s, 32 kHz mono) or ACE-Step (10–240 s, 48 kHz stereo)
@@ -25,6 +44,8 @@
 ---@field duration_sec number Default length of a generated track: 5 to 120 seconds with musicgen, 10 to 240 with ace-step
 ---@field notify boolean Show start/end notifications and the progress line (errors are always shown)
 ---@field player lofi.PlayerConfig
+---@field radio lofi.RadioConfig
+---@field keymaps lofi.KeymapsConfig Opt-in key mappings (none unless asked)
 ---@field autoplay boolean Play a track as soon as it is generated
 ---@field python string? Interpreter that runs the engine (nil: the plugin's .venv made by `make install`)
 
@@ -41,7 +62,18 @@ M.defaults = {
   cache = { dir = nil, max_size = settings.cache_max_bytes.default, optimized = settings.optimized_cache.default },
   duration_sec = schema.default_duration_sec,
   notify = true,
-  player = { cmd = nil, loop = true },
+  player = {
+    cmd = nil,
+    loop = settings.playlist_loop.default,
+    crossfade_sec = settings.crossfade_sec.default,
+    volume = settings.volume.default,
+  },
+  radio = {
+    window_sec = settings.radio_window_sec.default,
+    context_sec = settings.radio_context_sec.default,
+    piece_sec = settings.radio_piece_sec.default,
+  },
+  keymaps = {},
   autoplay = true,
   python = nil,
 }
@@ -52,6 +84,12 @@ M.options = vim.deepcopy(M.defaults)
 local function one_of(values)
   return function(v)
     return vim.tbl_contains(values, v), "one of " .. table.concat(values, ", ")
+  end
+end
+
+local function seconds(low, high)
+  return function(v)
+    return type(v) == "number" and v >= low and v <= high
   end
 end
 
@@ -72,6 +110,8 @@ local function validate(opts)
     ace_step = { opts.ace_step, "table" },
     cache = { opts.cache, "table" },
     player = { opts.player, "table" },
+    radio = { opts.radio, "table" },
+    keymaps = { opts.keymaps, "table" },
     duration_sec = {
       opts.duration_sec,
       function(v)
@@ -115,21 +155,56 @@ local function validate(opts)
     ["player.cmd"] = {
       opts.player.cmd,
       function(v)
-        return v == nil or (vim.islist(v) and #v > 0)
+        if v == nil then
+          return true
+        end
+        if not vim.islist(v) or #v == 0 then
+          return false
+        end
+        for _, arg in ipairs(v) do
+          if type(arg) ~= "string" then
+            return false
+          end
+        end
+        return true
       end,
-      "a list like { 'mpv', '--no-video' } or nil",
+      "a list of strings like { 'mpv', '--no-video' } or nil",
     },
     ["player.loop"] = { opts.player.loop, "boolean" },
+    ["player.crossfade_sec"] = { opts.player.crossfade_sec, seconds(0, 30), "a number of seconds from 0 to 30" },
+    ["player.volume"] = {
+      opts.player.volume,
+      function(v)
+        return type(v) == "number" and v == math.floor(v) and v >= 0 and v <= 100
+      end,
+      "an integer from 0 to 100",
+    },
+    ["radio.window_sec"] = { opts.radio.window_sec, seconds(1, 30), "a number of seconds, at most 30" },
+    ["radio.context_sec"] = {
+      opts.radio.context_sec,
+      function(v)
+        return type(v) == "number" and v >= 1 and type(opts.radio.window_sec) == "number" and v < opts.radio.window_sec
+      end,
+      "a number of seconds, at least 1 and less than radio.window_sec",
+    },
+    ["radio.piece_sec"] = { opts.radio.piece_sec, seconds(5, 240), "a number of seconds from 5 to 240" },
   })
+  for name, lhs in pairs(opts.keymaps) do
+    vim.validate({ ["keymaps." .. name] = { lhs, function(v)
+      return v == false or (type(v) == "string" and v ~= "")
+    end, "keys like '<leader>mp', or false" } })
+  end
 end
 
 ---Every option setup() knows (also those whose default is nil), by table.
 M.known = {
-  [""] = { "backend", "model", "ace_step", "cache", "duration_sec", "notify", "player", "autoplay", "python" },
+  [""] = { "backend", "model", "ace_step", "cache", "duration_sec", "notify", "player", "radio", "keymaps", "autoplay", "python" },
   model = { "variant", "dir", "device", "threads" },
   ace_step = { "dir", "variant" },
   cache = { "dir", "max_size", "optimized" },
-  player = { "cmd", "loop" },
+  player = { "cmd", "loop", "crossfade_sec", "volume" },
+  radio = { "window_sec", "context_sec", "piece_sec" },
+  keymaps = { "toggle", "pause", "resume", "skip", "stop", "radio", "volume_up", "volume_down", "tracks", "generate" },
 }
 
 ---Edit distance (insertions, deletions, substitutions, swaps of neighbours).
@@ -211,6 +286,22 @@ function M.engine_python()
   return vim.fn.executable(venv) == 1 and venv or nil
 end
 
+---An argument list as one string that Python's shlex.split (POSIX rules) turns back into the same list: the
+---engine's `player_command` setting. It is split, never run by a shell.
+---@param args string[]
+---@return string
+function M.shell_join(args)
+  return table.concat(
+    vim.tbl_map(function(arg)
+      if arg:match("^[%w@%%+=:,./_-]+$") then
+        return arg
+      end
+      return "'" .. arg:gsub("'", [['"'"']]) .. "'"
+    end, args),
+    " "
+  )
+end
+
 ---The settings the remote plugin hands to the engine (the engine's own schema: `lofi_engine.shared.settings.EngineConfig`,
 ---whose field names are the keys of `require("lofi.schema").settings`).
 ---@return table
@@ -231,6 +322,13 @@ function M.remote_settings()
       cache_dir = expand(o.cache.dir),
       cache_max_bytes = math.floor(o.cache.max_size),
       optimized_cache = o.cache.optimized,
+      player_command = o.player.cmd and M.shell_join(o.player.cmd) or vim.NIL,
+      playlist_loop = o.player.loop,
+      crossfade_sec = o.player.crossfade_sec,
+      volume = math.floor(o.player.volume),
+      radio_window_sec = o.radio.window_sec,
+      radio_context_sec = o.radio.context_sec,
+      radio_piece_sec = o.radio.piece_sec,
     },
     python = M.engine_python() or vim.NIL,
     log_dir = vim.fn.stdpath("state") .. "/lofi",

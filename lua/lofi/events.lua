@@ -43,7 +43,12 @@ M.awaiting_consent = false
 ---@type table<string, {prompt: string?, duration_sec: number?, backend: string?}>
 M.known = {}
 
+---Track ids this editor asked for with generate() (autoplay plays these, never the radio's pieces).
+---@type table<string, boolean>
+M.requested = {}
+
 local accepted = 0
+local radio_stream = nil -- the stream id of the radio that plays
 
 ---Subscribe to an event; returns a function that unsubscribes.
 ---@param event string
@@ -115,6 +120,16 @@ local function track_state(event, data)
     M.active[id] = nil
     if next(M.active) == nil then
       M.awaiting_consent = false -- the jobs that waited for an answer are gone (declined)
+    end
+  elseif event == "radio_segment" or event == "radio_error" then
+    M.active[data.stream_id] = nil -- the radio's model load (model_load_progress names its stream) is over
+  elseif event == "radio_state" then
+    if data.stream_id then
+      radio_stream = data.stream_id
+    end
+    if not data.active and radio_stream then
+      M.active[radio_stream] = nil
+      radio_stream = nil
     end
   elseif event == "consent_required" then
     M.awaiting_consent = true

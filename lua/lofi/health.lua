@@ -63,14 +63,14 @@ local function check_engine()
 end
 
 local function check_player()
-  local cmd = require("lofi.player").command(false)
-  if cmd then
-    vim.health.ok("audio player: " .. cmd[1])
+  local cmd = require("lofi.config").options.player.cmd
+  local program = cmd and cmd[1] or vim.split(require("lofi.schema").settings.player_command.default, " ")[1]
+  if vim.fn.executable(program) == 1 then
+    vim.health.ok(("audio player: %s (fed by the service's player process)"):format(program))
   else
-    vim.health.warn("no audio player found; tracks are generated but not played", {
-      "Install one: `sudo apt install mpv` (Debian/Ubuntu), `sudo dnf install mpv` (Fedora), `brew install mpv` (macOS);"
-        .. " ffplay (ffmpeg), pw-play (PipeWire), paplay (PulseAudio) or aplay (alsa-utils) work too",
-      "Or set player.cmd = { 'your-player', '--flag' } in setup() (the file is appended)",
+    vim.health.warn(("audio player %s not found; tracks are generated but not played"):format(program), {
+      "Install mpv: `sudo apt install mpv` (Debian/Ubuntu), `sudo dnf install mpv` (Fedora), `brew install mpv` (macOS)",
+      "Or set player.cmd = { '/path/to/mpv', '--flag' } in setup() (it is fed raw audio on its standard input)",
     })
   end
 end

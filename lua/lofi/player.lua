@@ -1,152 +1,136 @@
--- Playback through an external player, spawned with an argument list (never a shell string), stdin closed.
--- This module owns what is playing (`current`); others read it and change it only through these functions.
+-- Playback through the service's player (lofi_engine/service/playback.py): a player process of its own mixes the
+-- tracks (crossfade, loop, volume) and feeds mpv; Neovim spawns nothing. This module sends the player's requests and
+-- keeps the Lua side's view of what plays, from the playback and radio events (the statusline reads it; it never
+-- sends a request). `status()` in init.lua asks the service for the exact state (position, volume, playlist).
 local config = require("lofi.config")
+local engine = require("lofi.engine")
 
 local M = {}
 
----Known players, best first: the command before the file, and the flag that loops natively (if any).
-M.known = {
-  -- quiet, but errors still reach stderr (reported when the player fails)
-  { "mpv", args = { "--no-video", "--no-input-terminal", "--msg-level=all=error" }, loop = { "--loop-file=inf" } },
-  { "ffplay", args = { "-nodisp", "-autoexit", "-loglevel", "error" }, loop = { "-loop", "0" } },
-  { "afplay", args = {} },
-  { "pw-play", args = {} },
-  { "paplay", args = {} },
-  { "aplay", args = { "-q" } },
-}
-
 ---@class lofi.Playing
----@field path string? The track's file (nil while a streamed track is still being generated)
----@field track_id string?
----@field socket string? mpv's IPC socket of a streamed track
----@field process vim.SystemObj
----@field stopped boolean
+---@field state "starting"|"playing"|"paused" what the player does
+---@field track_id string the track (or radio segment) heard now
+---@field prompt string?
+---@field radio boolean? a radio segment or piece
 
----What is playing now; read-only outside this module.
+---What plays now, as the events told it (nil: nothing); read-only outside this module.
 ---@type lofi.Playing?
 M.current = nil
 
----The player command (without the file) and whether it loops by itself; nil when none is installed.
----@param loop boolean
----@return string[]?, boolean
-function M.command(loop)
-  local custom = config.options.player.cmd
-  if custom then
-    return vim.deepcopy(custom), false
+---@class lofi.RadioState
+---@field active boolean
+---@field mode "starting"|"live"|"rotation"|"error"|"stopped"
+---@field strategy string?
+---@field prompt string?
+---@field realtime_factor number? generation seconds per second of audio (below 1: it keeps up)
+---@field pieces integer?
+
+---The radio as its last radio_state event (or request) described it.
+---@type lofi.RadioState
+M.radio = { active = false, mode = "stopped" }
+
+---The volume last set (setup's player.volume until a volume() call).
+---@type integer?
+M.level = nil
+
+-- Tracks started and not yet ended, by id: a track that loops starts again before its first pass ends (the tail
+-- crossfades into the head), and in a crossfade the next track starts before the last one ends.
+local open = {}
+
+---The volume the next volume_up/down starts from.
+---@return integer
+function M.volume_level()
+  return M.level or math.floor(config.options.player.volume)
+end
+
+---Translate an engine error for Lua (setting names → setup() options).
+---@param err lofi.Error?
+---@return lofi.Error?
+local function for_lua(err)
+  if err and type(err.message) == "string" then
+    err.message = require("lofi.ui").for_lua(err.message)
   end
-  for _, player in ipairs(M.known) do
-    if vim.fn.executable(player[1]) == 1 then
-      local cmd = vim.list_extend({ player[1] }, player.args)
-      if loop and player.loop then
-        return vim.list_extend(cmd, player.loop), true
-      end
-      return cmd, false
+  return err
+end
+
+---One request to the service's player, radio or library; `result, err` (err = {code, message}).
+---@param method string
+---@param params table?
+---@return any result, lofi.Error? err
+function M.request(method, params)
+  local result, err = engine.request(method, params)
+  return result, for_lua(err)
+end
+
+---Play tracks (ids; replaces the playlist). Nil: the most recently played (or made) track.
+---@param ids string[]?
+---@return table? result, lofi.Error? err
+function M.play(ids)
+  local params = ids and { track_ids = ids } or nil
+  local result, err = M.request("play", params)
+  if result then
+    open = {}
+    local info = require("lofi.events").known[result.track_id] or {}
+    M.current = { state = "starting", track_id = result.track_id, prompt = info.prompt }
+  end
+  return result, err
+end
+
+---Stop playback; returns what was playing (nil when nothing was).
+---@return lofi.Playing? was, lofi.Error? err
+function M.stop()
+  local was = M.current
+  local _, err = M.request("stop")
+  if err then
+    return nil, err
+  end
+  M.current, open = nil, {}
+  return was
+end
+
+---Forget what plays (the service's player is gone: Neovim exits, the remote plugin shut it down).
+function M.reset()
+  M.current, open = nil, {}
+  M.radio = { active = false, mode = "stopped" }
+end
+
+---Update the view from one playback or radio event (before the subscribers and reactions see it).
+---@param event string
+---@param data table
+function M.on_event(event, data)
+  local id = data.track_id
+  if event == "playback_start" and id then
+    open[id] = (open[id] or 0) + 1
+    local info = require("lofi.events").known[id] or {}
+    local paused = M.current and M.current.state == "paused"
+    M.current = { state = paused and "paused" or "playing", track_id = id, prompt = data.prompt or info.prompt, radio = data.radio }
+  elseif event == "playback_pause" and M.current then
+    M.current.state = "paused"
+  elseif event == "playback_resume" and M.current then
+    M.current.state = "playing"
+  elseif event == "playback_end" and id then
+    open[id] = (open[id] or 1) - 1
+    if open[id] <= 0 then
+      open[id] = nil
     end
-  end
-  return nil, false
-end
-
----Stop whatever is playing; given a `process`, only when that is what is playing.
----@param process vim.SystemObj?
-function M.stop(process)
-  local playing = M.current
-  if not playing or (process and playing.process ~= process) then
-    return
-  end
-  M.current = nil
-  playing.stopped = true
-  pcall(playing.process.kill, playing.process, "sigterm")
-end
-
----@class lofi.PlayingTrack
----@field track_id string?
----@field path string?
----@field socket string?
-
----What a failed player said: its last lines on stderr, shortened.
----@param stderr string?
----@return string
-local function last_words(stderr)
-  local lines = vim.tbl_filter(function(l)
-    return vim.trim(l) ~= ""
-  end, vim.split(stderr or "", "\n", { plain = true }))
-  local said = table.concat(vim.list_slice(lines, math.max(1, #lines - 2)), " | ")
-  return vim.trim(said)
-end
-
----Start a player command (an argument list, stdin closed) as what is playing now. When it exits with an error
----(and was not stopped), the error is reported with the player's own message.
----@param cmd string[]
----@param track lofi.PlayingTrack what it plays
----@param on_exit fun(playing: lofi.Playing, code: integer)? called on the main loop unless it was stopped
----@return vim.SystemObj? process, string? err
-function M.spawn(cmd, track, on_exit)
-  ---@type lofi.Playing
-  local playing = { path = track.path, track_id = track.track_id, socket = track.socket, stopped = false }
-  local opts = { stdin = false, stdout = false, stderr = true, text = true }
-  local ok, process = pcall(vim.system, cmd, opts, function(result)
-    vim.schedule(function()
-      if playing.stopped then
-        return
+    if data.reason == "stopped" or data.reason == "error" then
+      if M.current and (M.current.track_id == id or data.reason == "error") then
+        M.current, open = nil, {}
       end
-      local was_current = M.current == playing
-      if was_current then
-        M.current = nil
-      end
-      if result.code ~= 0 or (result.signal and result.signal ~= 0) then
-        local ui = require("lofi.ui")
-        local what = playing.track_id and (" playing " .. ui.describe(playing.track_id)) or ""
-        local said = last_words(result.stderr)
-        local how = result.code ~= 0 and ("exited with code %d"):format(result.code) or ("was killed (signal %d)"):format(result.signal)
-        ui.error({ code = "PLAYER_FAILED", message = ("%s %s%s%s"):format(cmd[1], how, what, said ~= "" and (": " .. said) or "") })
-      end
-      if was_current and on_exit then
-        on_exit(playing, result.code)
-      end
-    end)
-  end)
-  if not ok then
-    return nil, ("cannot start %s: %s"):format(cmd[1], process)
-  end
-  playing.process = process
-  M.current = playing
-  return process
-end
-
----A streamed track is finished: when `process` still plays it, its file is now `path`.
----@param process vim.SystemObj
----@param path string
-function M.set_path(process, path)
-  if M.current and M.current.process == process then
-    M.current.path = path
-  end
-end
-
----Play a WAV file, replacing what is playing; loops when configured.
----@param path string
----@param track_id string?
----@return boolean ok, string? err
-function M.play(path, track_id)
-  if vim.fn.filereadable(path) == 0 then
-    return false, "no such track file: " .. path
-  end
-  local loop = config.options.player.loop
-  local cmd, loops_itself = M.command(loop)
-  if not cmd then
-    local names = vim.tbl_map(function(p)
-      return p[1]
-    end, M.known)
-    return false, "no audio player found: install one of " .. table.concat(names, ", ") .. " or set player.cmd"
-  end
-  M.stop()
-  table.insert(cmd, path)
-  local function again(_, code)
-    if loop and not loops_itself and code == 0 then
-      M.spawn(cmd, { track_id = track_id, path = path }, again) -- players without a loop flag are started again
+    elseif M.current and M.current.track_id == id and not open[id] then
+      -- the track that was heard ended with nothing after it (a crossfade would have started the next one first)
+      M.current = nil
     end
+  elseif event == "radio_state" then
+    M.radio = {
+      active = data.active == true,
+      mode = data.mode,
+      strategy = data.strategy,
+      prompt = data.prompt,
+      realtime_factor = data.realtime_factor,
+      pieces = data.pieces,
+    }
   end
-  local process, err = M.spawn(cmd, { track_id = track_id, path = path }, again)
-  return process ~= nil, err
 end
 
 return M

@@ -1,11 +1,10 @@
 -- What the plugin itself does on each engine event: notifications (start, completion, errors), the progress line,
--- statusline redraws, callbacks, streaming, autoplay and the consent question.
+-- statusline redraws, callbacks, autoplay (through the service's player), playback errors and the consent question.
 local callbacks = require("lofi.callbacks")
 local config = require("lofi.config")
 local consent = require("lofi.consent")
-local engine = require("lofi.engine")
 local events = require("lofi.events")
-local stream = require("lofi.stream")
+local player = require("lofi.player")
 local ui = require("lofi.ui")
 
 local M = {}
@@ -15,9 +14,23 @@ local function percent_line(d, doing)
   return ("lofi: %s %q %d%%%s"):format(doing, (events.known[d.track_id] or {}).prompt or d.track_id, d.percent, left)
 end
 
+---A piece the radio composes (not asked for with generate()): no notifications, never autoplayed.
+local function radio_piece(track_id)
+  return not events.requested[track_id] and player.radio.active
+end
+
+---A playback or radio event: statuslines follow.
+local function redraw()
+  ui.progress_changed(true)
+end
+
 ---@type table<string, fun(data: table)>
 local reactions = {
   generation_start = function(d)
+    if radio_piece(d.track_id) then
+      ui.progress_changed()
+      return
+    end
     ui.notify("lofi: generating " .. ui.describe(d.track_id, d))
     ui.progress_changed()
   end,
@@ -25,28 +38,32 @@ local reactions = {
     local doing = d.stage == "decode" and "decoding" or "generating" -- ACE-Step's second stage turns latents into audio
     ui.progress(d.track_id, percent_line(d, doing), d.percent)
     ui.progress_changed()
-    stream.on_progress(d)
-  end,
-  generation_chunk = function(d)
-    stream.on_chunk(d)
   end,
   generation_complete = function(d)
     ui.progress_done(d.track_id, "success")
     ui.progress_changed(true)
+    if radio_piece(d.track_id) then
+      return -- the radio plays it
+    end
+    local requested = events.requested[d.track_id]
+    events.requested[d.track_id] = nil
     local took = d.cached and "from the cache" or ("in %s"):format(ui.clock(d.generation_time_sec))
     ui.notify(("lofi: ready %s, %s"):format(ui.describe(d.track_id, d), took), vim.log.levels.INFO, { progress = d.track_id })
     callbacks.finish(d.track_id, nil, d)
-    if stream.on_complete(d) then
-      engine.request("track_played", { track_id = d.track_id })
-    elseif config.options.autoplay then
+    if config.options.autoplay and requested and not player.radio.active then
       local ok, err = require("lofi").play(d)
-      if not ok then
-        ui.notify("lofi: " .. err, vim.log.levels.ERROR)
+      if not ok and err then
+        ui.report(err, { what = "autoplay" })
       end
     end
   end,
   generation_error = function(d)
-    stream.on_error(d)
+    events.requested[d.track_id] = nil
+    if radio_piece(d.track_id) then
+      ui.progress_done(d.track_id, "failed")
+      ui.progress_changed(true)
+      return -- radio_state (mode error) says it
+    end
     local cancelled = d.code == "CANCELLED"
     ui.progress_done(d.track_id, cancelled and "cancel" or "failed")
     ui.progress_changed(true)
@@ -75,6 +92,22 @@ local reactions = {
     ui.progress_done("download", "success")
     ui.progress_changed(true)
     ui.notify("lofi: the model is downloaded", vim.log.levels.INFO, { progress = "download" })
+  end,
+  playback_start = redraw,
+  playback_pause = redraw,
+  playback_resume = redraw,
+  playback_end = function(d)
+    redraw()
+    if d.reason == "error" then
+      local what = d.track_id and ("playing " .. ui.describe(d.track_id)) or nil
+      ui.error({ code = d.code or "PLAYBACK_FAILED", message = d.message or "the player failed" }, { logged = true, what = what })
+    end
+  end,
+  radio_state = redraw,
+  radio_error = function(d)
+    if d.code ~= "CANCELLED" then
+      ui.error(d, { logged = true, what = "radio" })
+    end
   end,
   download_error = function(d)
     ui.progress_done("download", "failed")

@@ -21,10 +21,10 @@ end
 -- ---- logs ---------------------------------------------------------------------------------------------------
 
 ---Where the remote plugin and the engine write their logs (the remote plugin is handed this folder).
----@return {dir: string, plugin: string, engine: string}
+---@return {dir: string, plugin: string, engine: string, player: string}
 function M.log_paths()
   local dir = vim.fn.stdpath("state") .. "/lofi"
-  return { dir = dir, plugin = dir .. "/plugin.log", engine = dir .. "/engine.log" }
+  return { dir = dir, plugin = dir .. "/plugin.log", engine = dir .. "/engine.log", player = dir .. "/player.log" }
 end
 
 ---Append an error the Lua side found (player, command line, setup) to the plugin log, next to the remote plugin's.
@@ -71,6 +71,9 @@ function M.for_lua(message)
   message = message:gsub("ace_step_model_dir %(CLI: %-%-model%-dir with %-%-backend ace%-step%)", "ace_step.dir in setup()")
   message = message:gsub("%-%-ace%-step%-model%-dir", "ace_step.dir"):gsub("ace_step_model_dir", "ace_step.dir")
   message = message:gsub("run `lofi download %-%-variant [%w%-]+` or pass %-%-model%-dir", "run :LofiDownload or set model.dir in setup()")
+  message = message:gsub("set player_command", "set player.cmd in setup()"):gsub("player_command", "player.cmd")
+  message = message:gsub("radio_window_sec", "radio.window_sec"):gsub("radio_context_sec", "radio.context_sec")
+  message = message:gsub("radio_piece_sec", "radio.piece_sec"):gsub("crossfade_sec must", "player.crossfade_sec must")
   return message
 end
 
@@ -134,6 +137,18 @@ function M.error(err, opts)
   local about = opts.what and (opts.what .. ": ") or ""
   local message = ("lofi: %s: %s%s"):format(err.code or "ERROR", about, M.for_lua(err.message) or "unknown error")
   M.notify(message, ERROR, opts)
+end
+
+---Errors the Lua side finds itself (the remote plugin logs the ones it returns).
+local LUA_SIDE = { NOT_REGISTERED = true, NOT_INSTALLED = true, PLUGIN_ERROR = true }
+
+---Notify an error a request returned (the remote plugin logged it, unless it never got there or `lua` says the Lua
+---side found it).
+---@param err lofi.Error
+---@param opts {what: string?, lua: boolean?}?
+function M.report(err, opts)
+  opts = opts or {}
+  M.error(err, { logged = not (LUA_SIDE[err.code] or opts.lua), what = opts.what })
 end
 
 -- ---- the progress line --------------------------------------------------------------------------------------
@@ -216,11 +231,44 @@ end
 
 -- ---- the statusline -----------------------------------------------------------------------------------------
 
----"" when idle; while a request is under way, its state: `♪ queued`, `♪ awaiting consent`, `♪ downloading 12%`,
----`♪ loading 40%`, `♪ 45% 0:35` (generating: percent, time left), `♪ decoding 80% 0:10` (ACE-Step), and `+N`
----when N more jobs wait.
+---`text` cut to `width` characters, ending with "…" when cut.
+---@param text string
+---@param width integer
 ---@return string
-function M.statusline()
+function M.shorten(text, width)
+  if vim.fn.strchars(text) <= width then
+    return text
+  end
+  return vim.fn.strcharpart(text, 0, width - 1) .. "…"
+end
+
+---How long a prompt may be on the statusline.
+M.STATUSLINE_PROMPT = 24
+
+---What plays: `▶ rainy piano`, `⏸ rainy piano`, `▶ radio live: lofi hip hop` (mode starting, live, rotation or
+---error), or "" when nothing plays and the radio is off.
+---@return string
+function M.playing_line()
+  local player = require("lofi.player")
+  local current, radio = player.current, player.radio
+  local icon = current and current.state == "paused" and "⏸" or "▶"
+  if radio.active then
+    local prompt = radio.prompt or (current and current.prompt) or ""
+    local text = ("%s radio %s"):format(current and icon or "♪", radio.mode or "starting")
+    return prompt ~= "" and ("%s: %s"):format(text, M.shorten(prompt, M.STATUSLINE_PROMPT)) or text
+  end
+  if not current then
+    return ""
+  end
+  local prompt = current.prompt or (events.known[current.track_id] or {}).prompt or current.track_id
+  return ("%s %s"):format(icon, M.shorten(prompt, M.STATUSLINE_PROMPT))
+end
+
+---While a request is under way, its state: `♪ queued`, `♪ awaiting consent`, `♪ downloading 12%`, `♪ loading 40%`,
+---`♪ 45% 0:35` (generating: percent, time left), `♪ decoding 80% 0:10` (ACE-Step), and `+N` when N more jobs
+---wait; "" when nothing is.
+---@return string
+function M.generation_line()
   local job = events.current()
   local text
   if job and job.state == "generating" then
@@ -245,6 +293,16 @@ function M.statusline()
     text = ("%s +%d"):format(text, more)
   end
   return text
+end
+
+---What plays and what is being generated, together (`▶ rainy piano · ♪ 45% 0:35`); "" when neither.
+---@return string
+function M.statusline()
+  local playing, generating = M.playing_line(), M.generation_line()
+  if playing ~= "" and generating ~= "" then
+    return playing .. " · " .. generating
+  end
+  return playing .. generating
 end
 
 local last_redraw, redraw_pending = 0, false

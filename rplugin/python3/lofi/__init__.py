@@ -102,9 +102,11 @@ class LofiPlugin:
 
     def _forward(self, event: str, data: dict[str, Any]) -> None:
         """From the client's dispatcher thread to the editor's loop, in order."""
-        if event in ("generation_error", "download_error"):
+        failed = event in ("generation_error", "download_error", "radio_error") or (event == "playback_end" and data.get("reason") == "error")
+        if failed:
             level = logging.INFO if data.get("code") == "CANCELLED" else logging.ERROR
-            log.log(level, "%s %s: %s: %s", event, data.get("track_id") or data.get("variant"), data.get("code"), data.get("message"))
+            about = data.get("track_id") or data.get("variant") or data.get("stream_id")
+            log.log(level, "%s %s: %s: %s", event, about, data.get("code"), data.get("message"))
         self.nvim.async_call(self._dispatch, event, data)
 
     def _dispatch(self, event: str, data: dict[str, Any]) -> None:
