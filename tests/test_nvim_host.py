@@ -12,7 +12,7 @@ from pathlib import Path
 import pynvim
 import pytest
 import soundfile
-from conftest import PROMPT, TINY
+from conftest import TINY
 from nvim_session import nvim_argv, quit_nvim
 
 GENERATE = """
@@ -92,7 +92,7 @@ def test_other_remote_plugins_and_the_users_python3_host_keep_working(tmp_path: 
         "    def pid(self, args):\n"
         "        return os.getpid()\n"
     )
-    env = isolated_env(tmp_path / "home", f"/usr/bin:/bin")
+    env = isolated_env(tmp_path / "home", "/usr/bin:/bin")
     user_host = ["--cmd", f"set rtp+={other}", "--cmd", f"let g:python3_host_prog = '{sys.executable}'"]
     installer = attach(env, *user_host)
     installer.command("UpdateRemotePlugins")

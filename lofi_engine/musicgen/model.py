@@ -190,14 +190,8 @@ class MusicGen:
         ``should_stop()`` is asked after every decoder step: True ends the job with CANCELLED.
         """
         started = time.perf_counter()
-        options = request.options
         prompt, duration_sec, seed = request.prompt, request.duration_sec, request.seed
-        sampler = TokenSampler(
-            np.random.default_rng(seed),
-            self.settings.top_k if options.top_k is None else options.top_k,
-            self.settings.temperature if options.temperature is None else options.temperature,
-            self.settings.guidance_scale if options.guidance_scale is None else options.guidance_scale,
-        )
+        sampler = TokenSampler.for_request(request, self.settings)
 
         hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, prompt, sampler.uses_guidance)
         windows = self.windows(duration_sec)

@@ -59,14 +59,8 @@ class ContinuousStream:
         self.context_frames = round(self.context_sec * rate)
         if not 0 < self.context_frames < self.window_frames:
             raise LofiError(INVALID_PARAMS, f"the radio's context ({self.context_sec:g} s) must be shorter than its window ({self.window_sec:g} s)")
-        settings, options = self.model.settings, self.request.options
-        self._sampler = TokenSampler(
-            np.random.default_rng(self.request.seed),
-            settings.top_k if options.top_k is None else options.top_k,
-            settings.temperature if options.temperature is None else options.temperature,
-            settings.guidance_scale if options.guidance_scale is None else options.guidance_scale,
-        )
-        self._tail = np.zeros((settings.num_codebooks, 0), dtype=np.int64)
+        self._sampler = TokenSampler.for_request(self.request, self.model.settings)
+        self._tail = np.zeros((self.model.settings.num_codebooks, 0), dtype=np.int64)
         self.steer(self.request.prompt)
 
     def steer(self, prompt: str) -> None:

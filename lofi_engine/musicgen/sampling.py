@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from lofi_engine.musicgen.settings import ModelSettings
+    from lofi_engine.shared.request import GenerateRequest
 
 
 @dataclass
@@ -18,6 +24,17 @@ class TokenSampler:
     top_k: int
     temperature: float
     guidance_scale: float
+
+    @classmethod
+    def for_request(cls, request: GenerateRequest, settings: ModelSettings) -> "TokenSampler":
+        """Seeded by the request; its sampling options where given, else the model's generation config."""
+        options = request.options
+        return cls(
+            np.random.default_rng(request.seed),
+            settings.top_k if options.top_k is None else options.top_k,
+            settings.temperature if options.temperature is None else options.temperature,
+            settings.guidance_scale if options.guidance_scale is None else options.guidance_scale,
+        )
 
     @property
     def uses_guidance(self) -> bool:
