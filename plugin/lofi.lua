@@ -3,6 +3,15 @@ if vim.g.loaded_lofi then
 end
 vim.g.loaded_lofi = true
 
+-- A manual runtimepath set-up (no plugin manager) has no doc/tags: make them, so :help lofi works. Two cheap checks
+-- when they exist; nothing when the folder is read-only.
+do
+  local doc = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h") .. "/doc"
+  if vim.fn.filereadable(doc .. "/tags") == 0 and vim.fn.filewritable(doc) == 2 then
+    pcall(vim.cmd.helptags, vim.fn.fnameescape(doc))
+  end
+end
+
 -- The remote plugin runs in a python3 host of its own (the plugin's .venv): no :UpdateRemotePlugins, no pynvim
 -- needed in the user's python3, their python3 provider untouched.
 require("lofi.host").register()

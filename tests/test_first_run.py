@@ -60,6 +60,12 @@ def test_asks_before_any_request_then_offline_says_what_to_do(first_run) -> None
     assert done["err"]["code"] == "MODEL_DOWNLOAD_FAILED"
     assert "cannot reach the HuggingFace Hub" in message and ":LofiDownload" in message and "model.dir" in message
     assert "HF_HUB_OFFLINE" not in message and "Traceback" not in message
+    # One failure, one error shown: the cause and what to do first, the Neovim way, the track last.
+    errors = [n for n in nvim.exec_lua("return _G.notes") if n.startswith("lofi: MODEL_")]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("lofi: MODEL_DOWNLOAD_FAILED: cannot reach the HuggingFace Hub"), errors
+    assert ":LofiDownload" in errors[0] and "model.dir" in errors[0], errors
+    assert "--model-dir" not in errors[0] and "lofi download" not in errors[0], errors
 
 
 def test_not_now_then_lofi_download_asks_again_and_downloads(first_run) -> None:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -496,3 +497,25 @@ def test_progress_goes_to_native_progress_fidget_or_a_replacing_notifier(nvim) -
     assert out[3:6] == [["fidget create", "lofi: step 1", 10], ["fidget report", "lofi: step 2", 20], ["fidget finish"]]
     assert out[6:8] == [["notify", "lofi: step 1", 0], ["notify", "lofi: step 2", 7]]
     assert out[8:] == [["echo", "lofi: step 1", False], ["echo", "lofi: step 2", False]]
+
+
+def test_help_works_with_a_manual_runtimepath_setup(tmp_path) -> None:
+    """No plugin manager, no :helptags: the plugin makes doc/tags itself when the folder is writable."""
+    import shutil
+    import subprocess
+
+    from nvim_session import REPO, nvim_executable
+
+    root = tmp_path / "lofi.nvim"
+    for part in ("plugin", "lua", "doc"):
+        shutil.copytree(REPO / part, root / part)
+    (root / "doc" / "tags").unlink(missing_ok=True)
+    env = {**os.environ, **{f"XDG_{k}_HOME": str(tmp_path / k.lower()) for k in ("CONFIG", "DATA", "STATE", "CACHE")}}
+    out = subprocess.run(
+        [nvim_executable(), "--headless", "-u", "NORC", "-i", "NONE", "-n", "--cmd", f"set rtp^={root}",
+         "-c", "lua local ok, e = pcall(vim.cmd, 'help lofi'); io.stdout:write(ok and 'HELP ' .. vim.fn.expand('%:t') or tostring(e))",
+         "-c", "qa!"],
+        capture_output=True, text=True, timeout=30, env=env,
+    )
+    assert out.stdout.strip() == "HELP lofi.txt", out.stdout + out.stderr
+    assert (root / "doc" / "tags").exists()

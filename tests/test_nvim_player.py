@@ -557,7 +557,7 @@ def test_a_missing_player_is_reported_with_what_to_do(editor) -> None:
     nvim.exec_lua(GENERATE, {"prompt": "unheard", "duration_sec": 5, "seed": 1})
     wait_for_lua(nvim, "#_G.notes >= 3")
     errors = [n["msg"] for n in nvim.exec_lua("return _G.notes") if n["level"] == 4]
-    assert errors == ["lofi: PLAYER_UNAVAILABLE: autoplay: the player no-such-player is not installed: install mpv (or set player.cmd in setup()) to hear tracks"], errors
+    assert errors == ["lofi: PLAYER_UNAVAILABLE: the player no-such-player is not installed: install mpv (or set player.cmd in setup()) to hear tracks — autoplay"], errors
     result = nvim.exec_lua("return {require('lofi').play()}")
     assert result[0] is False and result[1]["code"] == "PLAYER_UNAVAILABLE"
 

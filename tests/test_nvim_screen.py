@@ -32,16 +32,17 @@ vim.cmd([[set laststatus=2 statusline=%(statusline)s]])
 
 
 class Screen:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, init_text: str | None = None, extra_env: dict[str, str] | None = None) -> None:
         self.name = "lofi-" + uuid.uuid4().hex[:8]
         self.socket = str(tmp_path / "nvim.sock")
         self.marker = tmp_path / "completed.txt"
         self.prompts_seen: list[str] = []
         home = tmp_path / "home"
         env = {f"XDG_{k}_HOME": str(home / k.lower()) for k in ("CONFIG", "DATA", "STATE", "CACHE")}
+        env.update(extra_env or {})
         init = tmp_path / "init.lua"
-        init.write_text(INIT % {"model": str(TINY), "cache": str(tmp_path / "cache"), "marker": str(self.marker),
-                                "statusline": STATUSLINE})
+        init.write_text((init_text or INIT) % {"model": str(TINY), "cache": str(tmp_path / "cache"),
+                                               "marker": str(self.marker), "statusline": STATUSLINE})
         command = [nvim_executable(), "-u", "NORC", "-i", "NONE", "-n", "--cmd", f"set rtp^={REPO}",
                    "--listen", self.socket, "-c", f"luafile {init}"]
         line = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *command])
@@ -164,3 +165,29 @@ def test_the_statusline_follows_the_job_even_from_the_queue_window_and_clears_at
     screen.wait(lambda: "♪" not in screen.text(), "the statusline to clear", timeout=1.0)
     assert time.monotonic() - ended < 1.0
     screen.wait(lambda: "nothing is generating" in screen.text(), "the queue window to show the end too", timeout=1.0)
+
+
+FIRST_RUN_INIT = """
+require('lofi').setup({cache = {dir = %(cache)r}, autoplay = false})
+local marker = %(marker)r
+require('lofi').on('generation_complete', function(d) vim.fn.writefile({d.prompt}, marker, 'a') end)
+"""
+
+
+def test_answering_the_download_question_raises_no_prompt(tmp_path: Path, monkeypatch) -> None:
+    """Neovim's own vim.ui.select (inputlist) answered with 1: the messages after it must not raise hit-enter."""
+    from fake_hub import serve_tiny
+
+    hub = serve_tiny(monkeypatch, tmp_path)
+    names = ("LOFI_CATALOGUE", "HF_ENDPOINT", "HF_HOME", "LOFI_DOWNLOAD_BACKOFF_SEC")
+    s = Screen(tmp_path, FIRST_RUN_INIT, {k: os.environ[k] for k in names if k in os.environ})
+    try:
+        s.command("LofiGenerate first track duration=5 seed=1")
+        s.wait(lambda: "Type number" in s.text(), "the download question")
+        s.type("1")
+        s.enter()
+        s.wait(lambda: s.completed() == ["first track"], "the track after the download", timeout=120, no_prompt=True)
+        assert not s.prompted(), s.text()
+    finally:
+        s.close()
+        hub.stop()

@@ -196,3 +196,17 @@ def test_radio_preset_cycle_takes_its_prompts_in_turn(radio) -> None:
     assert prompts == ["rain", "night drive", "forest"]
     client.request("radio_stop")
     assert client.request("radio") == {"active": False, "mode": "stopped"}
+
+
+def test_radio_files_stay_bounded_and_go_with_the_service(radio, monkeypatch) -> None:
+    """Segment files leave with the rotation; closing with the radio on removes its folder."""
+    import lofi_engine.service.radio as radio_module
+
+    monkeypatch.setattr(radio_module, "MAX_ROTATION", 2)
+    client, events, out = radio(radio_window_sec=3, radio_context_sec=1)
+    started = client.request("radio_start", {"prompt": PROMPT, "seed": 5})
+    folder = client.config.cache_dir / "radio" / started["stream_id"]
+    events.wait_event("playback_start", track_id=f"{started['stream_id']}-000004", timeout=60)
+    assert len(list(folder.glob("*.wav"))) <= 3  # the rotation's two and the newest
+    client.close()
+    assert not folder.exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import soundfile
 
+from lofi_engine.engine.wav import default_file_mode
 from lofi_engine.shared.errors import INVALID_PARAMS, WRITE_FAILED, LofiError
 
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
@@ -30,6 +31,7 @@ def export(source: Path, target: Path, kind: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
         with os.fdopen(fd, "wb") as handle:
             soundfile.write(handle, audio, rate, format=container, subtype=subtype)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, target)
     except (OSError, RuntimeError, AssertionError) as exc:
         if tmp is not None:

@@ -31,6 +31,7 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
             f.write(encoded.getbuffer())
             f.flush()
             os.fsync(f.fileno())  # space a filesystem only claims at writeback (NFS, quotas) fails here, not later
+        os.chmod(tmp, default_file_mode())  # as any file the user makes (a temp file starts private)
         os.replace(tmp, path)
     except (OSError, RuntimeError, AssertionError) as exc:
         _remove(tmp)
@@ -40,6 +41,13 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
         _remove(tmp)
         raise
     return path
+
+
+def default_file_mode() -> int:
+    """0666 less the user's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _remove(tmp: str | None) -> None:

@@ -61,6 +61,7 @@ class EngineClient:
         self._playback.listener = self._radio.on_event
         self._library_handlers = library.handlers(lambda: self.cache, self._busy_tracks, lambda: self._link.python)
         self._use(config)
+        self._radio.forget_stale()  # what a crashed session's radio left
 
     def _use(self, config: EngineConfig) -> None:
         self.config = config
@@ -322,4 +323,5 @@ class EngineClient:
         player.start()
         self._link.stop(timeout)
         player.join(timeout + 1)
+        self._radio.forget()
         self._events.close(timeout)

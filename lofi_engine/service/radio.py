@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import secrets
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,7 @@ from lofi_engine.shared.settings import RADIO_STRATEGIES, EngineConfig
 
 MAX_ROTATION = 8
 """Pieces or segments kept in the rotation; older ones leave it (bounded memory however long it runs)."""
+STALE_SEC = 3600.0
 AHEAD = 2
 """Pieces or segments composed ahead of the one playing: enough for the next join, no more (the radio composes as
 it plays, not in advance)."""
@@ -180,7 +182,10 @@ class Radio:
         s.composing = False
         s.rotation.append(piece_id)
         if len(s.rotation) > MAX_ROTATION:
-            self._playback.leave_rotation(s.rotation.pop(0))
+            gone = s.rotation.pop(0)
+            self._playback.leave_rotation(gone)
+            if s.strategy == "continue":  # the player holds what it plays: the file is no longer needed
+                (self._folder(s) / f"{int(gone.rsplit('-', 1)[1]):06d}.wav").unlink(missing_ok=True)
         s.realtime_factor = round(realtime_factor, 3)
         mode = "live" if realtime_factor < 1.0 else "rotation"
         changed = mode != s.mode
@@ -240,7 +245,26 @@ class Radio:
         return GenerateRequest.parse({"prompt": prompt}).prompt
 
     def _folder(self, session: RadioSession) -> Path:
-        return self._config().cache_dir / "radio" / session.stream_id
+        return self.root() / session.stream_id
+
+    def root(self) -> Path:
+        return self._config().cache_dir / "radio"
+
+    def forget(self) -> None:
+        """This radio's segment files, when the service closes with the radio on."""
+        if self.session is not None:
+            shutil.rmtree(self._folder(self.session), ignore_errors=True)
+
+    def forget_stale(self) -> None:
+        """Segment folders a crashed session left: a live radio writes into its folder every window, so one
+        untouched for an hour belongs to nobody (another editor's live radio is left alone)."""
+        cutoff = time.time() - STALE_SEC
+        for folder in self.root().glob("*"):
+            try:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
     def _state_fields(self) -> dict[str, Any]:
         return {k: v for k, v in self.status().items() if v is not None}

@@ -34,14 +34,19 @@ function M.ask(data, on_answer, explicit)
     local agreed = choice == "Download"
     declined = not agreed
     local _, err = engine.request("download", { consent = agreed })
-    if err then
-      ui.error(err)
-    elseif agreed then
-      ui.notify("lofi: downloading the model…", vim.log.levels.INFO, true)
-    end
-    if on_answer then
-      on_answer(agreed)
-    end
+    -- Neovim's own vim.ui.select (inputlist) leaves its list scrolled up on the screen: a message echoed now would
+    -- raise a hit-enter prompt (and freeze the progress line under it). Redraw first, on the main loop.
+    vim.schedule(function()
+      pcall(vim.cmd, "redraw")
+      if err then
+        ui.error(err)
+      elseif agreed then
+        ui.progress("download", "lofi: downloading the model…")
+      end
+      if on_answer then
+        on_answer(agreed)
+      end
+    end)
   end)
 end
 

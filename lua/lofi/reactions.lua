@@ -9,6 +9,10 @@ local ui = require("lofi.ui")
 
 local M = {}
 
+---The last download error shown, for a few seconds: the generations waiting on the download fail with the same
+---error, which is not shown again.
+local last_download_error = nil
+
 local function percent_line(d, doing)
   local left = d.eta_sec and (" (%s left)"):format(ui.clock(d.eta_sec)) or ""
   return ("lofi: %s %q %d%%%s"):format(doing, (events.known[d.track_id] or {}).prompt or d.track_id, d.percent, left)
@@ -69,9 +73,9 @@ local reactions = {
     ui.progress_changed(true)
     if cancelled then
       ui.notify("lofi: cancelled " .. ui.describe(d.track_id), vim.log.levels.INFO, { progress = d.track_id })
-    else
+    elseif not (last_download_error and last_download_error.code == d.code) then
       ui.error(d, { logged = true, what = ui.describe(d.track_id), progress = d.track_id })
-    end
+    end -- else: the download's error, already shown once
     callbacks.finish(d.track_id, { code = d.code, message = d.message }, nil)
   end,
   model_load_progress = function(d)
@@ -110,6 +114,10 @@ local reactions = {
     end
   end,
   download_error = function(d)
+    last_download_error = { code = d.code }
+    vim.defer_fn(function()
+      last_download_error = nil -- the generations waiting on the download fail with it right away
+    end, 5000)
     ui.progress_done("download", "failed")
     ui.progress_changed(true)
     ui.error(d, { logged = true, progress = "download" })

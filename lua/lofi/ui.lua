@@ -8,7 +8,7 @@ local M = {}
 
 local INFO, WARN, ERROR = vim.log.levels.INFO, vim.log.levels.WARN, vim.log.levels.ERROR
 local REDRAW_EVERY_MS = 200
-local MAX_NOTIFICATION = 200 -- characters a notification plugin gets of a long error (the rest is in :LofiLog)
+local MAX_NOTIFICATION = 300 -- characters a notification plugin gets of a long error (the rest is in :LofiLog)
 
 ---m:ss
 ---@param seconds number?
@@ -71,6 +71,8 @@ function M.for_lua(message)
   message = message:gsub("ace_step_model_dir %(CLI: %-%-model%-dir with %-%-backend ace%-step%)", "ace_step.dir in setup()")
   message = message:gsub("%-%-ace%-step%-model%-dir", "ace_step.dir"):gsub("ace_step_model_dir", "ace_step.dir")
   message = message:gsub("run `lofi download %-%-variant [%w%-]+` or pass %-%-model%-dir", "run :LofiDownload or set model.dir in setup()")
+  message = message:gsub(":LofiDownload %(or `lofi download`%)", ":LofiDownload"):gsub(" %(%-%-model%-dir%)", " in setup()")
+  message = message:gsub(":LofiDownload %(Neovim%) or `lofi download` %(terminal%)", ":LofiDownload")
   message = message:gsub("set player_command", "set player.cmd in setup()"):gsub("player_command", "player.cmd")
   message = message:gsub("radio_window_sec", "radio.window_sec"):gsub("radio_context_sec", "radio.context_sec")
   message = message:gsub("radio_piece_sec", "radio.piece_sec"):gsub("crossfade_sec must", "player.crossfade_sec must")
@@ -129,13 +131,14 @@ function M.notify(message, level, opts)
   pcall(vim.notify, shorten(message, MAX_NOTIFICATION, tail), level, { title = "lofi", replace = replace })
 end
 
----An error from the engine (or a check) as one clean line with its code.
+---An error from the engine (or a check) as one clean line with its code: the cause and what to do first, what it
+---is about (a track) last, so a shortened line keeps the part that matters.
 ---@param err lofi.Error
 ---@param opts {logged: boolean?, what: string?, progress: string?}? what: the track it is about
 function M.error(err, opts)
   opts = opts or {}
-  local about = opts.what and (opts.what .. ": ") or ""
-  local message = ("lofi: %s: %s%s"):format(err.code or "ERROR", about, M.for_lua(err.message) or "unknown error")
+  local about = opts.what and (" — " .. opts.what) or ""
+  local message = ("lofi: %s: %s%s"):format(err.code or "ERROR", M.for_lua(err.message) or "unknown error", about)
   M.notify(message, ERROR, opts)
 end
 
