@@ -459,9 +459,21 @@ def test_lofisave_exports_the_track_playing(editor, tmp_path: Path) -> None:
     info = soundfile.info(f"{target}.flac")
     assert info.format == "FLAC" and abs(info.duration - 5) < 0.01
     nvim.command(f"LofiSave {target}.flac")
-    assert "WRITE_FAILED" in notes(nvim)[-1]
+    assert "WRITE_FAILED" in notes(nvim)[-1] and "use :LofiSave! to replace it" in notes(nvim)[-1]
     nvim.command(f"LofiSave! {target}.flac")
     assert notes(nvim)[-1].startswith("lofi: saved")
+
+
+def test_lofisave_refuses_the_radio_instead_of_saving_another_track(editor, tmp_path: Path) -> None:
+    """The trial saw :LofiSave save a never-played track while the radio played: the radio is not a track."""
+    nvim, out = editor()
+    nvim.exec_lua(GENERATE, {"prompt": "not this one", "duration_sec": 5, "seed": 1})
+    nvim.command("LofiRadio lofi hip hop")
+    wait_for_lua(nvim, "require('lofi.player').current and require('lofi.player').current.radio", timeout=60)
+    nvim.command(f"LofiSave {tmp_path / 'radio.wav'}")
+    assert "the radio's stream is not a track of the library" in notes(nvim)[-1]
+    assert not (tmp_path / "radio.wav").exists()
+    nvim.command("LofiRadio stop")
 
 
 # ---- autoplay and the statusline -----------------------------------------------------------------------------------

@@ -480,6 +480,10 @@ function M.save(cmd)
       track = t
     end
   end
+  if not track and playing and playing.radio then
+    invalid("the radio's stream is not a track of the library: :LofiSave saves a track (play one, or pick it in :LofiTracks)")
+    return
+  end
   track = track or tracks[1]
   if not track then
     ui.notify("lofi: no cached track to save yet", vim.log.levels.WARN)
@@ -487,6 +491,9 @@ function M.save(cmd)
   end
   local result, save_err = lofi.save(track, path, format, { overwrite = cmd.bang })
   if save_err then
+    if save_err.code == "WRITE_FAILED" then  -- the service says how from RPC; here it is the bang
+      save_err.message = save_err.message:gsub("pass overwrite: true to replace it", "use :LofiSave! to replace it")
+    end
     report(save_err)
     return
   end

@@ -22,7 +22,7 @@ function M.ask(data, on_answer, explicit)
   asking = true
   local about = {}
   if data.size_bytes then
-    table.insert(about, ("%.1f GB"):format(data.size_bytes / 1e9))
+    table.insert(about, ("%.2f GB"):format(data.size_bytes / 1e9))
   end
   if data.license then
     table.insert(about, "weights licensed " .. data.license)
