@@ -452,8 +452,11 @@ function M.tracks()
       return
     end
     vim.ui.select(M.TRACK_ACTIONS, { prompt = ("lofi: %s"):format(ui.shorten(track.prompt or track.track_id, 40)), kind = "lofi_track_action" }, function(action)
-      if action then
-        M.track_action(action, track)
+      if action then  -- as after the consent question: redraw over the list first, or the result raises hit-enter
+        vim.schedule(function()
+          pcall(vim.cmd, "redraw")
+          M.track_action(action, track)
+        end)
       end
     end)
   end)
