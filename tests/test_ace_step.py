@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 from conftest import FIXTURES
+from test_nvim_schema import setup_error, setup_ok
 
 from lofi_engine import LofiError
 from lofi_engine.ace_step.pipeline import AceStep, sigmas
@@ -463,11 +464,9 @@ def test_neovim_generates_with_ace_step_through_the_lua_api(nvim, tmp_path: Path
 
 
 def test_neovim_setup_checks_the_duration_against_the_backend(nvim) -> None:
-    ok, message = nvim.exec_lua("return {pcall(require('lofi').setup, {backend = 'ace-step', duration_sec = 5})}")
-    assert ok is False and "10 to 240" in message
-    assert nvim.exec_lua("return {pcall(require('lofi').setup, {backend = 'ace-step', duration_sec = 200})}")[0] is True
-    ok, message = nvim.exec_lua("return {pcall(require('lofi').setup, {backend = 'jukebox'})}")
-    assert ok is False and "backend" in message
+    assert "10 to 240" in setup_error(nvim, {"backend": "ace-step", "duration_sec": 5})
+    assert setup_ok(nvim, {"backend": "ace-step", "duration_sec": 200})
+    assert "backend" in setup_error(nvim, {"backend": "jukebox"})
 
 
 def test_lofi_cancel_stops_a_running_ace_step_job_from_the_editor(nvim, tmp_path: Path) -> None:

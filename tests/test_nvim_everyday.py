@@ -11,6 +11,7 @@ from pathlib import Path
 
 from conftest import TINY
 from nvim_session import REPO, quit_nvim, start_nvim
+from test_nvim_schema import setup_error, setup_ok
 from test_nvim import WAIT_GENERATION, WAIT_PLAYBACK, descendants, pid_alive, player_pids
 
 SETUP = "require('lofi').setup(...)"
@@ -257,13 +258,13 @@ def test_checkhealth_reports_a_model_dir_without_the_model(nvim, tmp_path: Path)
 
 
 def test_a_misspelled_setup_key_names_the_closest_one(nvim) -> None:
-    ok, message = nvim.exec_lua("return {pcall(require('lofi').setup, {modle = {dir = '/x'}})}")
-    assert ok is False and 'unknown option "modle"' in message and 'did you mean "model"?' in message
-    ok, message = nvim.exec_lua("return {pcall(require('lofi').setup, {model = {varient = 'small'}})}")
-    assert ok is False and 'unknown option "model.varient"' in message and 'did you mean "model.variant"?' in message
-    ok, message = nvim.exec_lua("return {pcall(require('lofi').setup, {autoply = false})}")
-    assert ok is False and '"autoplay"' in message
-    assert nvim.exec_lua("return {pcall(require('lofi').setup, {model = {dir = '/x', threads = 2}, python = nil})}")[0] is True
+    message = setup_error(nvim, {"modle": {"dir": "/x"}})
+    assert 'unknown option "modle"' in message and 'did you mean "model"?' in message
+    message = setup_error(nvim, {"model": {"varient": "small"}})
+    assert 'unknown option "model.varient"' in message and 'did you mean "model.variant"?' in message
+    message = setup_error(nvim, {"autoply": False})
+    assert '"autoplay"' in message
+    assert setup_ok(nvim, {"model": {"dir": "/x", "threads": 2}})
 
 
 def test_lofigenerate_refuses_an_unknown_option_and_a_bad_duration_before_asking(nvim) -> None:
@@ -320,6 +321,28 @@ def test_completion_and_messages_name_the_prompt(nvim) -> None:
     assert f'lofi: cancelled {out["queued"]} "waiting one" (5s, musicgen)' in messages, messages
     assert after["playing"] == out["track"]
     nvim.command("LofiStop")
+
+
+def test_lofi_cancel_of_a_running_job_names_its_length_once(nvim) -> None:
+    """generation_chunk events (2 s of audio each) do not turn a 120 s job into "2s" in what :LofiCancel says."""
+    out = nvim.exec_lua(
+        """
+        local lofi, done, chunks = require('lofi'), nil, 0
+        lofi.on('generation_chunk', function() chunks = chunks + 1 end)
+        local result = lofi.generate({prompt = 'long night', duration_sec = 120, seed = 1}, function(err) done = err end)
+        vim.wait(60000, function() return chunks >= 2 end, 5)
+        vim.cmd('LofiCancel')
+        vim.wait(60000, function() return done ~= nil end, 5)
+        vim.wait(200)
+        return {track = result.track_id, chunks = chunks, done = done, notes = _G.notes}
+        """
+    )
+    assert out["chunks"] >= 2, "the job was running (and had sent chunks) when it was cancelled"
+    assert out["done"]["code"] == "CANCELLED"
+    messages = [n["msg"] for n in out["notes"]]
+    cancelling = [m for m in messages if "cancelling" in m]
+    assert cancelling == [f'lofi: cancelling {out["track"]} "long night" (120s, musicgen)'], messages
+    assert f'lofi: cancelled {out["track"]} "long night" (120s, musicgen)' in messages, messages
 
 
 # ---- item 4: the queue window -----------------------------------------------------------------------------------

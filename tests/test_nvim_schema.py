@@ -41,10 +41,64 @@ def test_lua_defaults_and_allowed_values_are_the_schemas(nvim) -> None:
     assert set(out["engine_keys"]) <= set(settings), "config.remote_settings() sends a setting the engine does not have"
 
 
+BAD_SETUP = """
+local notes, notify = {}, vim.notify
+vim.notify = function(msg, level) table.insert(notes, {msg = msg, level = level}) end
+local threw, ok, err = pcall(require('lofi').setup, ...)
+vim.notify = notify
+return {threw = not threw, ok = ok, err = err, notes = notes}
+"""
+
+
 def setup_error(nvim, opts: dict) -> str:
-    ok, message = nvim.exec_lua("return {pcall(require('lofi').setup, ...)}", opts)
-    assert ok is False, f"setup({opts}) should fail"
+    """setup() with a bad option raises nothing: it notifies one error (the message it also returns) and says false."""
+    out = nvim.exec_lua(BAD_SETUP, opts)
+    assert out["threw"] is False, f"setup({opts}) raised {out['ok']!r}: it must notify instead"
+    assert out["ok"] is False, f"setup({opts}) should fail"
+    assert out["notes"] == [{"msg": out["err"], "level": 4}], out["notes"]  # vim.log.levels.ERROR
+    message = out["err"]
+    assert message.startswith("lofi: ") and "config.lua" not in message and "expected ?" not in message, message
     return message
+
+
+def setup_ok(nvim, opts: dict) -> bool:
+    """setup() with good options: true, and nothing notified."""
+    out = nvim.exec_lua(BAD_SETUP, opts)
+    assert out["threw"] is False and out["notes"] == [], out
+    return out["ok"] is True
+
+
+def test_a_bad_setup_value_is_reported_plainly_and_keeps_the_options(nvim) -> None:
+    before = nvim.exec_lua("return require('lofi.config').options.model.dir")
+    assert setup_error(nvim, {"duration_sec": "30"}) == (
+        'lofi: duration_sec must be a number from 5 to 120 (backend musicgen), not "30" (setup() kept the options it had)'
+    )
+    assert 'backend must be one of musicgen, ace-step, not "acestep"' in setup_error(nvim, {"backend": "acestep"})
+    assert "notify must be a boolean, not 1" in setup_error(nvim, {"notify": 1})
+    assert "setup() takes a table of options" in setup_error(nvim, "fast")
+    assert nvim.exec_lua("return require('lofi.config').options.model.dir") == before, "the options it had are kept"
+
+
+def test_a_bad_setup_does_not_stop_the_rest_of_init_lua(tmp_path: Path, monkeypatch) -> None:
+    from nvim_session import quit_nvim, start_nvim
+
+    init = tmp_path / "init.lua"
+    init.write_text(
+        "_G.notes = {}\n"
+        "vim.notify = function(msg, level) table.insert(_G.notes, {msg = msg, level = level}) end\n"
+        "require('lofi').setup({backend = 'acestep', duration_sec = 30})\n"
+        "vim.g.after_setup = 1\n",
+        encoding="utf-8",
+    )
+    nvim = start_nvim(tmp_path / "home", monkeypatch.setenv)
+    try:
+        nvim.command(f"source {init}")  # would raise E5113 (and the line after it never run) if setup() threw
+        assert nvim.vars.get("after_setup") == 1
+        notes = nvim.exec_lua("return _G.notes")
+        assert notes == [{"msg": 'lofi: backend must be one of musicgen, ace-step, not "acestep" (setup() kept the options it had)', "level": 4}], notes
+        assert nvim.exec_lua("return require('lofi.config').options.backend") == "musicgen", "the defaults stay"
+    finally:
+        quit_nvim(nvim)
 
 
 def test_setup_checks_durations_and_choices_against_the_schema(nvim) -> None:
@@ -77,8 +131,8 @@ def test_config_and_events_read_the_schema_rather_than_copies(nvim) -> None:
         local config, events = require('lofi.config'), require('lofi.events')
         local out = {
           defaults = {config.defaults.duration_sec, config.defaults.model.device},
-          radio = pcall(config.setup, {backend = 'radio', duration_sec = 300, model = {device = 'cpu'}}),
-          too_long = select(2, pcall(config.setup, {duration_sec = 8})),
+          radio = config.setup({backend = 'radio', duration_sec = 300, model = {device = 'cpu'}}),
+          too_long = select(2, config.setup({duration_sec = 8})),
           names = events.names,
           tick = pcall(events.on, 'radio_tick', function() end),
         }

@@ -95,64 +95,103 @@ end
 
 local function optional(kind)
   return function(v)
-    return v == nil or type(v) == kind, kind .. " or nil"
+    return v == nil or type(v) == kind, "a " .. kind .. " or nil"
   end
 end
 
 ---Seconds of audio each backend makes: {min, max} by backend name.
 M.durations = schema.durations
 
+---A value as the user wrote it: strings quoted, tables on one line.
+---@param v any
+---@return string
+function M.show(v)
+  if type(v) == "string" then
+    return ("%q"):format(v)
+  end
+  return (vim.inspect(v, { newline = " ", indent = "" }))
+end
+
+---Check named values in the order given: each spec is { name, value, check, expected? }, where check is a type
+---name or a function returning ok (and, maybe, what it expects). Raises nothing: returns the first problem.
+---@param specs table[]
+---@return string? err
+local function check(specs)
+  for _, spec in ipairs(specs) do
+    local name, value, test, expected = spec[1], spec[2], spec[3], spec[4]
+    local ok, says
+    if type(test) == "string" then
+      ok, says = type(value) == test, (test == "table" and "a table" or ("a " .. test))
+    else
+      ok, says = test(value)
+    end
+    if not ok then
+      return ("%s must be %s, not %s"):format(name, expected or says or "valid", M.show(value))
+    end
+  end
+  return nil
+end
+
 ---@param opts lofi.Config
+---@return string? err the first bad option
 local function validate(opts)
-  vim.validate({ backend = { opts.backend, one_of(schema.backends) } })
-  vim.validate({
-    model = { opts.model, "table" },
-    ace_step = { opts.ace_step, "table" },
-    cache = { opts.cache, "table" },
-    player = { opts.player, "table" },
-    radio = { opts.radio, "table" },
-    keymaps = { opts.keymaps, "table" },
-    duration_sec = {
-      opts.duration_sec,
-      function(v)
-        local range = M.durations[opts.backend]
-        return type(v) == "number" and v >= range[1] and v <= range[2]
-      end,
-      ("a number from %g to %g (backend %s)"):format(M.durations[opts.backend][1], M.durations[opts.backend][2], opts.backend),
-    },
-    notify = { opts.notify, "boolean" },
-    autoplay = { opts.autoplay, "boolean" },
-    python = { opts.python, optional("string") },
-  })
-  vim.validate({
-    ["model.variant"] = {
+  local err = check({ { "backend", opts.backend, one_of(schema.backends) } })
+    or check({
+      { "model", opts.model, "table" },
+      { "ace_step", opts.ace_step, "table" },
+      { "cache", opts.cache, "table" },
+      { "player", opts.player, "table" },
+      { "radio", opts.radio, "table" },
+      { "keymaps", opts.keymaps, "table" },
+      {
+        "duration_sec",
+        opts.duration_sec,
+        function(v)
+          local range = M.durations[opts.backend]
+          return type(v) == "number" and v >= range[1] and v <= range[2]
+        end,
+        ("a number from %g to %g (backend %s)"):format(M.durations[opts.backend][1], M.durations[opts.backend][2], opts.backend),
+      },
+      { "notify", opts.notify, "boolean" },
+      { "autoplay", opts.autoplay, "boolean" },
+      { "python", opts.python, optional("string") },
+    })
+  if err then
+    return err
+  end
+  err = check({
+    {
+      "model.variant",
       opts.model.variant,
       function(v)
         return v == nil or vim.tbl_contains(settings.variant.choices, v)
       end,
-      table.concat(settings.variant.choices, ", ") .. " or nil",
+      "one of " .. table.concat(settings.variant.choices, ", ") .. ", or nil",
     },
-    ["model.dir"] = { opts.model.dir, optional("string") },
-    ["ace_step.dir"] = { opts.ace_step.dir, optional("string") },
-    ["ace_step.variant"] = { opts.ace_step.variant, one_of(settings.ace_step_variant.choices) },
-    ["model.device"] = { opts.model.device, one_of(settings.device.choices) },
-    ["model.threads"] = {
+    { "model.dir", opts.model.dir, optional("string") },
+    { "model.device", opts.model.device, one_of(settings.device.choices) },
+    {
+      "model.threads",
       opts.model.threads,
       function(v)
         return v == nil or (type(v) == "number" and v >= 1 and v == math.floor(v))
       end,
       "a positive integer or nil",
     },
-    ["cache.dir"] = { opts.cache.dir, optional("string") },
-    ["cache.max_size"] = {
+    { "ace_step.dir", opts.ace_step.dir, optional("string") },
+    { "ace_step.variant", opts.ace_step.variant, one_of(settings.ace_step_variant.choices) },
+    { "cache.dir", opts.cache.dir, optional("string") },
+    {
+      "cache.max_size",
       opts.cache.max_size,
       function(v)
         return type(v) == "number" and v >= 0
       end,
       "a number of bytes",
     },
-    ["cache.optimized"] = { opts.cache.optimized, "boolean" },
-    ["player.cmd"] = {
+    { "cache.optimized", opts.cache.optimized, "boolean" },
+    {
+      "player.cmd",
       opts.player.cmd,
       function(v)
         if v == nil then
@@ -170,30 +209,43 @@ local function validate(opts)
       end,
       "a list of strings like { 'mpv', '--no-video' } or nil",
     },
-    ["player.loop"] = { opts.player.loop, "boolean" },
-    ["player.crossfade_sec"] = { opts.player.crossfade_sec, seconds(0, 30), "a number of seconds from 0 to 30" },
-    ["player.volume"] = {
+    { "player.loop", opts.player.loop, "boolean" },
+    { "player.crossfade_sec", opts.player.crossfade_sec, seconds(0, 30), "a number of seconds from 0 to 30" },
+    {
+      "player.volume",
       opts.player.volume,
       function(v)
         return type(v) == "number" and v == math.floor(v) and v >= 0 and v <= 100
       end,
       "an integer from 0 to 100",
     },
-    ["radio.window_sec"] = { opts.radio.window_sec, seconds(1, 30), "a number of seconds, at most 30" },
-    ["radio.context_sec"] = {
+    { "radio.window_sec", opts.radio.window_sec, seconds(1, 30), "a number of seconds, at most 30" },
+    {
+      "radio.context_sec",
       opts.radio.context_sec,
       function(v)
         return type(v) == "number" and v >= 1 and type(opts.radio.window_sec) == "number" and v < opts.radio.window_sec
       end,
       "a number of seconds, at least 1 and less than radio.window_sec",
     },
-    ["radio.piece_sec"] = { opts.radio.piece_sec, seconds(5, 240), "a number of seconds from 5 to 240" },
+    { "radio.piece_sec", opts.radio.piece_sec, seconds(5, 240), "a number of seconds from 5 to 240" },
   })
-  for name, lhs in pairs(opts.keymaps) do
-    vim.validate({ ["keymaps." .. name] = { lhs, function(v)
+  if err then
+    return err
+  end
+  local names = vim.tbl_keys(opts.keymaps)
+  table.sort(names, function(a, b)
+    return tostring(a) < tostring(b)
+  end)
+  for _, name in ipairs(names) do
+    err = check({ { "keymaps." .. tostring(name), opts.keymaps[name], function(v)
       return v == false or (type(v) == "string" and v ~= "")
     end, "keys like '<leader>mp', or false" } })
+    if err then
+      return err
+    end
   end
+  return nil
 end
 
 ---Every option setup() knows (also those whose default is nil), by table.
@@ -246,7 +298,8 @@ function M.closest(word, candidates)
   return nil
 end
 
----Raise on a key setup() does not know, naming the closest one it does.
+---The first key setup() does not know, as a message naming the closest one it does (nil: all known).
+---@return string?
 local function check_keys(opts, path)
   local known = M.known[path]
   for key, value in pairs(opts) do
@@ -254,22 +307,37 @@ local function check_keys(opts, path)
     if type(key) ~= "string" or not vim.tbl_contains(known, key) then
       local near = type(key) == "string" and M.closest(key, known) or nil
       local hint = near and ("; did you mean %q?"):format(path == "" and near or (path .. "." .. near)) or ""
-      error(("lofi: unknown option %q%s (options: %s; see :help lofi-setup)"):format(name, hint, table.concat(known, ", ")), 0)
+      return ("unknown option %q%s (options: %s; see :help lofi-setup)"):format(name, hint, table.concat(known, ", "))
     end
     if M.known[name] and type(value) == "table" then
-      check_keys(value, name)
+      local err = check_keys(value, name)
+      if err then
+        return err
+      end
     end
   end
+  return nil
 end
 
----Merge user options over the defaults; raises a clear error on a bad option (an unknown key names the closest one).
+---Merge user options over the defaults. Raises nothing: on a bad option it keeps the options it had and returns
+---false and a message for the user ("lofi: duration_sec must be …"; an unknown key names the closest one).
 ---@param opts table?
+---@return boolean ok, string? err
 function M.setup(opts)
-  vim.validate({ opts = { opts, "table", true } })
-  check_keys(opts or {}, "")
-  local merged = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
-  validate(merged)
+  if opts ~= nil and type(opts) ~= "table" then
+    return false, ("lofi: setup() takes a table of options, not %s (see :help lofi-setup)"):format(M.show(opts))
+  end
+  local err = check_keys(opts or {}, "")
+  local merged
+  if not err then
+    merged = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
+    err = validate(merged)
+  end
+  if err then
+    return false, "lofi: " .. err .. " (setup() kept the options it had)"
+  end
   M.options = merged
+  return true
 end
 
 ---The plugin's folder, where `make install` makes `.venv`.

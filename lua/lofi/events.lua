@@ -104,7 +104,8 @@ end
 
 local function track_state(event, data)
   local id = data.track_id
-  if id and (data.prompt or data.duration_sec or data.backend) then
+  -- a generation_chunk's duration_sec is the chunk's (2 s), not the track's: it tells nothing about the track
+  if id and event ~= "generation_chunk" and (data.prompt or data.duration_sec or data.backend) then
     M.remember(id, data)
   end
   if event == "generation_start" then

@@ -25,18 +25,26 @@ local M = {}
 
 ---Set the options (see |lofi-setup|). Called again with other engine settings, the jobs already queued finish with
 ---the settings they were queued with, and the user is told how many those are.
+---A bad option raises nothing (it would stop the rest of the user's init.lua): it is reported with vim.notify at
+---ERROR level, the options stay as they were (the defaults at first), and setup() returns false and the message.
 ---@param opts lofi.Config?
+---@return boolean ok, string? err
 function M.setup(opts)
-  config.setup(opts)
+  local ok, err = config.setup(opts)
+  if not ok then
+    vim.notify(err, vim.log.levels.ERROR)
+    return false, err
+  end
   require("lofi.keymaps").apply(config.options.keymaps)
   if not engine.settings_changed() then
-    return
+    return true
   end
   local queue = engine.request("queue") -- hands the engine client the new settings
   local kept = queue and ((queue.running and 1 or 0) + #(queue.pending or {})) or 0
   if kept > 0 then
     ui.notify(("lofi: settings changed; %d queued job(s) finish with the settings they were queued with"):format(kept))
   end
+  return true
 end
 
 ---@class lofi.GenerateOpts
