@@ -56,6 +56,33 @@ def engine(tmp_path: Path):
 
 
 @pytest.fixture
+def heard_service(tmp_path: Path):
+    """``make(**settings) -> (client, events, out)``: an EngineClient whose player is a real mpv writing what it plays
+    to ``out`` (a float WAV) instead of a sound card; closed after the test."""
+    from events import EventLog
+    from lofi_engine.service.client import EngineClient
+    from lofi_engine.shared.settings import EngineConfig
+
+    made = []
+
+    def make(**settings):
+        out = tmp_path / "out.wav"
+        config = EngineConfig.from_dict({
+            "cache_dir": str(tmp_path / "cache"),
+            "player_command": f"mpv --no-config --really-quiet --no-video --ao=pcm --ao-pcm-file={out} --ao-pcm-waveheader=yes",
+            **settings,
+        })
+        events = EventLog()
+        client = EngineClient(config, events, log_path=tmp_path / "engine.log")
+        made.append(client)
+        return client, events, out
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
 def nvim(tmp_path: Path, monkeypatch):
     """A real headless Neovim with lofi set up on the tiny model and a private cache; quits after the test."""
     from nvim_session import quit_nvim, start_nvim

@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from events import EventLog
 from lofi_engine import LofiError
 from lofi_engine.engine.wav import write_wav
 from lofi_engine.playback.audio import resample
 from lofi_engine.service.client import EngineClient
-from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.store.tracks import TrackCache
 
 RATE = 48000
@@ -53,25 +51,9 @@ def add_track(cache: TrackCache, track_id: str, audio: np.ndarray, rate: int = R
 
 
 @pytest.fixture
-def player(tmp_path: Path):
-    """A service with tone tracks in its store and mpv writing what it plays to out.wav."""
-    made = []
-
-    def make(**settings):
-        out = tmp_path / "out.wav"
-        config = EngineConfig.from_dict({
-            "cache_dir": str(tmp_path / "cache"), "model_dir": str(tmp_path),
-            "player_command": f"mpv --no-config --really-quiet --no-video --ao=pcm --ao-pcm-file={out} --ao-pcm-waveheader=yes",
-            **settings,
-        })
-        events = EventLog()
-        client = EngineClient(config, events, log_path=tmp_path / "engine.log")
-        made.append(client)
-        return client, events, out
-
-    yield make
-    for client in made:
-        client.close()
+def player(heard_service, tmp_path: Path):
+    """A service with tone tracks in its store (no model needed) and mpv writing what it plays to out.wav."""
+    return lambda **settings: heard_service(model_dir=str(tmp_path), **settings)
 
 
 A, B, C = "a" * 16, "b" * 16, "c" * 16

@@ -68,29 +68,12 @@ def test_a_stop_request_ends_the_window_at_the_next_step(tiny: MusicGen) -> None
 
 
 @pytest.fixture
-def radio(tmp_path):
-    from events import EventLog
+def radio(heard_service):
     from conftest import TINY
-    from lofi_engine.service.client import EngineClient
-    from lofi_engine.shared.settings import EngineConfig
 
-    made = []
-
-    def make(model_dir=TINY, **settings):
-        out = tmp_path / "out.wav"
-        config = EngineConfig.from_dict({
-            "model_dir": str(model_dir), "cache_dir": str(tmp_path / "cache"), "radio_window_sec": 6, "radio_context_sec": 2,
-            "player_command": f"mpv --no-config --really-quiet --no-video --ao=pcm --ao-pcm-file={out} --ao-pcm-waveheader=yes",
-            **settings,
-        })
-        events = EventLog()
-        client = EngineClient(config, events, log_path=tmp_path / "engine.log")
-        made.append(client)
-        return client, events, out
-
-    yield make
-    for client in made:
-        client.close()
+    return lambda model_dir=TINY, **settings: heard_service(
+        model_dir=str(model_dir), radio_window_sec=settings.pop("radio_window_sec", 6), radio_context_sec=settings.pop("radio_context_sec", 2), **settings
+    )
 
 
 def _heard(out):

@@ -22,6 +22,28 @@ local function invalid(message, code)
   require("lofi.ui").error({ code = code or "INVALID_PARAMS", message = message })
 end
 
+---Ask for a prompt; ``run(prompt)`` when one (not blank) is given.
+---@param label string
+---@param default string?
+---@param run fun(prompt: string)
+local function ask_prompt(label, default, run)
+  vim.ui.input({ prompt = label, default = default }, function(prompt)
+    if prompt and vim.trim(prompt) ~= "" then
+      run(prompt)
+    end
+  end)
+end
+
+---Completion items that start with what is typed.
+---@param items string[]
+---@param lead string
+---@return string[]
+local function starting_with(items, lead)
+  return vim.tbl_filter(function(item)
+    return vim.startswith(item, lead)
+  end, items)
+end
+
 ---Split `lofi hip hop duration=20 seed=3 priority=high backend=ace-step` into a prompt and options, and check the
 ---options (so a bad one is reported before the prompt is asked for). `word=value` with an unknown word is an error.
 ---@param args string[]
@@ -87,19 +109,14 @@ function M.generate(cmd)
     generate(opts)
     return
   end
-  vim.ui.input({ prompt = "lofi prompt: " }, function(prompt)
-    if prompt and vim.trim(prompt) ~= "" then
-      opts.prompt = prompt
-      generate(opts)
-    end
+  ask_prompt("lofi prompt: ", nil, function(prompt)
+    opts.prompt = prompt
+    generate(opts)
   end)
 end
 
 function M.complete_generate(arg_lead)
-  local items = { "duration=", "seed=", "priority=high", "priority=normal", "backend=musicgen", "backend=ace-step" }
-  return vim.tbl_filter(function(item)
-    return vim.startswith(item, arg_lead)
-  end, items)
+  return starting_with({ "duration=", "seed=", "priority=high", "priority=normal", "backend=musicgen", "backend=ace-step" }, arg_lead)
 end
 
 -- ---- the queue window ---------------------------------------------------------------------------------------
@@ -353,19 +370,14 @@ function M.radio(cmd)
     start_radio(opts)
     return
   end
-  vim.ui.input({ prompt = "lofi radio: ", default = last_radio_prompt }, function(prompt)
-    if prompt and vim.trim(prompt) ~= "" then
-      opts.prompt = vim.trim(prompt)
-      start_radio(opts)
-    end
+  ask_prompt("lofi radio: ", last_radio_prompt, function(prompt)
+    opts.prompt = vim.trim(prompt)
+    start_radio(opts)
   end)
 end
 
 function M.complete_radio(arg_lead)
-  local items = { "stop", "strategy=continue", "strategy=same_prompt", "seed=", "backend=musicgen", "backend=ace-step" }
-  return vim.tbl_filter(function(item)
-    return vim.startswith(item, arg_lead)
-  end, items)
+  return starting_with({ "stop", "strategy=continue", "strategy=same_prompt", "seed=", "backend=musicgen", "backend=ace-step" }, arg_lead)
 end
 
 -- ---- the library ---------------------------------------------------------------------------------------------
