@@ -31,21 +31,23 @@ log = logging.getLogger("lofi.engine")
 
 
 def open_optimized(
-    path: Path, threads: int | None, providers: list[str], required_inputs: tuple[str, ...], cache_dir: Path | None
+    path: Path, threads: int | None, providers: list[str], required_inputs: tuple[str, ...], cache_dir: Path | None,
+    arena: bool = True,
 ) -> ort.InferenceSession:
-    """A session over ``path``, through the on-disk cache when there is one and the session runs on the CPU."""
+    """A session over ``path``, through the on-disk cache when there is one and the session runs on the CPU
+    (``arena``: see :func:`session_options`)."""
     if cache_dir is None or providers != [CPU]:
-        return open_session(path, session_options(threads), providers, required_inputs)
+        return open_session(path, session_options(threads, arena), providers, required_inputs)
     entry = cache_dir / _fingerprint(path)
     if (entry / MODEL).is_file():
-        options = session_options(threads)
+        options = session_options(threads, arena)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             return open_session(entry / MODEL, options, providers, required_inputs)
         except LofiError as exc:
             log.warning("dropping the optimized copy of %s: %s", path, exc.message)
             shutil.rmtree(entry, ignore_errors=True)
-    return _build(path, entry, threads, providers, required_inputs)
+    return _build(path, entry, threads, providers, required_inputs, arena=arena)
 
 
 def open_derived(
@@ -99,7 +101,7 @@ def open_derived(
 
 def _build(
     path: Path, entry: Path, threads: int | None, providers: list[str], required_inputs: tuple[str, ...],
-    source: Path | None = None, stem: str | None = None,
+    source: Path | None = None, stem: str | None = None, arena: bool = True,
 ) -> ort.InferenceSession:
     """Open ``path`` while ONNX Runtime saves its optimized copy into ``entry``.
 
@@ -111,8 +113,8 @@ def _build(
         staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     except OSError as exc:
         log.warning("not keeping an optimized copy of %s: cannot write to %s (%s)", path.name, entry.parent, exc.strerror or exc)
-        return open_session(path, session_options(threads), providers, required_inputs)
-    options = session_options(threads)
+        return open_session(path, session_options(threads, arena), providers, required_inputs)
+    options = session_options(threads, arena)
     options.optimized_model_filepath = str(staging / MODEL)
     options.add_session_config_entry("session.optimized_model_external_initializers_file_name", WEIGHTS)
     options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
@@ -122,7 +124,7 @@ def _build(
             session = open_session(path, options, providers, required_inputs)
         except LofiError as saving:
             shutil.rmtree(staging, ignore_errors=True)  # free what a full disk holds before the second try
-            session = open_session(path, session_options(threads), providers, required_inputs)  # the original's verdict
+            session = open_session(path, session_options(threads, arena), providers, required_inputs)  # the original's verdict
             reason = saving.__context__ or saving  # ONNX Runtime's own words (the LofiError blames the model)
             log.warning(
                 "not keeping an optimized copy of %s: saving it to %s failed (%s); loaded the original without it",

@@ -43,8 +43,11 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
+def session_options(threads: int | None, arena: bool = True) -> ort.SessionOptions:
+    """``arena=False`` for sessions run now and then on large activations (EnCodec): their memory goes back after
+    each run instead of staying with ONNX Runtime's arena at its largest."""
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = arena
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

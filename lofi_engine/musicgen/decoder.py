@@ -68,6 +68,16 @@ class CachedDecoder:
     def in_place(self) -> bool:
         return False
 
+    def cache_bytes_per_position(self, rows: int) -> int:
+        """Cache bytes a step moves per cached position: the graph reads the past, writes it into the present
+        with the new position, and attention reads that again."""
+        return 3 * len(self._self_names) * rows * self._heads * self._head_dim * np.dtype(self.dtype).itemsize
+
+    def release(self) -> None:
+        """Let the cache buffers go between jobs (the next ``start`` reserves them again)."""
+        self._buffers.clear()
+        self._cross.clear()
+
     def start(self, input_ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray, capacity: int) -> np.ndarray:
         """Prefill ``input_ids`` ``[rows, n]`` from an empty cache that will grow to ``capacity`` positions;
         returns the last position's logits."""
@@ -172,6 +182,7 @@ class InPlaceDecoder:
     _buffers: dict[str, np.ndarray] = field(init=False, default_factory=dict)
     _cross_values: dict[str, ort.OrtValue] = field(init=False, default_factory=dict)
     _mask: np.ndarray = field(init=False)
+    _binding: ort.IOBinding = field(init=False)
     _rows: int = field(init=False, default=0)
     _capacity: int = field(init=False, default=0)
     _length: int = field(init=False, default=0)
@@ -188,6 +199,17 @@ class InPlaceDecoder:
     @property
     def in_place(self) -> bool:
         return True
+
+    def cache_bytes_per_position(self, rows: int) -> int:
+        """Cache bytes a step reads per cached position: once."""
+        return len(self._self_names) * rows * self._heads * self._head_dim * np.dtype(self.dtype).itemsize
+
+    def release(self) -> None:
+        """Let the cache buffers go between jobs (the next ``start`` reserves them again)."""
+        self._buffers.clear()
+        self._cross_values.clear()
+        self._binding = self.step_session.io_binding()
+        self._capacity = 0
 
     @property
     def first(self) -> ort.InferenceSession:
@@ -224,13 +246,22 @@ class InPlaceDecoder:
         total = self._length + n
         if total > self._capacity:
             raise LofiError(MODEL_INFERENCE_FAILED, f"the decoder cache outgrew its {self._capacity} reserved positions")
-        binding = self.step_session.io_binding()
+        binding = self._binding if self._length else self._bind_window()
         binding.bind_output("logits")
         binding.bind_cpu_input("input_ids", input_ids)
-        binding.bind_cpu_input("encoder_attention_mask", self._mask)
         binding.bind_cpu_input(PAST_LENGTH, np.array(self._length, dtype=np.int64))
         binding.bind_cpu_input(SEQLENS_K, np.full(self._rows, total - 1, dtype=np.int32))
         binding.bind_cpu_input(TOTAL_LENGTH, np.array(total, dtype=np.int32))
+        outputs = run_bound(self.step_session, binding, "decoder")
+        self._length = total
+        return CachedDecoder._last_logits(outputs[0].numpy())
+
+    def _bind_window(self) -> ort.IOBinding:
+        """One binding for the whole window: the cache buffers (as past and present), the cross-attention values
+        and the mask stay bound; a step only rebinds its token and positions."""
+        binding = self._binding = self.step_session.io_binding()
+        binding.bind_output("logits")  # first: the logits are output 0 (rebinding a name keeps its place)
+        binding.bind_cpu_input("encoder_attention_mask", self._mask)
         for name, value in self._cross_values.items():
             binding.bind_ortvalue_input(name, value)
         shape = (self._rows, self._heads, self._capacity, self._head_dim)
@@ -238,9 +269,7 @@ class InPlaceDecoder:
             address = self._buffers[name].ctypes.data
             binding.bind_input(name, "cpu", 0, self.dtype, shape, address)
             binding.bind_output(PRESENT + name[len(PAST):], "cpu", 0, self.dtype, shape, address)
-        outputs = run_bound(self.step_session, binding, "decoder")
-        self._length = total
-        return CachedDecoder._last_logits(outputs[0].numpy())
+        return binding
 
     def _reserve(self, rows: int, capacity: int) -> None:
         """One buffer per self-attention tensor, kept across windows and jobs while it is big enough."""

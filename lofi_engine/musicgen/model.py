@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from tokenizers import Tokenizer
 from lofi_engine.inference.optimized_graphs import open_optimized
 from lofi_engine.inference.providers import CPU, providers_for
 from lofi_engine.inference.session import is_int8, run
+from lofi_engine.musicgen.costs import CostStore, DecoderEta, StepCosts
 from lofi_engine.musicgen.decoder import (
     DECODER_INPUTS,
     WITH_PAST_INPUTS,
@@ -38,13 +40,14 @@ from lofi_engine.shared.errors import (
     MODEL_LOAD_FAILED,
     LofiError,
 )
-from lofi_engine.shared.eta import EtaEstimator
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import DEFAULT_DURATION_SEC
 from lofi_engine.store import musicgen_files as files
 
 StepCallback = Callable[[int, int], None]
 LoadCallback = Callable[[str, int, int], None]
+COSTS_FILE = "musicgen-step-costs.json"
+"""Kept in the optimized-model cache: what jobs cost on this machine (the ETA's prices)."""
 QUANTIZATIONS = ("int4",)
 """Decoders derived locally from the fp32 files (``small-int4``)."""
 log = logging.getLogger("lofi.engine")
@@ -75,6 +78,10 @@ class MusicGen:
     audio_decoder: ort.InferenceSession
     settings: ModelSettings
     model_version: str
+    costs: StepCosts
+    """What a job's parts cost here: learned from every finished job, priced into the ETA."""
+    cost_store: CostStore | None = None
+    cost_key: str = ""
 
     @classmethod
     def load(
@@ -120,8 +127,8 @@ class MusicGen:
         sizes = {name: (model_dir / name).stat().st_size for name in (*graphs, *decoder_graphs)}
         total = sum(sizes.values())
         sessions: dict[str, ort.InferenceSession] = {}
-        for name, inputs in graphs.items():
-            sessions[name] = open_optimized(model_dir / name, threads, providers, inputs, cache)
+        for name, inputs in graphs.items():  # EnCodec's activations are large and needed once a job: no arena
+            sessions[name] = open_optimized(model_dir / name, threads, providers, inputs, cache, arena=name != files.AUDIO_DECODER)
             if on_progress is not None:
                 on_progress(name, sum(sizes[n] for n in sessions), total)
 
@@ -146,15 +153,23 @@ class MusicGen:
         if model_version is None:
             precision = quantize or ("fp16" if decoder.dtype == np.float16 else "int8" if source_int8 else "fp32")
             model_version = f"musicgen-{settings.size}-{precision}-v1"
-        return cls(tokenizer, sessions[files.TEXT_ENCODER], decoder, sessions[files.AUDIO_DECODER], settings, model_version)
+        graph = f"{'inplace' if decoder.in_place else 'published'}-{form}{'-' + quantize if quantize else ''}"
+        cost_key = f"{model_version}|{graph}|{providers[0]}|threads={threads or os.cpu_count()}|ort={ort.__version__}"
+        cost_store = CostStore(cache / COSTS_FILE) if cache is not None else None
+        costs = (cost_store.load(cost_key) if cost_store is not None else None) or StepCosts.prior(
+            decoder.cache_bytes_per_position(rows=2), (model_dir / files.DECODER_FILES[form][-1]).stat().st_size
+        )
+        return cls(tokenizer, sessions[files.TEXT_ENCODER], decoder, sessions[files.AUDIO_DECODER], settings, model_version,
+                   costs, cost_store, cost_key)
 
     @property
     def sample_rate(self) -> int:
         return self.settings.sample_rate
 
-    def progress_model(self, request: GenerateRequest) -> EtaEstimator:
-        """One unit of work per decoder step, its cost growing with the cache position it reads."""
-        return EtaEstimator([p for w in self.windows(request.duration_sec) for p in w.cache_positions])
+    def progress_model(self, request: GenerateRequest) -> DecoderEta:
+        """One unit of work per decoder step, priced from what this machine measured (:mod:`.costs`)."""
+        windows = self.windows(request.duration_sec)
+        return DecoderEta(windows, sum(w.new_frames for w in windows), self.costs)
 
     def windows(self, duration_sec: float) -> list[Window]:
         """The decoder windows that make ``duration_sec`` of audio; their steps sum to the job's total work."""
@@ -197,6 +212,7 @@ class MusicGen:
         windows = self.windows(duration_sec)
         estimated = sum(w.steps for w in windows)
         done = 0
+        finished_at: list[float] = []
         streamer = None if on_chunk is None else AudioStreamer(self.decode_audio, self.settings.hop_length, on_chunk)
         codes = np.zeros((self.settings.num_codebooks, 0), dtype=np.int64)
 
@@ -206,6 +222,7 @@ class MusicGen:
             def step(complete: int, finished: Callable[[], np.ndarray], before: np.ndarray = before, window: Window = window) -> None:
                 nonlocal done
                 done += 1
+                finished_at.append(time.perf_counter())
                 if should_stop is not None and should_stop():
                     raise LofiError(CANCELLED, f"cancelled at decoder step {done} of {estimated}")
                 if on_step is not None:
@@ -221,7 +238,10 @@ class MusicGen:
             codes = np.concatenate([before, produced[:, window.prompt_frames :]], axis=1)
         if should_stop is not None and should_stop():  # asked during the last step: no decode, no track
             raise LofiError(CANCELLED, f"cancelled after decoder step {done} of {estimated}")
+        self.decoder.release()  # the cache is not needed for the decode: the job's peak memory is one or the other
+        decode_started = time.perf_counter()
         audio = self.decode_audio(codes)
+        self.learn_costs(windows, np.diff([started, *finished_at]).tolist(), codes.shape[1], time.perf_counter() - decode_started)
         if streamer is not None:
             streamer.finish(audio)
         return Generation(
@@ -234,6 +254,12 @@ class MusicGen:
             prompt=prompt,
             model_version=self.model_version,
         )
+
+    def learn_costs(self, windows: list[Window], unit_sec: list[float], frames: int, decode_sec: float) -> None:
+        """Refine and keep this machine's prices from a finished job (see :meth:`StepCosts.learn`)."""
+        self.costs = self.costs.learn(windows, unit_sec, frames, decode_sec)
+        if self.cost_store is not None and self.costs.jobs:
+            self.cost_store.save(self.cost_key, self.costs)
 
     def continue_codes(
         self,

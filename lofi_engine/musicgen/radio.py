@@ -9,6 +9,7 @@ window. Memory stays bounded: only the codes the next window and the next decode
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -17,6 +18,7 @@ import numpy as np
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.text import encode_prompt
+from lofi_engine.musicgen.windows import Window
 from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, LofiError
 from lofi_engine.shared.request import GenerateRequest
 
@@ -78,10 +80,12 @@ class ContinuousStream:
         context = self._tail[:, max(0, self._tail.shape[1] - self.context_frames) :]
         new = self.window_frames - context.shape[1]
         total, done = self.steps_per_window(), 0
+        finished_at = [time.perf_counter()]
 
         def step(complete: int, finished: Callable[[], np.ndarray]) -> None:
             nonlocal done
             done += 1
+            finished_at.append(time.perf_counter())
             if should_stop is not None and should_stop():
                 raise LofiError(CANCELLED, f"radio stopped at decoder step {done} of {total}")
             if on_step is not None:
@@ -94,11 +98,15 @@ class ContinuousStream:
         self._tail = np.concatenate([self._tail, fresh], axis=1)
         self.frames += fresh.shape[1]
         first_frame = self.decoded
-        return Segment(self._decode(self.frames - LOOKAHEAD), first_frame, fresh, codes_from, self.prompt)
+        decode_started = time.perf_counter()
+        audio, decoded_frames = self._decode(self.frames - LOOKAHEAD)
+        window = Window(context.shape[1], new, total)  # the stream's windows teach the ETA's prices too
+        self.model.learn_costs([window], np.diff(finished_at).tolist(), decoded_frames, time.perf_counter() - decode_started)
+        return Segment(audio, first_frame, fresh, codes_from, self.prompt)
 
-    def _decode(self, until: int) -> np.ndarray:
-        """The audio of frames [decoded, until), decoded with context on both sides; then forget what no later
-        window or decode needs."""
+    def _decode(self, until: int) -> tuple[np.ndarray, int]:
+        """The audio of frames [decoded, until), decoded with context on both sides, and how many frames that
+        decode ran on; then forget what no later window or decode needs."""
         hop = self.model.settings.hop_length
         start = self.decoded
         lo = max(0, start - DECODE_CONTEXT)
@@ -110,4 +118,4 @@ class ContinuousStream:
         if keep_from > self._tail_from:
             self._tail = self._tail[:, keep_from - self._tail_from :]
             self._tail_from = keep_from
-        return audio
+        return audio, hi - lo

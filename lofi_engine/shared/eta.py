@@ -6,44 +6,7 @@ the ETA it sends with every `generation_progress` event.
 
 from __future__ import annotations
 
-from typing import Union
-
-
-class EtaEstimator:
-    """Seconds left, from a least-squares fit of step time against cache position.
-
-    A decoder step reads the whole key/value cache, so its cost grows with position; a plain average of past
-    steps would promise too little for long tracks. ``positions`` is the cache position of every step of the job.
-    """
-
-    def __init__(self, positions: list[int]) -> None:
-        self.positions = positions
-        self.total = len(positions)
-        self.remaining_position_sum = float(sum(positions))
-        self.n = self.sp = self.st = self.spp = self.spt = 0.0
-
-    def record(self, step_index: int, seconds: float) -> None:
-        p = float(self.positions[step_index])
-        self.remaining_position_sum -= p
-        self.n += 1
-        self.sp += p
-        self.st += seconds
-        self.spp += p * p
-        self.spt += p * seconds
-
-    def stage(self, steps_done: int) -> str | None:
-        return None
-
-    def eta(self, steps_done: int) -> float:
-        remaining = len(self.positions) - steps_done
-        if remaining <= 0 or self.n == 0:
-            return 0.0
-        mean_t = self.st / self.n
-        spread = self.spp - self.sp * self.sp / self.n
-        slope = (self.spt - self.sp * self.st / self.n) / spread if spread > 1e-9 else 0.0
-        slope = max(slope, 0.0)
-        intercept = mean_t - slope * self.sp / self.n
-        return max(0.0, intercept * remaining + slope * self.remaining_position_sum)
+from typing import Protocol
 
 
 class StageEta:
@@ -77,4 +40,14 @@ class StageEta:
         return sum(rate.get(kind, fallback) * cost for kind, cost in zip(self.units[steps_done:], self.costs[steps_done:]))
 
 
-Estimator = Union[EtaEstimator, StageEta]
+class Estimator(Protocol):
+    """A job's units of work and the seconds left after ``steps_done`` of them (MusicGen's is
+    :class:`lofi_engine.musicgen.costs.DecoderEta`, ACE-Step's :class:`StageEta`)."""
+
+    total: int
+
+    def record(self, step_index: int, seconds: float) -> None: ...
+
+    def stage(self, steps_done: int) -> str | None: ...
+
+    def eta(self, steps_done: int) -> float: ...
