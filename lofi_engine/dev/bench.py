@@ -68,6 +68,9 @@ class NaiveDecoder:
     def step(self, input_ids: np.ndarray) -> np.ndarray:
         return self._run(input_ids, True)
 
+    def release(self) -> None:
+        self.feeds = {}
+
     def _run(self, input_ids: np.ndarray, use_cache: bool) -> np.ndarray:
         outputs = dict(zip(self.names, self.session.run(None, {**self.feeds, "input_ids": input_ids, "use_cache_branch": np.array([use_cache])})))
         for name, value in outputs.items():
@@ -413,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         results[f"{label} first load"] = in_subprocess("--step", "first-load", "--model-dir", model_dir, *extra, *common)
         results[label] = in_subprocess("--step", "measure", "--model-dir", model_dir, *extra, *common)
         results[label]["step_weight_bytes"] = step_weight_bytes(Path(model_dir), quantize)
+        save()
         if quantize is None:
             results[f"{label} naive"] = in_subprocess("--step", "measure", "--model-dir", model_dir, "--mode", "naive", *common)
         results[f"radio {label}"] = in_subprocess("--step", "radio", "--model-dir", model_dir, *extra, *common)

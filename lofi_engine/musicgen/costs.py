@@ -163,8 +163,13 @@ class CostStore:
                 entries = {}
             entries[key] = asdict(costs)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        except OSError as exc:  # an ETA that learns less is no reason to fail a track
+            log.warning("cannot keep step costs in %s: %s", self.path, exc)
+            return
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
             temporary.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
             os.replace(temporary, self.path)
-        except OSError as exc:  # an ETA that learns less is no reason to fail a track
+        except OSError as exc:  # a full disk: nothing half-written is left behind
+            temporary.unlink(missing_ok=True)
             log.warning("cannot keep step costs in %s: %s", self.path, exc)

@@ -180,6 +180,7 @@ class InPlaceDecoder:
     _heads: int = field(init=False)
     _head_dim: int = field(init=False)
     _buffers: dict[str, np.ndarray] = field(init=False, default_factory=dict)
+    _block: np.ndarray | None = field(init=False, default=None)
     _cross_values: dict[str, ort.OrtValue] = field(init=False, default_factory=dict)
     _mask: np.ndarray = field(init=False)
     _binding: ort.IOBinding = field(init=False)
@@ -207,6 +208,7 @@ class InPlaceDecoder:
     def release(self) -> None:
         """Let the cache buffers go between jobs (the next ``start`` reserves them again)."""
         self._buffers.clear()
+        self._block = None
         self._cross_values.clear()
         self._binding = self.step_session.io_binding()
         self._capacity = 0
@@ -272,14 +274,19 @@ class InPlaceDecoder:
         return binding
 
     def _reserve(self, rows: int, capacity: int) -> None:
-        """One buffer per self-attention tensor, kept across windows and jobs while it is big enough."""
+        """One buffer per self-attention tensor, kept across windows while it is big enough. All of them are
+        slices of one allocation: one mapping of zero pages that only become memory as positions are written,
+        and that goes back to the system whole on :meth:`release` (separate buffers of a few MB each would come
+        from the heap, already touched, and stay with the process after they are freed)."""
         per_position = rows * self._heads * self._head_dim
-        for name in self._self_names:
-            buffer = self._buffers.get(name)
-            if buffer is None or buffer.size < per_position * capacity or buffer.dtype != self.dtype:
-                self._buffers[name] = np.zeros(per_position * capacity, dtype=self.dtype)
+        tensors = len(self._self_names)
+        if self._block is None or self._block.size < per_position * capacity * tensors or self._block.dtype != self.dtype:
+            self._block = None  # the old one goes before the new one is mapped
+            self._block = np.zeros(per_position * capacity * tensors, dtype=self.dtype)
         self._rows = rows
-        self._capacity = min(b.size for b in self._buffers.values()) // per_position
+        self._capacity = self._block.size // tensors // per_position
+        size = per_position * self._capacity
+        self._buffers = {name: self._block[i * size : (i + 1) * size] for i, name in enumerate(self._self_names)}
 
     def cache_addresses(self) -> dict[str, int]:
         """Where each self-attention buffer lives (tests check that steps never move it)."""

@@ -96,7 +96,8 @@ class EngineConfig:
     playlist_loop: bool = field(default=True, metadata={"help": "start the playlist over at its end; one track loops, its tail crossfaded into its head (true/false)"})
     volume: int = field(default=100, metadata={"help": "playback volume, 0 to 100"})
     radio_window_sec: float = field(
-        default=20.0, metadata={"help": "radio (continue): seconds of music a window composes, its context included (shorter windows keep a shorter key/value cache)"}
+        default=15.0,
+        metadata={"help": "radio (continue): seconds of music a window composes, its context included (measured: with 5 s of context, 15 s windows cost the least compute per second of music and answer a steer sooner; see README, Performance)"},
     )
     radio_context_sec: float = field(default=5.0, metadata={"help": "radio (continue): seconds of the piece so far each window continues"})
     radio_piece_sec: float = field(default=30.0, metadata={"help": "radio (same_prompt, preset_cycle, random_preset): seconds a piece lasts"})
