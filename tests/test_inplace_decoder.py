@@ -119,6 +119,32 @@ def test_the_cache_buffer_is_written_in_place_every_step(monkeypatch: pytest.Mon
     assert decoder.cache_addresses() == {}
 
 
+def test_device_buffers_give_the_same_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU's way of holding the cache (ONNX Runtime buffers bound as OrtValues, cross-attention values left
+    on the device), run here on the CPU's device with the fp16 files the GPU runs: the same codes as the numpy
+    buffers give, and the buffers never move. (CUDA's own kernels need a GPU; none is lent to these machines.)"""
+    expected = MusicGen.load(TINY_FP16, device="cpu").generate(PROMPT, duration_sec=5, top_k=1).codes
+    monkeypatch.setattr(InPlaceDecoder, "_reserve", lambda self, rows, capacity: self._reserve_on_device(rows, capacity))
+    model = MusicGen.load(TINY_FP16, device="cpu")
+    decoder = model.decoder
+    assert isinstance(decoder, InPlaceDecoder)
+    seen: list[dict[str, int]] = []
+    real = decoder_module.run_bound
+
+    def spy(session, binding, what):
+        outputs = real(session, binding, what)
+        if session is decoder.step_session:
+            assert all(isinstance(b, ort.OrtValue) for b in decoder._buffers.values())
+            seen.append(decoder.cache_addresses())
+            assert [v.data_ptr() for v in outputs[1:]] == [seen[-1][n] for n in decoder._self_names]
+        return outputs
+
+    monkeypatch.setattr(decoder_module, "run_bound", spy)
+    codes = model.generate(PROMPT, duration_sec=5, top_k=1).codes
+    assert len(seen) == 253 and all(s == seen[0] for s in seen)
+    np.testing.assert_array_equal(codes, expected)
+
+
 # ---- fallback and the cache on disk ---------------------------------------------------------------------------
 
 
@@ -247,3 +273,12 @@ def test_a_read_only_cache_still_gives_the_in_place_decoder(tmp_path: Path) -> N
         np.testing.assert_array_equal(model.generate(PROMPT, duration_sec=5, top_k=1).codes, reference("greedy_g3_codes"))
     finally:
         cache.chmod(0o700)
+
+
+@pytest.mark.parametrize("model_dir", [TINY_INT8, TINY_FP16])
+def test_int4_is_refused_from_files_that_are_not_fp32(model_dir: Path, tmp_path: Path) -> None:
+    """small-int4 is made from the fp32 download only: int8 or fp16 files are a clear MODEL_LOAD_FAILED, at once."""
+    with pytest.raises(LofiError) as caught:
+        MusicGen.load(model_dir, device="cpu", optimized_cache=tmp_path, quantize="int4")
+    assert caught.value.code == "MODEL_LOAD_FAILED" and "made from the fp32 files" in caught.value.message
+    assert not any(p.name.startswith("int4") for p in tmp_path.iterdir())

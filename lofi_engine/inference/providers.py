@@ -14,6 +14,7 @@ _GPU_PROVIDERS = {
     "metal": ("CoreMLExecutionProvider", "onnxruntime for macOS (pip install onnxruntime) on Apple hardware"),
 }
 CPU = "CPUExecutionProvider"
+CUDA = _GPU_PROVIDERS["cuda"][0]
 
 
 def providers_for(device: str) -> list[str]:

@@ -175,11 +175,14 @@ class InPlaceDecoder:
     cross: ort.InferenceSession
     merged: bool = False
     """Which published form it was derived from (reported, not used)."""
+    device: str = "cpu"
+    """Where the cache lives: "cpu" (numpy memory) or an ONNX Runtime device ("cuda"): then the cache buffers and
+    the cross-attention values are ONNX Runtime's on that device, and only tokens and logits cross to the host."""
     dtype: type[np.floating] = field(init=False)
     _self_names: list[str] = field(init=False)  # past_key_values.{i}.decoder.{key,value}
     _heads: int = field(init=False)
     _head_dim: int = field(init=False)
-    _buffers: dict[str, np.ndarray] = field(init=False, default_factory=dict)
+    _buffers: dict[str, np.ndarray | ort.OrtValue] = field(init=False, default_factory=dict)
     _block: np.ndarray | None = field(init=False, default=None)
     _cross_values: dict[str, ort.OrtValue] = field(init=False, default_factory=dict)
     _mask: np.ndarray = field(init=False)
@@ -233,7 +236,7 @@ class InPlaceDecoder:
         for name in self._cross_inputs:
             binding.bind_cpu_input(name, feeds[name])
         for name in self._cross_outputs:
-            binding.bind_output(name)
+            binding.bind_output(name, self.device)
         values = run_bound(self.cross, binding, "decoder")
         self._cross_values = {PAST + name[len(PRESENT):]: value for name, value in zip(self._cross_outputs, values)}
         self._length = 0
@@ -268,9 +271,13 @@ class InPlaceDecoder:
             binding.bind_ortvalue_input(name, value)
         shape = (self._rows, self._heads, self._capacity, self._head_dim)
         for name in self._self_names:
-            address = self._buffers[name].ctypes.data
-            binding.bind_input(name, "cpu", 0, self.dtype, shape, address)
-            binding.bind_output(PRESENT + name[len(PAST):], "cpu", 0, self.dtype, shape, address)
+            buffer = self._buffers[name]
+            if isinstance(buffer, ort.OrtValue):
+                binding.bind_ortvalue_input(name, buffer)
+                binding.bind_ortvalue_output(PRESENT + name[len(PAST):], buffer)
+            else:
+                binding.bind_input(name, "cpu", 0, self.dtype, shape, buffer.ctypes.data)
+                binding.bind_output(PRESENT + name[len(PAST):], "cpu", 0, self.dtype, shape, buffer.ctypes.data)
         return binding
 
     def _reserve(self, rows: int, capacity: int) -> None:
@@ -278,6 +285,9 @@ class InPlaceDecoder:
         slices of one allocation: one mapping of zero pages that only become memory as positions are written,
         and that goes back to the system whole on :meth:`release` (separate buffers of a few MB each would come
         from the heap, already touched, and stay with the process after they are freed)."""
+        if self.device != "cpu":
+            self._reserve_on_device(rows, capacity)
+            return
         per_position = rows * self._heads * self._head_dim
         tensors = len(self._self_names)
         if self._block is None or self._block.size < per_position * capacity * tensors or self._block.dtype != self.dtype:
@@ -288,6 +298,17 @@ class InPlaceDecoder:
         size = per_position * self._capacity
         self._buffers = {name: self._block[i * size : (i + 1) * size] for i, name in enumerate(self._self_names)}
 
+    def _reserve_on_device(self, rows: int, capacity: int) -> None:
+        """One ONNX Runtime buffer per tensor on the device, kept across windows while it is big enough (the
+        positions past the valid length are never read, so it needs no clearing)."""
+        buffers = list(self._buffers.values())
+        if not buffers or self._rows != rows or self._capacity < capacity:
+            self._buffers = {}  # the old ones go before the new ones are allocated
+            shape = [rows, self._heads, capacity, self._head_dim]
+            self._buffers = {name: ort.OrtValue.ortvalue_from_shape_and_type(shape, self.dtype, self.device, 0) for name in self._self_names}
+            self._capacity = capacity
+        self._rows = rows
+
     def cache_addresses(self) -> dict[str, int]:
         """Where each self-attention buffer lives (tests check that steps never move it)."""
-        return {name: buffer.ctypes.data for name, buffer in self._buffers.items()}
+        return {name: b.data_ptr() if isinstance(b, ort.OrtValue) else b.ctypes.data for name, b in self._buffers.items()}

@@ -14,7 +14,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from lofi_engine.inference.optimized_graphs import open_optimized
-from lofi_engine.inference.providers import CPU, providers_for
+from lofi_engine.inference.providers import CPU, CUDA, providers_for
 from lofi_engine.inference.session import is_int8, run
 from lofi_engine.musicgen.costs import CostStore, DecoderEta, StepCosts
 from lofi_engine.musicgen.decoder import (
@@ -133,12 +133,18 @@ class MusicGen:
                 on_progress(name, sum(sizes[n] for n in sessions), total)
 
         decoder: CachedDecoder | InPlaceDecoder | None = None
-        if quantize is not None and (source_int8 or sessions[files.TEXT_ENCODER].get_inputs()[0].type == "tensor(float16)"):
+        fp16 = sessions[files.TEXT_ENCODER].get_outputs()[0].type == "tensor(float16)"
+        if quantize is not None and (source_int8 or fp16):
             raise LofiError(MODEL_LOAD_FAILED, f"the {quantize} decoder is made from the fp32 files; {decoder_file} is not fp32")
         if (in_place or quantize is not None) and providers == [CPU]:
             decoder = _open_in_place(model_dir, form, threads, providers, cache, quantize)
         elif quantize is not None:
             raise LofiError(MODEL_LOAD_FAILED, f"the {quantize} decoder runs on the CPU only (device {device!r})")
+        elif in_place and providers[0] == CUDA:
+            if fp16:  # CUDA's GroupQueryAttention kernel is fp16 (and bf16) only
+                decoder = _open_in_place(model_dir, form, threads, providers, cache, None)
+            else:
+                log.info("in-place decoder not used on the GPU for %s: CUDA's GroupQueryAttention runs fp16 only (small-fp16)", model_dir)
         if decoder is None and quantize is not None:
             raise LofiError(MODEL_LOAD_FAILED, f"cannot derive the {quantize} decoder from {decoder_file} (see the log); use the fp32 variant")
         if decoder is None:
@@ -313,7 +319,7 @@ def _open_in_place(
 
     try:
         sessions = inplace_graph.open_in_place(model_dir, form, threads, providers, cache, quantize)
-        return InPlaceDecoder(sessions["step"], sessions["cross"], merged=form == "merged")
+        return InPlaceDecoder(sessions["step"], sessions["cross"], merged=form == "merged", device="cpu" if providers == [CPU] else "cuda")
     except inplace_graph.Unsupported as exc:
         log.warning("in-place decoder not used for %s (%s decoder): %s; running the published graph", model_dir, form, exc)
     except ImportError as exc:
