@@ -8,8 +8,11 @@ published graph is rewritten, never modified on disk:
   ``use_cache_branch`` branch): each layer's self-attention core (head split, concat with the past, scaled
   scores, softmax, weighted sum, head merge) becomes one ``com.microsoft.GroupQueryAttention`` node that reads
   the projections the published graph computes and writes the new keys/values into the past buffer in place.
-  Everything else (embeddings, layer norms, projections, quantization, cross-attention, FFN, heads) is the
-  published graph's own nodes and weights. The cache's shape no longer tells the position, so the position
+  Each layer's cross-attention core (fp32 and int8 files) becomes one ``com.microsoft.MultiHeadAttention`` that
+  reads the cached encoder keys/values as they are and the encoder mask as its attention bias, which drops the
+  head split, merge and shape arithmetic that cost more than the attention itself at one token a step.
+  Everything else (embeddings, layer norms, projections, quantization, FFN, heads) is the published graph's own
+  nodes and weights. The cache's shape no longer tells the position, so the position
   comes from an input (``past_sequence_length``) together with GroupQueryAttention's ``seqlens_k`` and
   ``total_sequence_length``. With an empty past the same graph prefills any number of positions (causal).
 * **cross graph**, from the no-past graph: only what makes the cross-attention keys/values
@@ -32,7 +35,7 @@ import numpy as np
 if TYPE_CHECKING:  # onnx is imported where a graph is built, never on a warm load
     import onnx
 
-REWRITE_VERSION = 1
+REWRITE_VERSION = 2
 """Enters the cache key: a change to the rewrite rebuilds every cached in-place graph."""
 PAST_LENGTH = "past_sequence_length"
 SEQLENS_K = "seqlens_k"
@@ -306,29 +309,46 @@ def _match_layer(g: _Graph, layer: int, shape: Shape) -> _Attention:
         new[which] = flat
         remove += [concat, *nodes]
 
-    # present key -> [Transpose(0,1,3,2)] [Mul c] -> scores MatMul(q-side, k-side)
-    users = [u for u in g.consumers.get(present_key, [])]
-    if len(users) != 1:
-        raise Unsupported(f"{where}: {present_key} feeds {len(users)} nodes besides the graph output")
-    transpose_k = users[0]
-    if not _is_perm(transpose_k, [0, 1, 3, 2]):
-        raise Unsupported(f"{where}: the keys are not transposed (0,1,3,2) for the scores")
+    core = _attention_core(g, where, present_key, present_value, shape, exclusive=True)
+    if core.mask is not None and not _data_independent(g, core.mask):
+        raise Unsupported(f"{where}: the self-attention mask depends on the inputs' values (not causal only)")
+    return _Attention(core.query, new["key"], new["value"], core.output, core.scale, remove + core.remove)
+
+
+@dataclass
+class _Core:
+    query: str
+    output: str
+    scale: float
+    mask: str | None
+    remove: list["onnx.NodeProto"]
+
+
+def _attention_core(g: _Graph, where: str, keys: str, values: str, shape: Shape, exclusive: bool) -> _Core:
+    """From the keys and values (``[B, heads, L, head_dim]``) to the head-merged output: split query heads,
+    scaled scores, optional additive mask, softmax, weighted values, merged heads. ``exclusive``: the keys and
+    values feed nothing else (the self-attention cache, whose tensors the rewrite replaces)."""
+    # keys -> Transpose(0,1,3,2) [Mul c] -> scores MatMul(q-side, k-side)
+    users = g.consumers.get(keys, [])
+    transposes = [u for u in users if _is_perm(u, [0, 1, 3, 2])]
+    if len(transposes) != 1 or (exclusive and len(users) != 1):
+        raise Unsupported(f"{where}: {keys} is not read once, transposed (0,1,3,2) for the scores")
+    transpose_k = transposes[0]
     k_side, k_factor, k_nodes = _walk_scales(g, transpose_k.output[0], where, backwards=False)
     scores = g.only_consumer(k_side, where)
     if scores.op_type != "MatMul" or scores.input[1] != k_side:
         raise Unsupported(f"{where}: expected MatMul(query, keys) for the scores, found {scores.op_type}")
     q_side, q_factor, q_nodes = _walk_scales(g, scores.input[0], where, backwards=True)
     query, q_flat_factor, q_split = _head_split_input(g, q_side, f"{where} (query)")
-    remove += [transpose_k, *k_nodes, scores, *q_nodes, *q_split]
+    remove = [transpose_k, *k_nodes, scores, *q_nodes, *q_split]
 
-    # scores -> [Mul/Div c] -> [Add(mask)] -> Softmax(-1) -> MatMul(probs, present value)
+    # scores -> [Mul/Div c] -> [Add(mask)] -> Softmax(-1) -> MatMul(probs, values)
     current, s_factor, s_nodes = _walk_scales(g, scores.output[0], where, backwards=False)
     remove += s_nodes
     node = g.only_consumer(current, where)
+    mask = None
     if node.op_type == "Add":
         mask = node.input[1] if node.input[0] == current else node.input[0]
-        if not _data_independent(g, mask):
-            raise Unsupported(f"{where}: the self-attention mask depends on the inputs' values (not causal only)")
         remove.append(node)
         current = node.output[0]
         node = g.only_consumer(current, where)
@@ -336,10 +356,10 @@ def _match_layer(g: _Graph, layer: int, shape: Shape) -> _Attention:
         raise Unsupported(f"{where}: expected Softmax over the keys, found {node.op_type}")
     remove.append(node)
     weighted = g.only_consumer(node.output[0], where)
-    if weighted.op_type != "MatMul" or weighted.input[0] != node.output[0] or weighted.input[1] != present_value:
-        raise Unsupported(f"{where}: expected MatMul(probabilities, {present_value})")
-    if len(g.consumers.get(present_value, [])) != 1:
-        raise Unsupported(f"{where}: {present_value} has other uses")
+    if weighted.op_type != "MatMul" or weighted.input[0] != node.output[0] or weighted.input[1] != values:
+        raise Unsupported(f"{where}: expected MatMul(probabilities, {values})")
+    if exclusive and len(g.consumers.get(values, [])) != 1:
+        raise Unsupported(f"{where}: {values} has other uses")
     remove.append(weighted)
 
     # -> Transpose(0,2,1,3) -> Reshape([B, n, hidden]) -> the output projection
@@ -355,7 +375,26 @@ def _match_layer(g: _Graph, layer: int, shape: Shape) -> _Attention:
     expected = 1.0 / math.sqrt(shape.head_dim)
     if not math.isclose(scale, expected, rel_tol=1e-5):
         raise Unsupported(f"{where}: attention scale {scale:g} is not 1/sqrt({shape.head_dim})")
-    return _Attention(query, new["key"], new["value"], reshape.output[0], scale, remove)
+    return _Core(query, reshape.output[0], scale, mask, remove)
+
+
+def _match_cross(g: _Graph, layer: int, shape: Shape) -> _Core:
+    """Layer ``layer``'s cross-attention over the cached encoder keys/values (graph inputs, maybe behind an
+    Identity): becomes one MultiHeadAttention reading them as they are (``[B, heads, L, head_dim]``), its mask
+    as attention bias."""
+    where = f"layer {layer} cross-attention"
+    key, value = CROSS_PAST.format(layer, "key"), CROSS_PAST.format(layer, "value")
+    aliases = {n.output[0] for n in g.graph.node if n.output and _through_identity(g, n.output[0]) == key} | {key}
+    keys = [n.input[0] for n in g.graph.node if _is_perm(n, [0, 1, 3, 2]) and n.input[0] in aliases]
+    if len(keys) != 1:
+        raise Unsupported(f"{where}: {key} is not transposed once for the scores")
+    values = [n.input[1] for n in g.graph.node if n.op_type == "MatMul" and len(n.input) == 2 and _through_identity(g, n.input[1]) == value]
+    if len(values) != 1:
+        raise Unsupported(f"{where}: {value} is not weighted once")
+    core = _attention_core(g, where, keys[0], values[0], shape, exclusive=False)
+    if core.mask is None:
+        raise Unsupported(f"{where}: no encoder attention mask is added to the scores")
+    return core
 
 
 def _through_identity(g: _Graph, name: str) -> str:
@@ -403,11 +442,12 @@ def build_step_graph(with_past: "onnx.GraphProto", weights: list["onnx.GraphProt
     small = {t.name: onnx.numpy_helper.to_array(t) for t in _initializers(weights) if _numel(t.dims) <= 16}
     g = _Graph(with_past, init_names, small)
     matches = [_match_layer(g, i, shape) for i in range(shape.layers)]
+    crosses = [_match_cross(g, i, shape) for i in range(shape.layers)] if dtype == TensorProto.FLOAT else []
 
-    removed = {id(n) for m in matches for n in m.remove}
+    removed = {id(n) for m in [*matches, *crosses] for n in m.remove}
     kept = [n for n in with_past.node if id(n) not in removed]
     available = {o for n in kept for o in n.output} | g.inputs | init_names | {""}
-    available |= {m.output for m in matches} | {SELF_PRESENT.format(i, w) for i in range(shape.layers) for w in ("key", "value")}
+    available |= {m.output for m in [*matches, *crosses]} | {SELF_PRESENT.format(i, w) for i in range(shape.layers) for w in ("key", "value")}
     dangling = sorted({i for n in kept for i in n.input if i not in available})
     if dangling:
         raise Unsupported(f"the rewrite would leave {dangling[0]} unread-able (it is used outside attention)")
@@ -422,6 +462,18 @@ def build_step_graph(with_past: "onnx.GraphProto", weights: list["onnx.GraphProt
                 num_heads=shape.heads,
                 kv_num_heads=shape.heads,
                 scale=float(m.scale),
+            )
+        )
+    for i, c in enumerate(crosses):  # the cached encoder keys/values read as they are, the mask as a bias
+        kept.append(
+            helper.make_node(
+                "MultiHeadAttention",
+                [c.query, CROSS_PAST.format(i, "key"), CROSS_PAST.format(i, "value"), "", "", c.mask],
+                [c.output],
+                name=f"cross_attention_{i}",
+                domain=MS_DOMAIN,
+                num_heads=shape.heads,
+                scale=float(c.scale),
             )
         )
     del with_past.node[:]
