@@ -174,9 +174,15 @@ def descendants(root: int) -> dict[int, list[str]]:
 
 
 def player_pids(nvim) -> list[int]:
-    """The audio players (mpv) the service's player process runs for this Neovim."""
+    """The audio players (mpv) the service's player process runs for this Neovim. The player's child shows in /proc
+    as mpv once it has exec'd, a moment after the first samples went to it: that is waited for (5 s at most)."""
     root = nvim.exec_lua("return vim.fn.getpid()")
-    return [pid for pid, argv in descendants(root).items() if argv and os.path.basename(argv[0]) == "mpv" and pid_alive(pid)]
+    deadline = time.monotonic() + 5
+    while True:
+        pids = [pid for pid, argv in descendants(root).items() if argv and os.path.basename(argv[0]) == "mpv" and pid_alive(pid)]
+        if pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.02)
 
 
 WAIT_PLAYBACK = """

@@ -9,25 +9,35 @@ import pytest
 
 from lofi_engine.engine.progress import ProgressReporter
 from lofi_engine.musicgen.costs import CostStore, DecoderEta, StepCosts, job_units
-from lofi_engine.musicgen.windows import Window, plan_windows
+from lofi_engine.musicgen.streaming import chunk_schedule
+from lofi_engine.musicgen.windows import Window, finished_frames, plan_windows
 
 
-TRUE = StepCosts(step_sec=0.045, step_sec_per_position=8e-6, prefill_sec_per_position=0.004, start_sec=0.3, decode_sec_per_frame=0.0015, jobs=1)
+TRUE = StepCosts(step_sec=0.045, step_sec_per_position=8e-6, prefill_sec_per_position=0.004, start_sec=0.3, decode_sec_per_frame=0.0015, chunk_sec=0.3, jobs=1)
+COSTS = ("step_sec", "step_sec_per_position", "prefill_sec_per_position", "start_sec", "decode_sec_per_frame", "chunk_sec")
 
 
-def simulated(windows: list[Window], machine: StepCosts) -> tuple[list[float], float]:
-    """What each unit of a job and its decode take on a machine whose real costs are ``machine``."""
+def simulated(windows: list[Window], machine: StepCosts, streamed: bool = False) -> tuple[list[float], float]:
+    """What each unit of a job and its decode take on a machine whose real costs are ``machine``; ``streamed``:
+    with the engine's 2 s chunks decoded as it goes (their time falls in the unit after the one they follow)."""
     units = [machine.unit(kind, position) for kind, position in job_units(windows)]
-    return units, machine.decode(sum(w.new_frames for w in windows))
+    decode = machine.decode(sum(w.new_frames for w in windows))
+    if streamed:
+        for unit, count in enumerate(chunk_schedule(finished_frames(windows, 4))):
+            if unit + 1 < len(units):
+                units[unit + 1] += count * machine.chunk_sec
+            else:
+                decode += count * machine.chunk_sec
+    return units, decode
 
 
 def test_costs_learned_from_a_job_are_this_machines() -> None:
     """SC-003: after one 45 s job (two windows) the price list is the machine's own, from a prior in steps."""
     windows = plan_windows(45, 50, 4)
     units, decode = simulated(windows, TRUE)
-    learned = StepCosts.prior(cache_bytes_per_position=393_216, weight_bytes=1.45e9).learn(windows, units, 2250, decode)
+    learned = StepCosts.prior(cache_bytes_per_position=393_216, weight_bytes=1.45e9).learn(windows, units, 2250, decode, TRUE.chunk_sec)
     assert learned.jobs == 1
-    for name in ("step_sec", "step_sec_per_position", "prefill_sec_per_position", "start_sec", "decode_sec_per_frame"):
+    for name in COSTS:
         assert getattr(learned, name) == pytest.approx(getattr(TRUE, name), rel=1e-6), name
     again = learned.learn(windows, [u * 2 for u in units], 2250, decode * 2)  # a busier machine: half-way there
     assert again.jobs == 2 and again.step_sec == pytest.approx(1.5 * TRUE.step_sec)
@@ -35,10 +45,11 @@ def test_costs_learned_from_a_job_are_this_machines() -> None:
 
 def test_eta_of_a_fresh_engine_is_within_10_percent_after_the_first_tenth() -> None:
     """SC-003 (issue 14 item 5): priced from the costs the last job left, on a machine now 30 % slower, with
-    steps that cost more late in a window, later windows' prefills and the final decode still to come."""
+    steps that cost more late in a window, the streamed chunks' decodes (none yet in the first tenth), later
+    windows' prefills and the final decode still to come."""
     windows = plan_windows(45, 50, 4)
-    units, decode = simulated(windows, replace(TRUE, **{k: 1.3 * getattr(TRUE, k) for k in ("step_sec", "step_sec_per_position", "prefill_sec_per_position", "start_sec", "decode_sec_per_frame")}))
-    eta = DecoderEta(windows, 2250, TRUE)
+    units, decode = simulated(windows, replace(TRUE, **{k: 1.3 * getattr(TRUE, k) for k in COSTS}), streamed=True)
+    eta = DecoderEta(windows, 2250, TRUE, chunk_schedule(finished_frames(windows, 4)))
     duration = sum(units) + decode
     elapsed = 0.0
     for done, seconds in enumerate(units, start=1):
@@ -135,3 +146,20 @@ def test_a_continuing_window_teaches_the_prefill_price_not_the_start() -> None:
     learned = TRUE.learn([window], units, 810, TRUE.decode(810))
     assert learned.start_sec == TRUE.start_sec
     assert learned.prefill_sec_per_position == pytest.approx(TRUE.prefill_sec_per_position, rel=1e-6)
+
+
+def test_the_eta_knows_when_the_engine_streams_its_chunks() -> None:
+    """The schedule the ETA prices (chunk decodes after which steps) is the one a real 40 s job (two windows)
+    streams, every chunk but the last, which comes from the final decode."""
+    from lofi_engine.musicgen.model import MusicGen
+    from tests.conftest import FIXTURES
+
+    model = MusicGen.load(FIXTURES / "musicgen-tiny", device="cpu")
+    steps: list[int] = []
+    emitted_after: list[int] = []
+    out = model.generate("rain", duration_sec=40, seed=3, on_step=lambda done, total: steps.append(done),
+                         on_chunk=lambda audio, start: emitted_after.append(len(steps)))
+    schedule = chunk_schedule(finished_frames(model.windows(40), model.settings.num_codebooks))
+    expected = [unit + 1 for unit, count in enumerate(schedule) for _ in range(count)]
+    assert emitted_after[:-1] == expected and len(expected) == 19
+    assert emitted_after[-1] == len(steps) and out.codes.shape[1] == 2000

@@ -263,17 +263,16 @@ def measure_radio(model_dir: Path, threads: int, optimized: Path, quantize: str 
 
 
 def measure_eta(model_dir: Path, threads: int, optimized: Path, pieces: int = 3, duration: float = 20.0) -> dict[str, Any]:
-    """Through `lofi serve`: a fresh engine on a machine that has run jobs before, and the first job ever."""
+    """Through `lofi serve`, with the benchmark's graphs but none of its learned costs: the first job ever on this
+    machine, then a fresh engine (a new `lofi serve`) composing ``pieces`` pieces with what that job taught it."""
     import tempfile
 
-    from lofi_engine.dev.bench_eta import cache_with_costs, cache_without_costs, serve_pieces
+    from lofi_engine.dev.bench_eta import cache_without_costs, serve_pieces
 
-    result = {}
-    for label, prepare, count in (("fresh engine", cache_with_costs, pieces), ("first job ever", cache_without_costs, 1)):
-        with tempfile.TemporaryDirectory(prefix="lofi-eta-") as work:
-            prepare(optimized, Path(work))
-            result[label] = serve_pieces(model_dir, Path(work), threads, count, duration)
-    return result
+    with tempfile.TemporaryDirectory(prefix="lofi-eta-") as work:
+        cache_without_costs(optimized, Path(work))
+        first = serve_pieces(model_dir, Path(work), threads, 1, duration, first_seed=100)
+        return {"fresh engine": serve_pieces(model_dir, Path(work), threads, pieces, duration), "first job ever": first}
 
 
 VARIANTS = (("fp32", "musicgen-full", None), ("int8", "musicgen-full-int8", None), ("int4", "musicgen-full", "int4"))

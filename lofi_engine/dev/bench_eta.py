@@ -21,9 +21,10 @@ from lofi_engine.musicgen.model import COSTS_FILE
 PROMPTS = ("lofi hip hop, jazzy piano", "rainy night, mellow guitar", "slow ambient synth pads")
 
 
-def serve_pieces(model_dir: Path, cache_dir: Path, threads: int, pieces: int, duration: float) -> list[dict[str, Any]]:
+def serve_pieces(model_dir: Path, cache_dir: Path, threads: int, pieces: int, duration: float, first_seed: int = 0) -> list[dict[str, Any]]:
     """``pieces`` pieces of ``duration`` seconds from one fresh `lofi serve`, each asked for after the last one
-    completed; the worst ETA error of each."""
+    completed; the worst ETA error of each. Seeds from ``first_seed`` on (a piece already in the cache would not be
+    composed again)."""
     command = [sys.executable, "-m", "lofi_engine", "serve", "--model-dir", str(model_dir), "--cache-dir", str(cache_dir), "--threads", str(threads)]
     server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               env={**os.environ, "XDG_STATE_HOME": str(cache_dir / "state")})
@@ -31,7 +32,7 @@ def serve_pieces(model_dir: Path, cache_dir: Path, threads: int, pieces: int, du
     results = []
     try:
         for piece in range(pieces):
-            request = {"prompt": PROMPTS[piece % len(PROMPTS)], "duration_sec": duration, "seed": piece}
+            request = {"prompt": PROMPTS[piece % len(PROMPTS)], "duration_sec": duration, "seed": first_seed + piece}
             server.stdin.write(json.dumps({"jsonrpc": "2.0", "id": piece, "method": "generate", "params": request}) + "\n")
             server.stdin.flush()
             begun, progress = time.monotonic(), []
@@ -69,8 +70,3 @@ def cache_without_costs(optimized: Path, cache_dir: Path) -> None:
         if entry.name != COSTS_FILE and not entry.name.startswith("."):
             (target / entry.name).symlink_to(entry.resolve())
 
-
-def cache_with_costs(optimized: Path, cache_dir: Path) -> None:
-    """``cache_dir`` sharing ``optimized`` whole: graphs and the costs the benchmark's earlier jobs taught it."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    (cache_dir / "optimized").symlink_to(optimized.resolve())

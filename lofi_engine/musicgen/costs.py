@@ -2,7 +2,8 @@
 
 A job is a start (text encoding, the cross-attention keys/values and the first window's first step), decoder
 steps whose cost grows with the cache position they read, a prefill at the start of each later window (its
-context, in one call) and the final EnCodec decode. Every finished job refines the costs (:meth:`StepCosts.learn`);
+context, in one call), the 2 s chunks the engine decodes and streams while it composes, and the final EnCodec
+decode. Every finished job refines the costs (:meth:`StepCosts.learn`);
 they are kept on disk beside the optimized graphs, keyed by model, decoder graph, threads and ONNX Runtime version,
 so the first job of a fresh engine is priced from what the jobs before it measured. The live ETA
 (:class:`DecoderEta`) scales the whole price list by how fast this job's units have run so far, which follows a
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from itertools import accumulate
 from pathlib import Path
 
@@ -29,6 +30,8 @@ PRIOR_PREFILL_STEPS_PER_POSITION = 0.1
 2 threads: 4.2 ms a position against 44 ms a step)."""
 PRIOR_DECODE_STEPS_PER_FRAME = 0.033
 """Until it has measured a decode: an EnCodec frame costs a thirtieth of a step (1.45 ms against 44 ms)."""
+PRIOR_CHUNK_STEPS = 7.0
+"""Until it has measured a streamed chunk's decode (155 frames): seven steps (0.3 s against 40 ms)."""
 PRIOR_START_STEPS = 3.0
 """Until it has measured a job's start (text encoding, cross-attention, first step): three steps."""
 LIVE_UNITS = 200
@@ -48,13 +51,15 @@ class StepCosts:
     prefill_sec_per_position: float
     start_sec: float
     decode_sec_per_frame: float
+    chunk_sec: float
+    """A streamed 2 s chunk's decode (with its context and lookahead)."""
     jobs: int = 0
 
     @classmethod
     def prior(cls, cache_bytes_per_position: float, weight_bytes: float) -> "StepCosts":
         """Before any measurement: a step costs its weights plus the cache it reads, both memory-bound."""
         slope = cache_bytes_per_position / weight_bytes if weight_bytes > 0 else 0.0
-        return cls(1.0, slope, PRIOR_PREFILL_STEPS_PER_POSITION, PRIOR_START_STEPS, PRIOR_DECODE_STEPS_PER_FRAME)
+        return cls(1.0, slope, PRIOR_PREFILL_STEPS_PER_POSITION, PRIOR_START_STEPS, PRIOR_DECODE_STEPS_PER_FRAME, PRIOR_CHUNK_STEPS)
 
     def step(self, position: int) -> float:
         return self.step_sec + self.step_sec_per_position * position
@@ -68,12 +73,15 @@ class StepCosts:
     def decode(self, frames: int) -> float:
         return self.decode_sec_per_frame * frames
 
-    def learn(self, windows: list[Window], unit_sec: list[float], decode_frames: int, decode_sec: float) -> "StepCosts":
+    def learn(self, windows: list[Window], unit_sec: list[float], decode_frames: int, decode_sec: float, chunk_sec: float | None = None) -> "StepCosts":
         """These costs refined by one finished job: ``unit_sec`` are its units' seconds, in order (see
-        :func:`job_units`), ``decode_sec`` its final decode's."""
+        :func:`job_units`) and without the streamed chunks' decodes, ``decode_sec`` its final decode's,
+        ``chunk_sec`` what a streamed chunk's decode took (None: nothing was streamed)."""
         kinds = job_units(windows)
         steps = [(position, sec) for (kind, position), sec in zip(kinds, unit_sec) if kind == STEP]
         measured = {"decode_sec_per_frame": decode_sec / max(decode_frames, 1)}
+        if chunk_sec is not None:
+            measured["chunk_sec"] = chunk_sec
         measured |= {"start_sec": sec for (kind, _), sec in zip(kinds, unit_sec) if kind == START}
         if len(steps) >= MIN_FIT_STEPS:
             positions, seconds = np.array(steps, dtype=np.float64).T
@@ -99,7 +107,7 @@ class StepCosts:
         """The prior (in steps) turned into seconds with a measured step cost."""
         if step_sec is None:
             return None
-        return StepCosts(*(getattr(self, k) * step_sec for k in ("step_sec", "step_sec_per_position", "prefill_sec_per_position", "start_sec", "decode_sec_per_frame")))
+        return StepCosts(*(getattr(self, f.name) * step_sec for f in fields(self) if f.name != "jobs"))
 
 
 def job_units(windows: list[Window]) -> list[tuple[str, int]]:
@@ -113,12 +121,21 @@ def job_units(windows: list[Window]) -> list[tuple[str, int]]:
 
 class DecoderEta:
     """Seconds left in a MusicGen job: the remaining units and the final decode at this machine's prices,
-    scaled by how this job's latest units compared with those prices."""
+    scaled by how this job's latest units compared with those prices.
 
-    def __init__(self, windows: list[Window], decode_frames: int, costs: StepCosts) -> None:
+    ``chunks``: how many streamed chunks are decoded after each unit (:func:`..streaming.chunk_schedule`); their
+    time falls in the next unit's (after the last unit: before the final decode), so that unit is priced with it.
+    """
+
+    def __init__(self, windows: list[Window], decode_frames: int, costs: StepCosts, chunks: list[int] | None = None) -> None:
         self.predicted = [costs.unit(kind, position) for kind, position in job_units(windows)]
         self.total = len(self.predicted)
         self.decode = costs.decode(decode_frames)
+        for unit, count in enumerate(chunks or []):
+            if unit + 1 < self.total:
+                self.predicted[unit + 1] += count * costs.chunk_sec
+            else:
+                self.decode += count * costs.chunk_sec
         self._left = list(accumulate(reversed(self.predicted + [self.decode])))[::-1]  # _left[i]: units i… + decode
         self._measured = [0.0] * self.total
 

@@ -31,9 +31,9 @@ from lofi_engine.musicgen.delay_pattern import (
 )
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.settings import ModelSettings
-from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback
+from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback, chunk_schedule
 from lofi_engine.musicgen.text import encode_prompt
-from lofi_engine.musicgen.windows import Window, plan_windows
+from lofi_engine.musicgen.windows import Window, finished_frames, plan_windows
 from lofi_engine.shared.errors import (
     CANCELLED,
     MODEL_INFERENCE_FAILED,
@@ -173,9 +173,11 @@ class MusicGen:
         return self.settings.sample_rate
 
     def progress_model(self, request: GenerateRequest) -> DecoderEta:
-        """One unit of work per decoder step, priced from what this machine measured (:mod:`.costs`)."""
+        """One unit of work per decoder step, priced from what this machine measured (:mod:`.costs`), with the
+        chunks the engine streams while it composes."""
         windows = self.windows(request.duration_sec)
-        return DecoderEta(windows, sum(w.new_frames for w in windows), self.costs)
+        chunks = chunk_schedule(finished_frames(windows, self.settings.num_codebooks))  # the engine streams chunks
+        return DecoderEta(windows, sum(w.new_frames for w in windows), self.costs, chunks)
 
     def windows(self, duration_sec: float) -> list[Window]:
         """The decoder windows that make ``duration_sec`` of audio; their steps sum to the job's total work."""
@@ -217,15 +219,24 @@ class MusicGen:
         hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, prompt, sampler.uses_guidance)
         windows = self.windows(duration_sec)
         estimated = sum(w.steps for w in windows)
+        finished = finished_frames(windows, self.settings.num_codebooks)
         done = 0
         finished_at: list[float] = []
-        streamer = None if on_chunk is None else AudioStreamer(self.decode_audio, self.settings.hop_length, on_chunk)
+        chunk_sec = [0.0] * (estimated + 1)  # streamed chunk decodes, by the unit whose time they fall in
+
+        def timed_decode(codes: np.ndarray) -> np.ndarray:
+            started_chunk = time.perf_counter()
+            audio = self.decode_audio(codes)
+            chunk_sec[done] += time.perf_counter() - started_chunk
+            return audio
+
+        streamer = None if on_chunk is None else AudioStreamer(timed_decode, self.settings.hop_length, on_chunk)
         codes = np.zeros((self.settings.num_codebooks, 0), dtype=np.int64)
 
         for window in windows:
             before = codes
 
-            def step(complete: int, finished: Callable[[], np.ndarray], before: np.ndarray = before, window: Window = window) -> None:
+            def step(complete: int, finished_codes: Callable[[], np.ndarray], before: np.ndarray = before, window: Window = window) -> None:
                 nonlocal done
                 done += 1
                 finished_at.append(time.perf_counter())
@@ -234,10 +245,7 @@ class MusicGen:
                 if on_step is not None:
                     on_step(done, estimated)
                 if streamer is not None:
-                    streamer.feed(
-                        before.shape[1] + max(0, complete - window.prompt_frames),
-                        lambda: np.concatenate([before, finished()[:, window.prompt_frames :]], axis=1),
-                    )
+                    streamer.feed(finished[done - 1], lambda: np.concatenate([before, finished_codes()[:, window.prompt_frames :]], axis=1))
 
             prompt_codes = before[:, before.shape[1] - window.prompt_frames :]
             produced = self.continue_codes(prompt_codes, window.new_frames, hidden, mask, sampler, step)
@@ -247,7 +255,10 @@ class MusicGen:
         self.decoder.release()  # the cache is not needed for the decode: the job's peak memory is one or the other
         decode_started = time.perf_counter()
         audio = self.decode_audio(codes)
-        self.learn_costs(windows, np.diff([started, *finished_at]).tolist(), codes.shape[1], time.perf_counter() - decode_started)
+        decode_sec = time.perf_counter() - decode_started
+        chunks = sum(chunk_schedule(finished))
+        unit_sec = (np.diff([started, *finished_at]) - chunk_sec[:estimated]).tolist()
+        self.learn_costs(windows, unit_sec, codes.shape[1], decode_sec, sum(chunk_sec) / chunks if streamer and chunks else None)
         if streamer is not None:
             streamer.finish(audio)
         return Generation(
@@ -261,9 +272,9 @@ class MusicGen:
             model_version=self.model_version,
         )
 
-    def learn_costs(self, windows: list[Window], unit_sec: list[float], frames: int, decode_sec: float) -> None:
+    def learn_costs(self, windows: list[Window], unit_sec: list[float], frames: int, decode_sec: float, chunk_sec: float | None = None) -> None:
         """Refine and keep this machine's prices from a finished job (see :meth:`StepCosts.learn`)."""
-        self.costs = self.costs.learn(windows, unit_sec, frames, decode_sec)
+        self.costs = self.costs.learn(windows, unit_sec, frames, decode_sec, chunk_sec)
         if self.cost_store is not None and self.costs.jobs:
             self.cost_store.save(self.cost_key, self.costs)
 

@@ -14,6 +14,19 @@ import numpy as np
 
 ChunkCallback = Callable[[np.ndarray, int], None]
 """``on_chunk(samples, first_sample)``: the next stretch of audio and where it starts in the track."""
+CHUNK_FRAMES = 100  # 2 s
+CONTEXT_FRAMES = 50  # decoded before the chunk and dropped: warms the LSTM up
+LOOKAHEAD_FRAMES = 5  # decoded after the chunk and dropped: the convolutions' right context
+
+
+def chunk_schedule(finished: list[int]) -> list[int]:
+    """How many chunk decodes :meth:`AudioStreamer.feed` runs after each step, given the frames finished by then."""
+    emitted, due = 0, []
+    for frames in finished:
+        count = max(0, (frames - emitted - LOOKAHEAD_FRAMES) // CHUNK_FRAMES)
+        emitted += count * CHUNK_FRAMES
+        due.append(count)
+    return due
 
 
 @dataclass
@@ -21,19 +34,16 @@ class AudioStreamer:
     decode: Callable[[np.ndarray], np.ndarray]
     hop: int
     on_chunk: ChunkCallback
-    chunk_frames: int = 100  # 2 s
-    context_frames: int = 50  # decoded before the chunk and dropped: warms the LSTM up
-    lookahead_frames: int = 5  # decoded after the chunk and dropped: the convolutions' right context
     emitted_frames: int = field(default=0, init=False)
 
     def feed(self, frames: int, codes: Callable[[], np.ndarray]) -> None:
         """``frames`` of the track are finished; ``codes()`` returns them ``[codebooks, frames]`` (only called
         when a chunk is due, so the per-step cost is a comparison)."""
-        if frames - self.emitted_frames < self.chunk_frames + self.lookahead_frames:
+        if frames - self.emitted_frames < CHUNK_FRAMES + LOOKAHEAD_FRAMES:
             return
         finished = codes()
-        while finished.shape[1] - self.emitted_frames >= self.chunk_frames + self.lookahead_frames:
-            self._emit(finished, self.emitted_frames + self.chunk_frames)
+        while finished.shape[1] - self.emitted_frames >= CHUNK_FRAMES + LOOKAHEAD_FRAMES:
+            self._emit(finished, self.emitted_frames + CHUNK_FRAMES)
 
     def finish(self, audio: np.ndarray) -> None:
         """The rest of the track, from the final one-shot decode."""
@@ -44,8 +54,8 @@ class AudioStreamer:
 
     def _emit(self, codes: np.ndarray, end: int) -> None:
         start = self.emitted_frames
-        lo = max(0, start - self.context_frames)
-        hi = min(codes.shape[1], end + self.lookahead_frames)
+        lo = max(0, start - CONTEXT_FRAMES)
+        hi = min(codes.shape[1], end + LOOKAHEAD_FRAMES)
         audio = self.decode(codes[:, lo:hi])
         self.on_chunk(audio[(start - lo) * self.hop : (end - lo) * self.hop], start * self.hop)
         self.emitted_frames = end

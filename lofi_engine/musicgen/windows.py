@@ -40,3 +40,16 @@ def plan_windows(duration_sec: float, frame_rate: float, num_codebooks: int) -> 
         windows.append(Window(context, new, new + delay))
         done += new
     return windows
+
+
+def finished_frames(windows: list[Window], num_codebooks: int) -> list[int]:
+    """Frames of the piece that are final after each decoder step of the job (the delay pattern finishes a frame
+    ``num_codebooks - 1`` steps after its first codebook; a window's prompt frames were final before it)."""
+    finished, before = [], 0
+    for w in windows:
+        for k in range(w.steps):
+            position = w.prompt_frames + 1 + k  # the grid column the step fills
+            complete = max(0, min(position - num_codebooks + 1, w.prompt_frames + w.new_frames))
+            finished.append(before + max(0, complete - w.prompt_frames))
+        before += w.new_frames
+    return finished
