@@ -301,8 +301,7 @@ class InPlaceDecoder:
     def _reserve_on_device(self, rows: int, capacity: int) -> None:
         """One ONNX Runtime buffer per tensor on the device, kept across windows while it is big enough (the
         positions past the valid length are never read, so it needs no clearing)."""
-        buffers = list(self._buffers.values())
-        if not buffers or self._rows != rows or self._capacity < capacity:
+        if not self._buffers or self._rows != rows or self._capacity < capacity:
             self._buffers = {}  # the old ones go before the new ones are allocated
             shape = [rows, self._heads, capacity, self._head_dim]
             self._buffers = {name: ort.OrtValue.ortvalue_from_shape_and_type(shape, self.dtype, self.device, 0) for name in self._self_names}

@@ -17,6 +17,12 @@ def window_length(prompt_frames: int, new_frames: int, num_codebooks: int) -> in
     return 1 + prompt_frames + new_frames + num_codebooks - 1
 
 
+def frames_complete(position: int, prompt_frames: int, new_frames: int, num_codebooks: int) -> int:
+    """Aligned frames of a window (its prompt included) that are final once ``position`` is filled: codebook
+    ``num_codebooks - 1`` is the last to reach a frame."""
+    return max(0, min(position - num_codebooks + 1, prompt_frames + new_frames))
+
+
 def build_pattern(prompt: np.ndarray, length: int, pad: int) -> np.ndarray:
     """The delayed ``[codebooks, length]`` grid: forced values where known, ``PREDICTED`` where to sample."""
     num_codebooks, prompt_frames = prompt.shape

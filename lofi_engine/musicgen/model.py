@@ -26,6 +26,7 @@ from lofi_engine.musicgen.decoder import (
 from lofi_engine.musicgen.delay_pattern import (
     PREDICTED,
     build_pattern,
+    frames_complete,
     undelay,
     window_length,
 )
@@ -223,11 +224,14 @@ class MusicGen:
         done = 0
         finished_at: list[float] = []
         chunk_sec = [0.0] * (estimated + 1)  # streamed chunk decodes, by the unit whose time they fall in
+        chunks = 0
 
         def timed_decode(codes: np.ndarray) -> np.ndarray:
+            nonlocal chunks
             started_chunk = time.perf_counter()
             audio = self.decode_audio(codes)
             chunk_sec[done] += time.perf_counter() - started_chunk
+            chunks += 1
             return audio
 
         streamer = None if on_chunk is None else AudioStreamer(timed_decode, self.settings.hop_length, on_chunk)
@@ -256,9 +260,8 @@ class MusicGen:
         decode_started = time.perf_counter()
         audio = self.decode_audio(codes)
         decode_sec = time.perf_counter() - decode_started
-        chunks = sum(chunk_schedule(finished))
         unit_sec = (np.diff([started, *finished_at]) - chunk_sec[:estimated]).tolist()
-        self.learn_costs(windows, unit_sec, codes.shape[1], decode_sec, sum(chunk_sec) / chunks if streamer and chunks else None)
+        self.learn_costs(windows, unit_sec, codes.shape[1], decode_sec, sum(chunk_sec) / chunks if chunks else None)
         if streamer is not None:
             streamer.finish(audio)
         return Generation(
@@ -308,7 +311,7 @@ class MusicGen:
             grid[:, position] = np.where(forced == PREDICTED, tokens, forced)
             if position + 1 < length:
                 logits = self.decoder.step(np.tile(grid[:, position : position + 1], (rows, 1)))
-            complete = max(0, min(position - codebooks + 1, prompt_frames + new_frames))
+            complete = frames_complete(position, prompt_frames, new_frames, codebooks)
             on_step(complete, lambda complete=complete: undelay(grid, complete))
         return undelay(grid, prompt_frames + new_frames)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lofi_engine.musicgen.delay_pattern import frames_complete
+
 WINDOW_SEC = 30.0
 """Audio generated per decoder window; the decoder's 2048 positions hold ≈ 41 s."""
 CONTEXT_SEC = 12.0
@@ -48,8 +50,7 @@ def finished_frames(windows: list[Window], num_codebooks: int) -> list[int]:
     finished, before = [], 0
     for w in windows:
         for k in range(w.steps):
-            position = w.prompt_frames + 1 + k  # the grid column the step fills
-            complete = max(0, min(position - num_codebooks + 1, w.prompt_frames + w.new_frames))
+            complete = frames_complete(w.prompt_frames + 1 + k, w.prompt_frames, w.new_frames, num_codebooks)
             finished.append(before + max(0, complete - w.prompt_frames))
         before += w.new_frames
     return finished
