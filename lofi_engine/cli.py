@@ -14,7 +14,7 @@ from typing import TextIO
 
 from lofi_engine.shared.errors import MODEL_NOT_FOUND, PLAYBACK_FAILED, LofiError
 from lofi_engine.shared.request import GenerateRequest
-from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig
+from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig, Settings
 from lofi_engine.shared.track import track_metadata
 from lofi_engine.store.ace_step_manifest import HOW_TO_EXPORT
 from lofi_engine.store.catalogue import (
@@ -75,10 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--temperature", type=float, default=None, help="MusicGen: sampling temperature (default: model's, 1.0)")
     generate.add_argument("--guidance", type=float, default=None, help="MusicGen: classifier-free guidance scale (default: model's, 3.0; 1 = off)")
     generate.add_argument("--yes", "-y", action="store_true", help="agree to downloading the model if it is missing, without asking")
-    EngineConfig.add_arguments(generate)
+    Settings.add_arguments(generate)
 
     serve = commands.add_parser("serve", help="serve JSON-RPC 2.0 over stdio (one JSON object a line)")
-    EngineConfig.add_arguments(serve)
+    Settings.add_arguments(serve)
 
     run = commands.add_parser(
         "run", help="first run: ask, download the default model, compose a track, play it and print where the WAV is (`make run`)"
@@ -92,11 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--player", default=None,
         help='player command, the WAV path is appended (default: the first of mpv, ffplay, afplay, pw-play, paplay, aplay found); "none" to skip',
     )
-    EngineConfig.add_arguments(run)
+    Settings.add_arguments(run)
 
     download = commands.add_parser("download", help="download a model variant from the HuggingFace Hub")
     download.add_argument("--yes", "-y", action="store_true", help="agree to the download without asking")
-    EngineConfig.add_arguments(download)
+    Settings.add_arguments(download)
     return parser
 
 
@@ -104,7 +104,7 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, yes_
     from lofi_engine.engine.backends import load_backend
     from lofi_engine.engine.wav import write_wav
 
-    config = EngineConfig.from_arguments(args)
+    config = Settings.from_arguments(args).engine
     flags = {
         "prompt": args.prompt, "duration_sec": args.duration, "seed": args.seed, "backend": config.backend,
         "top_k": args.top_k, "temperature": args.temperature, "guidance_scale": args.guidance, "steps": args.steps,
@@ -149,7 +149,7 @@ def find_player(choice: str | None) -> list[str] | None:
 
 def run_first(args: argparse.Namespace) -> None:
     """`make run`: everything a first track needs, from the terminal."""
-    config = EngineConfig.from_arguments(args)
+    config = Settings.from_arguments(args).engine
     args.steps = args.top_k = args.temperature = args.guidance = None
     meta = run_generate(args, default_dir=config.cache_dir / "runs", yes_hint="--yes (make run YES=1)")
     path = meta["path"]
@@ -177,11 +177,11 @@ def run_first(args: argparse.Namespace) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     from lofi_engine.service.rpc import RpcServer
 
-    RpcServer(EngineConfig.from_arguments(args), sys.stdout).serve(sys.stdin)
+    RpcServer(Settings.from_arguments(args), sys.stdout).serve(sys.stdin)
 
 
 def run_download(args: argparse.Namespace) -> None:
-    config = EngineConfig.from_arguments(args)
+    config = Settings.from_arguments(args).engine
     if config.backend == "ace-step":
         raise LofiError(MODEL_NOT_FOUND, f"lofi download fetches MusicGen only. {HOW_TO_EXPORT}")
     if is_available(config):

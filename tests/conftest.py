@@ -39,14 +39,14 @@ def engine(tmp_path: Path):
     from events import EventLog
 
     from lofi_engine.service.client import EngineClient
-    from lofi_engine.shared.settings import EngineConfig
+    from lofi_engine.shared.settings import Settings
 
     clients = []
 
     def make(python: str | None = None, **config):
         events = EventLog()
         settings = {"model_dir": str(TINY), "cache_dir": str(tmp_path / "cache"), **config}
-        client = EngineClient(EngineConfig.from_dict(settings), events, python=python, log_path=tmp_path / "engine.log")
+        client = EngineClient(Settings.from_dict(settings), events, python=python, log_path=tmp_path / "engine.log")
         clients.append(client)
         return client, events
 
@@ -61,13 +61,13 @@ def heard_service(tmp_path: Path):
     to ``out`` (a float WAV) instead of a sound card; closed after the test."""
     from events import EventLog
     from lofi_engine.service.client import EngineClient
-    from lofi_engine.shared.settings import EngineConfig
+    from lofi_engine.shared.settings import Settings
 
     made = []
 
     def make(**settings):
         out = tmp_path / "out.wav"
-        config = EngineConfig.from_dict({
+        config = Settings.from_dict({
             "cache_dir": str(tmp_path / "cache"),
             "player_command": f"mpv --no-config --really-quiet --no-video --ao=pcm --ao-pcm-file={out} --ao-pcm-waveheader=yes",
             **settings,

@@ -234,10 +234,10 @@ def test_variant_not_in_the_export_is_refused(ace_copy: Path) -> None:
     error = _load_error(ace_copy, variant="int8")
     assert error.code == "MODEL_LOAD_FAILED" and "has no int8 variant" in error.message
     from lofi_engine.service.client import EngineClient
-    from lofi_engine.shared.settings import EngineConfig
+    from lofi_engine.shared.settings import Settings
 
     settings = {"ace_step_model_dir": str(ace_copy), "ace_step_variant": "int8", "cache_dir": str(ace_copy.parent / "cache")}
-    client = EngineClient(EngineConfig.from_dict(settings), lambda *event: None, log_path=ace_copy.parent / "engine.log")
+    client = EngineClient(Settings.from_dict(settings), lambda *event: None, log_path=ace_copy.parent / "engine.log")
     try:
         with pytest.raises(LofiError) as err:  # said at once, not after the job waited its turn
             client.request("generate", {"prompt": "x", "duration_sec": 10, "backend": "ace-step"})
@@ -390,9 +390,9 @@ def test_the_engine_releases_the_other_backends_sessions(tmp_path: Path) -> None
 
     from lofi_engine.engine.worker import Worker
     from lofi_engine.shared.protocol import GenerateJob
-    from lofi_engine.shared.settings import EngineConfig
+    from lofi_engine.shared.settings import Settings
 
-    config = EngineConfig.from_dict({"model_dir": str(TINY), "ace_step_model_dir": str(ACE_TINY), "cache_dir": str(tmp_path)})
+    config = Settings.from_dict({"model_dir": str(TINY), "ace_step_model_dir": str(ACE_TINY), "cache_dir": str(tmp_path)}).engine
     ours, theirs = multiprocessing.Pipe()
     worker = Worker(theirs, config, multiprocessing.Event())
 

@@ -18,7 +18,7 @@ from lofi_engine.musicgen.delay_pattern import (
     window_length,
 )
 from lofi_engine.shared.request import GenerateRequest
-from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "lofi_engine"
@@ -156,10 +156,10 @@ def test_bad_requests_are_refused_by_the_parser(params: dict, code: str, words: 
 
 def test_config_rejects_unknown_keys_naming_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(LofiError) as err:
-        EngineConfig.from_dict({"modle_dir": str(tmp_path)})
+        Settings.from_dict({"modle_dir": str(tmp_path)})
     assert err.value.code == "INVALID_PARAMS" and "unknown setting modle_dir" in err.value.message and "model_dir" in err.value.message
     with pytest.raises(LofiError) as err:
-        EngineConfig.from_dict({"variant": "large"})
+        Settings.from_dict({"variant": "large"})
     assert err.value.code == "INVALID_PARAMS" and "small, small-int8, small-fp16" in err.value.message
 
 

@@ -268,14 +268,14 @@ def test_a_queued_job_is_dropped_and_a_running_musicgen_job_stops_between_steps(
 
 def test_new_settings_keep_the_queued_jobs_which_finish_with_theirs(engine, tmp_path: Path) -> None:
     """Issue 10: `setup()` with other settings while jobs wait no longer drops the queue."""
-    from lofi_engine.shared.settings import EngineConfig
+    from lofi_engine.shared.settings import Settings
 
     client, events = engine()
     old = [client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": seed})["track_id"] for seed in (1, 2, 3)]
     events.wait_event("generation_start", track_id=old[0])
     first_engine = client.engine_pid
     other_cache = tmp_path / "other-cache"
-    new_config = EngineConfig.from_dict({"model_dir": str(TINY), "cache_dir": str(other_cache)})
+    new_config = Settings.from_dict({"model_dir": str(TINY), "cache_dir": str(other_cache)})
     assert client.reconfigure(new_config) == {"kept_jobs": 3}
     new = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 4})["track_id"]
     for tid in old:

@@ -135,7 +135,7 @@ def test_variant_defaults_to_fp16_on_a_gpu_and_fp32_otherwise() -> None:
     assert EngineConfig().variant == "small"
     assert EngineConfig(device="cuda").variant == EngineConfig(device="metal").variant == "small-fp16"
     assert EngineConfig(device="cuda", variant="small-int8").variant == "small-int8"
-    assert EngineConfig.from_dict(EngineConfig(device="cuda").to_dict()).variant == "small-fp16"
+    assert EngineConfig(**EngineConfig(device="cuda").to_dict()).variant == "small-fp16"
     with pytest.raises(LofiError) as err:
         EngineConfig(variant="large")
     assert err.value.code == "INVALID_PARAMS"

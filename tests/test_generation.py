@@ -8,6 +8,7 @@ from conftest import PROMPT
 from lofi_engine import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.text import encode_prompt
+from lofi_engine.musicgen.windows import Window
 
 
 def test_same_seed_gives_bit_identical_audio(tiny: MusicGen) -> None:
@@ -63,7 +64,10 @@ def test_45_seconds_crosses_a_window_with_exact_length_and_continuous_codes(tiny
     greedy = tiny.generate(PROMPT, duration_sec=45, top_k=1)
     hidden, mask = encode_prompt(tiny.tokenizer, tiny.text_encoder, PROMPT, guidance=True)
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=3.0)
-    tail = tiny.continue_codes(greedy.codes[:, 900:1500], 750, hidden, mask, sampler, lambda complete, finished: None)
+    composition = tiny.compose([Window(600, 750, 750 + 3)], hidden, mask, sampler, context=greedy.codes[:, 900:1500])
+    for _ in composition:
+        pass
+    tail = composition.codes
     np.testing.assert_array_equal(tail[:, 600:], greedy.codes[:, 1500:])
     # Audio across the seam is one decode: no discontinuity larger than the music itself has elsewhere.
     seam = 1500 * 640

@@ -19,6 +19,7 @@ from lofi_engine.musicgen import inplace_graph
 from lofi_engine.musicgen.decoder import CachedDecoder, InPlaceDecoder
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.text import encode_prompt
+from lofi_engine.musicgen.windows import Window
 
 
 def entries(cache: Path) -> list[Path]:
@@ -58,7 +59,10 @@ def test_in_place_windowed_continuation_equals_transformers(form: str) -> None:
     prompt_codes = reference("greedy_g1_codes")[:, :50]
     hidden, mask = encode_prompt(model.tokenizer, model.text_encoder, PROMPT, guidance=False)
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=1.0)
-    codes = model.continue_codes(prompt_codes, 100, hidden, mask, sampler, lambda complete, finished: None)
+    composition = model.compose([Window(prompt_codes.shape[1], 100, 103)], hidden, mask, sampler, context=prompt_codes)
+    for _ in composition:
+        pass
+    codes = composition.codes
     np.testing.assert_array_equal(codes, reference("continuation_g1_codes"))
 
 

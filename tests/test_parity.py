@@ -9,6 +9,7 @@ from conftest import PROMPT, TINY, TINY_FP16, TINY_INT8, reference
 from lofi_engine import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.text import encode_prompt
+from lofi_engine.musicgen.windows import Window
 
 
 @pytest.mark.parametrize("decoder", ["merged", "split"])
@@ -32,8 +33,9 @@ def test_continuation_from_codes_matches_transformers(tiny: MusicGen) -> None:
     prompt_codes = reference("greedy_g1_codes")[:, :50]
     hidden, mask = encode_prompt(tiny.tokenizer, tiny.text_encoder, PROMPT, guidance=False)
     sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=1.0)
-    steps = []
-    codes = tiny.continue_codes(prompt_codes, 100, hidden, mask, sampler, lambda complete, finished: steps.append(1))
+    composition = tiny.compose([Window(50, 100, 103)], hidden, mask, sampler, context=prompt_codes)
+    steps = list(composition)
+    codes = composition.codes
     np.testing.assert_array_equal(codes, reference("continuation_g1_codes"))
     np.testing.assert_array_equal(codes[:, :50], prompt_codes)
     assert len(steps) == 103

@@ -8,6 +8,7 @@ import pytest
 from conftest import PROMPT
 from lofi_engine import LofiError, MusicGen
 from lofi_engine.musicgen.radio import DECODE_CONTEXT, LOOKAHEAD, ContinuousStream
+from lofi_engine.musicgen.windows import Window
 from lofi_engine.shared.request import GenerateRequest
 
 
@@ -38,8 +39,10 @@ def test_each_window_continues_the_last_context_of_codes(tiny: MusicGen) -> None
     assert np.array_equal(first.codes, b.next_window().codes)
     second = a.next_window()
     prompt = first.codes[:, -a.context_frames :]
-    again = tiny.continue_codes(prompt, second.codes.shape[1], *a._condition, a._sampler, lambda *_: None)
-    assert np.array_equal(again[:, prompt.shape[1] :], second.codes)
+    window = Window(prompt.shape[1], second.codes.shape[1], second.codes.shape[1] + tiny.settings.num_codebooks - 1)
+    composition = tiny.compose([window], *a._condition, a._sampler, context=prompt)
+    assert [step.done for step in composition] == list(range(1, window.steps + 1))
+    assert np.array_equal(composition.codes[:, prompt.shape[1] :], second.codes)
 
 
 def test_steering_changes_the_codes_that_follow(tiny: MusicGen) -> None:

@@ -127,9 +127,10 @@ def test_player_radio_and_library_over_json_rpc(tmp_path: Path) -> None:
         s.read_until(lambda m: m.get("method") == "generation_complete")
         assert s.call("play", {"track_id": tid}, id=2)["result"]["track_id"] == tid
         s.read_until(lambda m: m.get("method") == "playback_start")
-        assert s.call("pause", id=3)["result"] == {"sent": "pause"}
+        paused = s.call("pause", id=3)["result"]
+        assert paused["sent"] == "pause" and paused["track_id"] == tid and paused["prompt"] == "rain"
         assert s.read_until(lambda m: m.get("method") == "playback_pause")["params"]["track_id"] == tid
-        assert s.call("volume", {"level": 40}, id=4)["result"] == {"sent": "settings"}
+        assert s.call("volume", {"level": 40}, id=4)["result"] == {"sent": "settings", "volume": 40, "limited": False}
         bad = s.call("volume", {"level": 150}, id=5)["error"]
         assert bad["code"] == -32602 and bad["data"]["code"] == "INVALID_PARAMS"
         missing = s.call("play", {"track_id": "0" * 16}, id=6)["error"]

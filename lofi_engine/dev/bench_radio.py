@@ -11,7 +11,7 @@ from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.radio import DECODE_CONTEXT, LOOKAHEAD, ContinuousStream
 from lofi_engine.musicgen.windows import Window
 from lofi_engine.shared.request import GenerateRequest
-from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.shared.settings import RadioConfig
 
 WINDOWS_SEC = (10.0, 15.0, 20.0, 25.0, 30.0)
 CONTEXTS_SEC = (3.0, 5.0, 8.0)
@@ -19,7 +19,7 @@ CONTEXTS_SEC = (3.0, 5.0, 8.0)
 
 def measure_stream(model: MusicGen, windows: int = 3) -> dict[str, Any]:
     """Real-time factor (generation seconds per second of audio) of the default window and context."""
-    config = EngineConfig()
+    config = RadioConfig()
     stream = ContinuousStream(model, GenerateRequest.parse({"prompt": "lofi hip hop, jazzy piano", "seed": 7}, "musicgen"),
                               config.radio_window_sec, config.radio_context_sec)
     made = []

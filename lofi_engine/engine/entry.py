@@ -20,4 +20,4 @@ def engine_main(conn, cancel, config: dict, log_path: str, repo_root: str) -> No
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s engine[%(process)d] %(levelname)s %(message)s")
     logging.getLogger("lofi.engine").info("engine started under %s", sys.executable)
-    Worker(conn, EngineConfig.from_dict(config), cancel).serve()
+    Worker(conn, EngineConfig(**config), cancel).serve()

@@ -20,6 +20,7 @@ from lofi_engine.engine.download import download_variant
 from lofi_engine.engine.progress import ProgressReporter
 from lofi_engine.engine.wav import write_wav
 from lofi_engine.shared.backend import Backend
+from lofi_engine.musicgen.model import Chunk, Step
 from lofi_engine.musicgen.radio import ContinuousStream
 from lofi_engine.shared.errors import CANCELLED, MODEL_INFERENCE_FAILED, LofiError
 from lofi_engine.shared.events import event
@@ -90,10 +91,13 @@ class Worker:
             if isinstance(model, AceStep):
                 generation = self.run_cancellable(model, job, reporter)
             else:  # MusicGen stops between decoder steps (past FR-009: see README) and plays while it composes
-                generation = model.run(
-                    request, on_step=reporter, on_chunk=lambda audio, start: self.chunk(track_id, audio, start, model.sample_rate),
-                    should_stop=self.cancel.is_set,
-                )
+                for item in model.stream(request, self.cancel.is_set):
+                    if isinstance(item, Step):
+                        reporter(item.done, item.total)
+                    elif isinstance(item, Chunk):
+                        self.chunk(track_id, item.audio, item.first_sample, model.sample_rate)
+                    else:
+                        generation = item
             path = write_wav(self.cache.wav_path(track_id), generation.audio, generation.sample_rate)
             meta = track_metadata(generation, track_id, path)
             self.cache.put(meta)

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -67,6 +67,30 @@ class Generation:
     prompt: str
     model_version: str
     backend: str = "musicgen"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A decoder step is done: ``done`` of ``total``."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Playable audio before the track is done: ``audio`` from ``first_sample`` of the track on."""
+
+    audio: np.ndarray
+    first_sample: int
+
+
+@dataclass(frozen=True)
+class ComposedStep:
+    done: int
+    total: int
+    codes_so_far: Callable[[], np.ndarray]
+    """All the finished codes of the job so far ``[codebooks, frames]`` (built only when called)."""
 
 
 @dataclass
@@ -207,73 +231,82 @@ class MusicGen:
         on_chunk: ChunkCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Generation:
-        """Compose a parsed request.
+        """Compose a parsed request (:meth:`stream` with callbacks).
 
         ``on_step(done, total)`` follows every decoder step; ``on_chunk(samples, first_sample)`` receives playable
         audio every 2 s of finished frames, long before the track is done (the last chunk comes from the final decode).
         ``should_stop()`` is asked after every decoder step: True ends the job with CANCELLED.
         """
-        started = time.perf_counter()
-        prompt, duration_sec, seed = request.prompt, request.duration_sec, request.seed
-        sampler = TokenSampler.for_request(request, self.settings)
+        for item in self.stream(request, should_stop, chunks=on_chunk is not None):
+            if isinstance(item, Step) and on_step is not None:
+                on_step(item.done, item.total)
+            elif isinstance(item, Chunk) and on_chunk is not None:
+                on_chunk(item.audio, item.first_sample)
+            elif isinstance(item, Generation):
+                return item
+        raise AssertionError("a stream ends with its Generation")
 
-        hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, prompt, sampler.uses_guidance)
-        windows = self.windows(duration_sec)
-        estimated = sum(w.steps for w in windows)
+    def stream(self, request: GenerateRequest, should_stop: Callable[[], bool] | None = None, chunks: bool = True) -> Iterator[Step | Chunk | Generation]:
+        """One generation as it happens: a :class:`Step` after every decoder step, a :class:`Chunk` of playable audio
+        whenever 2 s more are final (``chunks``), and the :class:`Generation` last. ``should_stop()`` is asked after
+        every step: True ends it with CANCELLED. Its time (not the consumer's) teaches the ETA's prices."""
+        started = time.perf_counter()
+        sampler = TokenSampler.for_request(request, self.settings)
+        hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, request.prompt, sampler.uses_guidance)
+        windows = self.windows(request.duration_sec)
         finished = finished_frames(windows, self.settings.num_codebooks)
-        done = 0
-        finished_at: list[float] = []
-        chunk_sec = [0.0] * (estimated + 1)  # streamed chunk decodes, by the unit whose time they fall in
-        chunks = 0
+        chunk_sec: list[float] = []
 
         def timed_decode(codes: np.ndarray) -> np.ndarray:
-            nonlocal chunks
             started_chunk = time.perf_counter()
             audio = self.decode_audio(codes)
-            chunk_sec[done] += time.perf_counter() - started_chunk
-            chunks += 1
+            chunk_sec.append(time.perf_counter() - started_chunk)
             return audio
 
-        streamer = None if on_chunk is None else AudioStreamer(timed_decode, self.settings.hop_length, on_chunk)
-        codes = np.zeros((self.settings.num_codebooks, 0), dtype=np.int64)
-
-        for window in windows:
-            before = codes
-
-            def step(complete: int, finished_codes: Callable[[], np.ndarray], before: np.ndarray = before, window: Window = window) -> None:
-                nonlocal done
-                done += 1
-                finished_at.append(time.perf_counter())
-                if should_stop is not None and should_stop():
-                    raise LofiError(CANCELLED, f"cancelled at decoder step {done} of {estimated}")
-                if on_step is not None:
-                    on_step(done, estimated)
-                if streamer is not None:
-                    streamer.feed(finished[done - 1], lambda: np.concatenate([before, finished_codes()[:, window.prompt_frames :]], axis=1))
-
-            prompt_codes = before[:, before.shape[1] - window.prompt_frames :]
-            produced = self.continue_codes(prompt_codes, window.new_frames, hidden, mask, sampler, step)
-            codes = np.concatenate([before, produced[:, window.prompt_frames :]], axis=1)
-        if should_stop is not None and should_stop():  # asked during the last step: no decode, no track
-            raise LofiError(CANCELLED, f"cancelled after decoder step {done} of {estimated}")
+        pending: list[Chunk] = []
+        streamer = AudioStreamer(timed_decode, self.settings.hop_length, lambda audio, first: pending.append(Chunk(audio, first))) if chunks else None
+        composition = self.compose(windows, hidden, mask, sampler, should_stop, clock_from=started)
+        for step in composition:
+            yield Step(step.done, step.total)
+            if streamer is not None:
+                streamer.feed(finished[step.done - 1], step.codes_so_far)
+                yield from pending
+                pending.clear()
+        if should_stop is not None and should_stop():  # asked while the last step was handled: no decode, no track
+            raise LofiError(CANCELLED, f"cancelled after decoder step {composition.total} of {composition.total}")
+        codes, unit_sec = composition.codes, composition.unit_sec
         self.decoder.release()  # the cache is not needed for the decode: the job's peak memory is one or the other
         decode_started = time.perf_counter()
         audio = self.decode_audio(codes)
         decode_sec = time.perf_counter() - decode_started
-        unit_sec = (np.diff([started, *finished_at]) - chunk_sec[:estimated]).tolist()
-        self.learn_costs(windows, unit_sec, codes.shape[1], decode_sec, sum(chunk_sec) / chunks if chunks else None)
+        self.learn_costs(windows, unit_sec, codes.shape[1], decode_sec, sum(chunk_sec) / len(chunk_sec) if chunk_sec else None)
         if streamer is not None:
             streamer.finish(audio)
-        return Generation(
+            yield from pending
+        yield Generation(
             audio=audio,
             sample_rate=self.settings.sample_rate,
             codes=codes,
-            seed=seed,
-            duration_sec=duration_sec,
+            seed=request.seed,
+            duration_sec=request.duration_sec,
             generation_time_sec=time.perf_counter() - started,
-            prompt=prompt,
+            prompt=request.prompt,
             model_version=self.model_version,
         )
+
+    def compose(
+        self,
+        windows: list[Window],
+        hidden: np.ndarray,
+        mask: np.ndarray,
+        sampler: TokenSampler,
+        should_stop: Callable[[], bool] | None = None,
+        context: np.ndarray | None = None,
+        clock_from: float | None = None,
+    ) -> "Composition":
+        """The decoder steps of ``windows`` (continuing ``context`` codes, when given): the one step loop of a
+        generation and of the radio's windows. See :class:`Composition`."""
+        return Composition(self, windows, hidden, mask, sampler, should_stop, context, clock_from)
 
     def learn_costs(self, windows: list[Window], unit_sec: list[float], frames: int, decode_sec: float, chunk_sec: float | None = None) -> None:
         """Refine and keep this machine's prices from a finished job (see :meth:`StepCosts.learn`)."""
@@ -282,19 +315,13 @@ class MusicGen:
             self.cost_store.save(self.cost_key, self.costs)
 
     def continue_codes(
-        self,
-        prompt: np.ndarray,
-        new_frames: int,
-        hidden: np.ndarray,
-        mask: np.ndarray,
-        sampler: TokenSampler,
-        on_step: Callable[[int, Callable[[], np.ndarray]], None],
-    ) -> np.ndarray:
-        """Continue undelayed ``prompt`` codes ``[codebooks, F]`` by ``new_frames``; returns all F + new frames.
+        self, prompt: np.ndarray, new_frames: int, hidden: np.ndarray, mask: np.ndarray, sampler: TokenSampler
+    ) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+        """Continue undelayed ``prompt`` codes ``[codebooks, F]`` by ``new_frames``, one decoder step per item; the
+        generator returns all F + new frames.
 
-        The prompt is prefilled in one decoder call from an empty cache, then one token is fed a step.
-        ``on_step(complete, finished)`` follows each step: ``complete`` frames of the window are finished and
-        ``finished()`` returns them.
+        The prompt is prefilled in one decoder call from an empty cache, then one token is fed a step. Each item is
+        ``(complete, finished)``: ``complete`` frames of the window are finished and ``finished()`` returns them.
         """
         codebooks, prompt_frames = prompt.shape
         length = window_length(prompt_frames, new_frames, codebooks)
@@ -312,7 +339,7 @@ class MusicGen:
             if position + 1 < length:
                 logits = self.decoder.step(np.tile(grid[:, position : position + 1], (rows, 1)))
             complete = frames_complete(position, prompt_frames, new_frames, codebooks)
-            on_step(complete, lambda complete=complete: undelay(grid, complete))
+            yield complete, lambda complete=complete: undelay(grid, complete)
         return undelay(grid, prompt_frames + new_frames)
 
     def decode_audio(self, codes: np.ndarray) -> np.ndarray:
@@ -322,6 +349,43 @@ class MusicGen:
         if not np.isfinite(audio).all():
             raise LofiError(MODEL_INFERENCE_FAILED, "the audio decoder produced NaN or infinite samples")
         return audio
+
+
+class Composition:
+    """The decoder steps of one or more windows, iterated: a :class:`ComposedStep` after each. Its own time (not the
+    time its consumer holds a step) is measured a unit at a step; once iterated, :attr:`codes` holds the codes
+    (context included) and :attr:`unit_sec` each unit's seconds, the first from ``clock_from`` (the job's start)."""
+
+    def __init__(
+        self, model: MusicGen, windows: list[Window], hidden: np.ndarray, mask: np.ndarray, sampler: TokenSampler,
+        should_stop: Callable[[], bool] | None, context: np.ndarray | None, clock_from: float | None,
+    ) -> None:
+        self.model, self.windows, self.condition, self.sampler, self.should_stop = model, windows, (hidden, mask), sampler, should_stop
+        self.codes = context if context is not None else np.zeros((model.settings.num_codebooks, 0), dtype=np.int64)
+        self.unit_sec: list[float] = []
+        self.total = sum(w.steps for w in windows)
+        self._clock_from = clock_from
+
+    def __iter__(self) -> Iterator[ComposedStep]:
+        done = 0
+        clock = self._clock_from if self._clock_from is not None else time.perf_counter()
+        for window in self.windows:
+            before = self.codes
+            prompt = before[:, before.shape[1] - window.prompt_frames :]
+            steps = self.model.continue_codes(prompt, window.new_frames, *self.condition, self.sampler)
+            while True:
+                try:
+                    _, finished = next(steps)
+                except StopIteration as end:
+                    produced = end.value
+                    break
+                self.unit_sec.append(time.perf_counter() - clock)
+                done += 1
+                if self.should_stop is not None and self.should_stop():
+                    raise LofiError(CANCELLED, f"cancelled at decoder step {done} of {self.total}")
+                yield ComposedStep(done, self.total, lambda b=before, f=finished, w=window: np.concatenate([b, f()[:, w.prompt_frames :]], axis=1))
+                clock = time.perf_counter()
+            self.codes = np.concatenate([before, produced[:, window.prompt_frames :]], axis=1)
 
 
 def _open_in_place(

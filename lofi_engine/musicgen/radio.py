@@ -19,7 +19,7 @@ from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.text import encode_prompt
 from lofi_engine.musicgen.windows import Window
-from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, LofiError
+from lofi_engine.shared.errors import INVALID_PARAMS, LofiError
 from lofi_engine.shared.request import GenerateRequest
 
 DECODE_CONTEXT = 50
@@ -78,30 +78,20 @@ class ContinuousStream:
     def next_window(self, on_step: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None) -> Segment:
         """Compose the next window and return the audio that is now final (up to :data:`LOOKAHEAD` frames short)."""
         context = self._tail[:, max(0, self._tail.shape[1] - self.context_frames) :]
-        new = self.window_frames - context.shape[1]
-        total, done = self.steps_per_window(), 0
-        finished_at = [time.perf_counter()]
-
-        def step(complete: int, finished: Callable[[], np.ndarray]) -> None:
-            nonlocal done
-            done += 1
-            finished_at.append(time.perf_counter())
-            if should_stop is not None and should_stop():
-                raise LofiError(CANCELLED, f"radio stopped at decoder step {done} of {total}")
+        window = Window(context.shape[1], self.window_frames - context.shape[1], self.steps_per_window())
+        composition = self.model.compose([window], *self._condition, self._sampler, should_stop, context=context)
+        for step in composition:
             if on_step is not None:
-                on_step(done, total)
-
-        hidden, mask = self._condition
-        produced = self.model.continue_codes(context, new, hidden, mask, self._sampler, step)
-        fresh = produced[:, context.shape[1] :]
+                on_step(step.done, step.total)
+        fresh = composition.codes[:, context.shape[1] :]
         codes_from = self.frames
         self._tail = np.concatenate([self._tail, fresh], axis=1)
         self.frames += fresh.shape[1]
         first_frame = self.decoded
         decode_started = time.perf_counter()
         audio, decoded_frames = self._decode(self.frames - LOOKAHEAD)
-        window = Window(context.shape[1], new, total)  # the stream's windows teach the ETA's prices too
-        self.model.learn_costs([window], np.diff(finished_at).tolist(), decoded_frames, time.perf_counter() - decode_started)
+        # the stream's windows teach the ETA's prices too
+        self.model.learn_costs([window], composition.unit_sec, decoded_frames, time.perf_counter() - decode_started)
         return Segment(audio, first_frame, fresh, codes_from, self.prompt)
 
     def _decode(self, until: int) -> tuple[np.ndarray, int]:

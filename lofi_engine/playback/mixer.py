@@ -7,6 +7,7 @@ events that happened inside it; the player process decides when to call it and w
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,8 @@ class Mixer:
     """Index in the playlist of the track playing (the incoming one during a transition)."""
     position: int = 0
     """Frames of the current track rendered."""
+    shuffled: list[Track] | None = None
+    """While shuffle is on: the playlist in the order it had before (what turning shuffle off restores)."""
     _transition: _Transition | None = None
     _events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -67,6 +70,40 @@ class Mixer:
 
     def add(self, track: Track) -> None:
         self.playlist.append(track)
+        if self.shuffled is not None:
+            self.shuffled.append(track)
+
+    def shuffle(self, enabled: bool, rng: random.Random | None = None) -> None:
+        """On: the track playing stays, the others follow it in a random order. Off: the order from before (tracks
+        added meanwhile at the end), the track playing where it was."""
+        playing = self.playing
+        if enabled and self.shuffled is None:
+            self.shuffled = list(self.playlist)
+            rest = [t for t in self.playlist if t is not playing]
+            (rng or random.Random()).shuffle(rest)
+            self.playlist = ([playing] if playing is not None else []) + rest
+        elif not enabled and self.shuffled is not None:
+            kept = [t for t in self.shuffled if t in self.playlist]
+            self.playlist = kept + [t for t in self.playlist if t not in kept]
+            self.shuffled = None
+        else:
+            return
+        self.current = self.playlist.index(playing) if playing is not None else None
+
+    def seek(self, seconds: float) -> float:
+        """Play the current track from ``seconds`` (clamped to the track; a transition under way ends first).
+        Returns where it plays from."""
+        playing = self.playing
+        if playing is None:
+            return 0.0
+        if self._transition is not None:
+            t, self._transition = self._transition, None
+            self._end(t.outgoing, t.reason)
+            if t.incoming is None:
+                self.current = None
+                return 0.0
+        self.position = min(max(0, int(seconds * RATE)), max(0, playing.frames - self._frames(SKIP_FADE_SEC)))
+        return self.position / RATE
 
     def insert_next(self, track: Track, after: str | None = None) -> None:
         """Right after ``after`` (or the track it continues) when that one is in the playlist, else right after the
@@ -78,6 +115,8 @@ class Mixer:
         else:
             index = len(self.playlist) if self.current is None else self.current + 1
         self.playlist.insert(index, track)
+        if self.shuffled is not None:
+            self.shuffled.append(track)
         if self.current is not None and index <= self.current:
             self.current += 1
 
@@ -90,12 +129,18 @@ class Mixer:
         playing = self.playing
         self.playlist = [t for t in self.playlist if t.track_id != track_id]
         self.current = self.playlist.index(playing) if playing is not None and playing in self.playlist else None
+        self._forget_removed()
 
     def clear(self) -> None:
         """Everything but the track playing."""
         playing = self.playing
         self.playlist = [playing] if playing is not None else []
         self.current = 0 if playing is not None else None
+        self._forget_removed()
+
+    def _forget_removed(self) -> None:
+        if self.shuffled is not None:
+            self.shuffled = [t for t in self.shuffled if t in self.playlist]
 
     @property
     def playing(self) -> Track | None:
@@ -110,7 +155,7 @@ class Mixer:
     def start(self, tracks: list[Track]) -> None:
         """Make ``tracks`` the playlist and play its first now (whatever plays fades out quickly, as "skipped")."""
         playing = self.playing
-        self.playlist = list(tracks)
+        self.playlist, self.shuffled = list(tracks), None
         if playing is not None:
             self._begin(playing, self._playing_at(), self.playlist[0], self._frames(SKIP_FADE_SEC), "skipped")
         else:
@@ -119,7 +164,7 @@ class Mixer:
 
     def reset(self) -> None:
         """Nothing plays and the playlist is empty, at once (after the player failed)."""
-        self.playlist, self.current, self.position, self._transition = [], None, 0, None
+        self.playlist, self.current, self.position, self._transition, self.shuffled = [], None, 0, None, None
 
     def skip(self) -> bool:
         """Cross to the next track now (the configured crossfade, shortened to what is left); False at the end of a

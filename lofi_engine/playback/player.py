@@ -25,6 +25,9 @@ from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, PLAYER_STATE, 
 BLOCK = RATE // 20  # 50 ms
 RECENT = 4
 LEAD_SEC = 0.2
+STALL_SEC = 0.5
+"""The audio player took this much longer than real time to take the stream (stopped, suspended, swapped out): the
+clock starts again from what it actually took, so the stream goes on from there instead of racing to catch up."""
 log = logging.getLogger("lofi.player")
 
 
@@ -79,10 +82,18 @@ class Player:
         ahead = self.written / RATE - self._clock()
         return max(0.0, min(ahead - LEAD_SEC, HEARTBEAT_SEC))
 
+    def _heard_sec(self) -> float:
+        """Where in the current track the listener is: what was rendered, less what the player has not played yet."""
+        return max(0.0, self.mixer.position / RATE - (self.written / RATE - self._clock()))
+
     def _clock(self) -> float:
         return self.played + (time.monotonic() - self.resumed_at if self.resumed_at is not None else 0.0)
 
     def _write_due(self) -> None:
+        behind = self._clock() - self.written / RATE
+        if self.resumed_at is not None and behind > STALL_SEC:
+            log.warning("the audio player took %.1f s longer than real time to take the stream: going on from where it is", behind)
+            self.played, self.resumed_at = self.written / RATE, time.monotonic()
         while not self.mixer.idle and not self.paused and self.written / RATE < self._clock() + LEAD_SEC:
             if self.resumed_at is None:  # the first block of a start: the clock starts with it
                 self.resumed_at = time.monotonic()
@@ -107,11 +118,14 @@ class Player:
             state = {
                 "state": "starting" if self.starting else "stopped" if playing is None else "paused" if self.paused else "playing",
                 "track_id": self.starting[0] if self.starting else playing.track_id if playing is not None else None,
-                "position_sec": round(max(0.0, self.mixer.position / RATE - (self.written / RATE - self._clock())), 2) if playing else 0.0,
+                "position_sec": round(self._heard_sec(), 2) if playing else 0.0,
                 "volume": round(self.mixer.volume * 100),
                 "playlist": self.starting or [t.track_id for t in self.mixer.playlist],
                 "loop": self.mixer.loop,
+                "shuffle": self.mixer.shuffled is not None,
                 "crossfade_sec": self.mixer.crossfade_sec,
+                "duration_sec": round(playing.frames / RATE, 2) if playing is not None and not self.starting else None,
+                "info": dict(playing.info) if playing is not None and not self.starting else {},
             }
             self.conn.send((PLAYER_STATE, state))
             self.conn.send(HEARTBEAT)
@@ -152,6 +166,11 @@ class Player:
             self.mixer.stop()
         elif name == "skip":
             self.mixer.skip()
+        elif name == "seek" and self.mixer.playing is not None:
+            target = params["to"] if "to" in params else self._heard_sec() + params["by"]
+            self.mixer.seek(target)
+        elif name == "shuffle":
+            self.mixer.shuffle(bool(params["enabled"]))
         elif name == "settings":
             self.mixer.volume = params.get("volume", self.mixer.volume * 100) / 100
             self.mixer.loop = params.get("loop", self.mixer.loop)

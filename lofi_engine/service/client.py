@@ -32,7 +32,7 @@ from lofi_engine.shared.errors import (
 )
 from lofi_engine.shared.protocol import GenerateJob, RadioWindowJob
 from lofi_engine.shared.request import GenerateRequest
-from lofi_engine.shared.settings import EngineConfig, default_state_dir
+from lofi_engine.shared.settings import EngineConfig, Settings, default_state_dir
 from lofi_engine.store.catalogue import download_question, is_available, model_version
 from lofi_engine.store.consent import ConsentStore
 from lofi_engine.store.tracks import TrackCache
@@ -44,7 +44,7 @@ log = logging.getLogger("lofi.client")
 
 
 class EngineClient:
-    def __init__(self, config: EngineConfig, on_event: EventCallback, python: str | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, settings: Settings, on_event: EventCallback, python: str | None = None, log_path: Path | None = None) -> None:
         """``python``: the interpreter that runs the engine (default: this one); ``log_path``: its log file."""
         self._lock = threading.RLock()
         self._closed = False
@@ -52,19 +52,21 @@ class EngineClient:
         self._events = EventDispatcher(on_event)
         log_path = log_path or default_state_dir() / "engine.log"
         self._link = ChildLink("engine", engine_main, python, log_path, self._on_engine_event, self._on_engine_exit)
-        self._playback = Playback(python, log_path.with_name("player.log"), self._events, self._lock, lambda: self.config, lambda: self.cache)
+        self._playback = Playback(python, log_path.with_name("player.log"), self._events, self._lock, lambda: self.settings, lambda: self.cache)
         self._playback_handlers = self._playback.handlers()
         self._radio = Radio(
-            lambda: self.config, self._playback, self._events, self._submit_radio_window, self._withdraw_radio,
+            lambda: self.settings, self._playback, self._events, self._submit_radio_window, self._withdraw_radio,
             self._generate, lambda track_id: self._cancel({"track_id": track_id}),
         )
         self._playback.listener = self._radio.on_event
+        self._playback.taking_over = lambda: self._radio.stop() if self._radio.session is not None else None
         self._library_handlers = library.handlers(lambda: self.cache, self._busy_tracks, lambda: self._link.python)
-        self._use(config)
+        self._use(settings)
         self._radio.forget_stale()  # what a crashed session's radio left
 
-    def _use(self, config: EngineConfig) -> None:
-        self.config = config
+    def _use(self, settings: Settings) -> None:
+        self.settings = settings
+        config = self.config = settings.engine
         self.model_version = model_version(config)
         """MusicGen's; ACE-Step's is read from its export's manifest at each request (it may be exported later)."""
         self.cache = TrackCache(config.cache_dir / "tracks", config.cache_max_bytes)
@@ -107,12 +109,17 @@ class EngineClient:
                 raise LofiError(MODEL_INFERENCE_FAILED, "the engine client is closed")
             return handlers[method](params)
 
-    def reconfigure(self, config: EngineConfig, python: str | None = None) -> dict[str, Any]:
-        """New settings for the jobs queued from now on; jobs already queued (and the running one) finish with the
-        settings they were queued with. Returns how many those are."""
+    def reconfigure(self, settings: Settings, python: str | None = None) -> dict[str, Any]:
+        """New settings. Engine settings are for the jobs queued from now on: jobs already queued (and the running
+        one) finish with the settings they were queued with, and the engine restarts only when a job needs other
+        engine settings. Player settings apply to the playing player at once; radio settings from the radio's next
+        window or piece. Returns how many jobs keep their engine settings (none when those did not change)."""
         with self._lock:
-            kept = len(self._queue.jobs())
-            self._use(config)
+            kept = len(self._queue.jobs()) if settings.engine != self.config else 0
+            player_changed = settings.player != self.settings.player
+            self._use(settings)
+            if player_changed:
+                self._playback.apply_settings()
             self._link.python = self._playback.python = python
             if self._queue.question is not None and not any(j.needs_download for j in self._queue.pending):
                 self._queue.question = None

@@ -23,8 +23,9 @@ from lofi_engine.service.dispatcher import EventDispatcher
 from lofi_engine.service.playback import Playback
 from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, INVALID_PROMPT, LofiError
 from lofi_engine.shared.protocol import RadioWindowJob
-from lofi_engine.shared.request import GenerateRequest
-from lofi_engine.shared.settings import RADIO_STRATEGIES, EngineConfig
+from lofi_engine.shared.request import MAX_SEED, GenerateRequest
+from lofi_engine.shared.settings import RADIO_STRATEGIES, Settings
+from lofi_engine.store.catalogue import model_version
 
 MAX_ROTATION = 8
 """Pieces or segments kept in the rotation; older ones leave it (bounded memory however long it runs)."""
@@ -59,7 +60,7 @@ class RadioSession:
 class Radio:
     def __init__(
         self,
-        config: Callable[[], EngineConfig],
+        config: Callable[[], Settings],
         playback: Playback,
         events: EventDispatcher,
         submit: Callable[[RadioWindowJob], None],
@@ -88,22 +89,30 @@ class Radio:
         unknown = sorted(str(k) for k in params if k not in RADIO_PARAMS)
         if unknown:
             raise LofiError(INVALID_PARAMS, f"unknown parameter {', '.join(unknown)} for radio_start; known: {', '.join(RADIO_PARAMS)}")
-        config = self._config()
-        backend = params.get("backend") or config.backend
-        strategy = params.get("strategy") or ("continue" if backend == "musicgen" else "same_prompt")
-        if strategy not in RADIO_STRATEGIES:
+        # Everything is checked before anything changes: a refused start leaves the radio as it was.
+        strategy = params.get("strategy")
+        if strategy is not None and strategy not in RADIO_STRATEGIES:
             raise LofiError(INVALID_PARAMS, f"strategy must be one of {', '.join(RADIO_STRATEGIES)}, not {strategy!r}")
-        if strategy == "continue" and backend != "musicgen":
+        prompts = self._prompts(params, strategy)
+        # The request parser owns the backend and seed rules (a bad seed is refused, never replaced).
+        given = {k: params[k] for k in ("seed", "backend") if params.get(k) is not None}
+        first = GenerateRequest.parse({"prompt": prompts[0], **given}, self._config().engine.backend)
+        strategy = strategy or ("continue" if first.backend == "musicgen" else "same_prompt")
+        if strategy == "continue" and first.backend != "musicgen":
             raise LofiError(INVALID_PARAMS, "the continue strategy needs musicgen; use same_prompt, preset_cycle or random_preset with ace-step")
-        prompts = self._prompts(params, strategy, backend)
         if self.session is not None and self.session.strategy == strategy == "continue" and params.get("prompt"):
             return self.steer({"prompt": prompts[0]})
+        if first.backend != "musicgen":
+            model_version(self._config().engine, first.backend)  # a missing ACE-Step export is refused now, not at the first piece
         self.stop()
-        seed = params.get("seed")
-        session = RadioSession(strategy, prompts, backend, seed if isinstance(seed, int) and not isinstance(seed, bool) else secrets.randbelow(2**32))
-        self.session = session
-        self._playback.set_loop(True)  # the rotation: what has been made plays on until the next piece is ready
-        self._next()
+        self.session = RadioSession(strategy, prompts, first.backend, first.seed)
+        self._playback.set_radio_loop(True)  # the rotation: what has been made plays on until the next piece is ready
+        try:
+            self._next()
+        except LofiError:
+            self.session = None
+            self._playback.set_radio_loop(False)
+            raise
         self._state()
         return self.status()
 
@@ -130,6 +139,7 @@ class Radio:
             except LofiError:
                 pass
         self._playback.stop_now()
+        self._playback.set_radio_loop(False)
         shutil.rmtree(self._folder(session), ignore_errors=True)
         self._events.emit("radio_state", {"active": False, "mode": "stopped"})
         return {"active": False}
@@ -215,7 +225,7 @@ class Radio:
             s.prompt = s.prompts[0]
             request = GenerateRequest.parse({"prompt": s.prompt, "seed": s.seed}, "musicgen")
             path = self._folder(s) / f"{s.made:06d}.wav"
-            self._submit(RadioWindowJob(s.stream_id, request, config.radio_window_sec, config.radio_context_sec, str(path)))
+            self._submit(RadioWindowJob(s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path)))
             return
         if s.strategy == "preset_cycle":
             s.prompt = s.prompts[s.made % len(s.prompts)]
@@ -223,14 +233,14 @@ class Radio:
             s.prompt = random.Random(s.seed + s.made).choice(s.prompts)
         else:
             s.prompt = s.prompts[0]
-        reply = self._generate({"prompt": s.prompt, "duration_sec": config.radio_piece_sec, "backend": s.backend, "seed": (s.seed + s.made) % 2**32})
+        reply = self._generate({"prompt": s.prompt, "duration_sec": config.radio.radio_piece_sec, "backend": s.backend, "seed": (s.seed + s.made) % (MAX_SEED + 1)})
         if reply["status"] == "cached":  # made before: it joins at once
             s.waiting = reply["track_id"]
-            self.on_event("generation_complete", {"track_id": reply["track_id"], "generation_time_sec": 0.0, "duration_sec": config.radio_piece_sec})
+            self.on_event("generation_complete", {"track_id": reply["track_id"], "generation_time_sec": 0.0, "duration_sec": config.radio.radio_piece_sec})
         else:
             s.waiting = reply["track_id"]
 
-    def _prompts(self, params: dict[str, Any], strategy: str, backend: str) -> list[str]:
+    def _prompts(self, params: dict[str, Any], strategy: str | None) -> list[str]:
         if strategy in ("preset_cycle", "random_preset"):
             presets = params.get("presets")
             if not isinstance(presets, list) or not presets:
@@ -248,7 +258,7 @@ class Radio:
         return self.root() / session.stream_id
 
     def root(self) -> Path:
-        return self._config().cache_dir / "radio"
+        return self._config().engine.cache_dir / "radio"
 
     def forget(self) -> None:
         """This radio's segment files, when the service closes with the radio on."""

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, TextIO, Union
 from lofi_engine.service.client import METHOD_NOT_FOUND, EngineClient
 from lofi_engine.shared import errors
 from lofi_engine.shared.errors import LofiError
-from lofi_engine.shared.settings import EngineConfig
+from lofi_engine.shared.settings import Settings
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -41,7 +41,7 @@ Line = Union[bytes, str]
 
 
 class RpcServer:
-    def __init__(self, config: EngineConfig, stdout: TextIO | BinaryIO, python: str | None = None) -> None:
+    def __init__(self, config: Settings, stdout: TextIO | BinaryIO, python: str | None = None) -> None:
         self.stdout = stdout
         # Bytes go to the binary layer underneath a text stdout, so a reply is UTF-8 whatever the locale's encoding.
         self._binary = getattr(stdout, "buffer", None)

@@ -70,6 +70,13 @@ EVENTS: dict[str, EventSpec] = {
             "playback_start", ("track_id",), ("prompt", "duration_sec", "backend", "radio"), "a track (or a radio segment) began to play (its crossfade in)"
         ),
         EventSpec("playback_pause", ("track_id",), (), "playback paused"),
+        EventSpec(
+            "playback_state",
+            ("state", "track_id", "volume"),
+            ("prompt", "position_sec", "duration_sec", "radio", "loop", "shuffle"),
+            "what plays changed (track, state, volume, loop, shuffle) or its position jumped (seek, stall); the one "
+            "view of the player that clients show (state: starting, playing, paused, stopped)",
+        ),
         EventSpec("playback_resume", ("track_id",), (), "playback resumed"),
         EventSpec(
             "playback_end",

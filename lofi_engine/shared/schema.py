@@ -19,7 +19,8 @@ from lofi_engine.shared.settings import (
     DURATION_LIMITS,
     MAX_PENDING,
     PRIORITIES,
-    EngineConfig,
+    GROUPS,
+    expects,
 )
 
 LUA_FILE = Path(__file__).resolve().parents[2] / "lua" / "lofi" / "schema.lua"
@@ -27,13 +28,16 @@ LUA_FILE = Path(__file__).resolve().parents[2] / "lua" / "lofi" / "schema.lua"
 
 def schema() -> dict[str, Any]:
     settings = {}
-    for f in fields(EngineConfig):
-        entry: dict[str, Any] = {"help": f.metadata["help"]}
-        if f.default is not MISSING and f.default is not None:
-            entry["default"] = f.default
-        if f.metadata.get("choices"):
-            entry["choices"] = list(f.metadata["choices"])
-        settings[f.name] = entry
+    for group, kind in GROUPS.items():
+        for f in fields(kind):
+            entry: dict[str, Any] = {"help": f.metadata["help"], "group": group, "kind": f.metadata["kind"], "expects": expects(f)}
+            if f.default is not MISSING and f.default is not None:
+                entry["default"] = f.default
+            for rule in ("choices", "min", "max", "less_than", "optional"):
+                if f.metadata.get(rule) is not None:
+                    value = f.metadata[rule]
+                    entry[rule] = list(value) if isinstance(value, tuple) else value
+            settings[f.name] = entry
     return {
         "backends": list(BACKENDS),
         "durations": {backend: list(limits) for backend, limits in DURATION_LIMITS.items()},

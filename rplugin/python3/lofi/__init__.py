@@ -23,7 +23,7 @@ if str(PLUGIN_ROOT) not in sys.path:
 
 from lofi_engine.service.client import EngineClient  # noqa: E402  (needs PLUGIN_ROOT on sys.path)
 from lofi_engine.shared.errors import LofiError  # noqa: E402
-from lofi_engine.shared.settings import EngineConfig, default_state_dir  # noqa: E402
+from lofi_engine.shared.settings import Settings, default_state_dir  # noqa: E402
 
 PLUGIN_ERROR = "PLUGIN_ERROR"
 HOST_MARKER = "LOFI_NVIM_HOST"
@@ -67,7 +67,7 @@ class LofiPlugin:
     def _configure(self, settings: dict[str, Any]) -> None:
         """Create the client on first use (the engine starts on the first job); when the Lua side's settings change,
         jobs queued from then on use the new ones and the queued ones keep theirs."""
-        config = EngineConfig.from_dict(dict(settings.get("engine") or {}))
+        config = Settings.from_dict(dict(settings.get("engine") or {}))
         python = settings.get("python")  # decided on the Lua side (config.engine_python); None: this host's
         key = (config, python)
         if self.client is not None and key == self.settings:
