@@ -295,3 +295,23 @@ def test_musicgen_stops_at_the_first_step_after_the_stop_request(tiny) -> None:
         tiny.run(request, on_step=lambda done, total: steps.append(done), should_stop=lambda: len(steps) >= 37)
     assert err.value.code == "CANCELLED" and err.value.message.startswith("cancelled at decoder step 38 of ")
     assert steps[-1] == 37
+
+
+def test_player_or_radio_settings_keep_the_engine_and_its_model(engine) -> None:
+    """Issue 20 item 4: only an engine setting restarts the engine (and reloads the model)."""
+    from lofi_engine.shared.settings import Settings
+
+    client, events = engine()
+    first = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
+    events.wait_event("generation_complete", track_id=first)
+    pid = client.engine_pid
+    changed = {**client.settings.to_dict(), "volume": 30, "crossfade_sec": 0.5, "playlist_loop": False, "radio_piece_sec": 20}
+    assert client.reconfigure(Settings.from_dict(changed)) == {"kept_jobs": 0}
+    second = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 2})["track_id"]
+    events.wait_event("generation_complete", track_id=second)
+    assert client.engine_pid == pid
+    assert [e for e in events.names("model_load_progress") if e["track_id"] == second] == []
+    client.reconfigure(Settings.from_dict({**changed, "threads": 1}))
+    third = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 3})["track_id"]
+    events.wait_event("generation_complete", track_id=third)
+    assert client.engine_pid != pid  # an engine setting: a new engine

@@ -286,3 +286,158 @@ def test_saving_to_an_unwritable_place_is_write_failed_and_leaves_nothing(player
     with pytest.raises(LofiError) as err:
         client.request("save", {"track_id": A, "path": str(tmp_path / "x.aiff")})
     assert err.value.code == "INVALID_PARAMS" and "wav, flac, ogg, mp3" in err.value.message
+
+
+# ---- issue 20: what music players have, each rule in the service ----------------------------------------------------
+
+
+def test_seek_plays_the_track_from_the_asked_second(player) -> None:
+    """`seek {to}` (`:LofiSeek 1:20`) and `seek {by}` (`:LofiSeek +30`): what is heard after it is the track from there."""
+    client, events, out = player(crossfade_sec=0, playlist_loop=False)
+    track = noise(6)
+    add_track(client.cache, A, track)
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A)
+    answer = client.request("seek", {"to": 4.0})
+    assert answer["sent"] == "seek" and answer["position_sec"] == 4.0 and answer["track_id"] == A
+    events.wait_event("playback_end", track_id=A, timeout=30)
+    heard, stored_track = played(out), stored(client, A)
+    # the stretch at 4.5 s of the track is heard once, sooner than 4.5 s into the output: the seek skipped ahead
+    start = locate(heard, stored_track, int(4.5 * RATE))
+    assert start < 0 and np.abs(heard[start + int(4.5 * RATE) : start + len(stored_track)] - stored_track[int(4.5 * RATE) :]).max() < 1e-6
+    assert len(heard) < len(stored_track)
+
+
+def test_seek_by_is_clamped_to_the_track_and_needs_something_playing(player) -> None:
+    client, events, out = player(crossfade_sec=0, playlist_loop=False)
+    add_track(client.cache, A, tone(440, 3))
+    with pytest.raises(LofiError) as err:
+        client.request("seek", {"by": 10})
+    assert err.value.code == "NOT_PLAYING"
+    for bad in ({}, {"to": -1}, {"by": "ten"}, {"to": 1, "by": 1}, {"by": float("nan")}):
+        with pytest.raises(LofiError) as err:
+            client.request("seek", bad)
+        assert err.value.code == "INVALID_PARAMS", bad
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A)
+    assert client.request("seek", {"by": -100})["position_sec"] == 0.0
+    assert client.request("seek", {"by": 100})["position_sec"] == 3.0
+    events.wait_event("playback_end", track_id=A, timeout=30)
+
+
+@pytest.mark.parametrize(("start", "change", "level", "limited"), [(50, 10, 60, False), (50, -80, 0, True), (95, 10, 100, True)])
+def test_relative_volume_stops_at_the_ends_and_says_so(player, start: int, change: int, level: int, limited: bool) -> None:
+    """`:LofiVolume +10` / `-80`: the service owns the range; the answer says where it ended and whether it was cut."""
+    client, events, out = player(crossfade_sec=0, playlist_loop=False, volume=start)
+    assert client.request("volume", {"change": change}) == {"sent": "settings", "volume": level, "limited": limited}
+    for bad in ({"level": 101}, {"level": -1}, {"change": "up"}, {}, {"level": 5, "change": 5}):
+        with pytest.raises(LofiError) as err:
+            client.request("volume", bad)
+        assert err.value.code == "INVALID_PARAMS" and "0" in err.value.message, bad
+
+
+def test_controls_say_what_they_acted_on_or_that_nothing_plays(player) -> None:
+    client, events, out = player(crossfade_sec=0, playlist_loop=True)
+    add_track(client.cache, A, tone(440, 3), prompt="rainy piano")
+    for name in ("pause", "resume", "toggle", "skip"):
+        with pytest.raises(LofiError) as err:
+            client.request(name)
+        assert err.value.code == "NOT_PLAYING", name
+    assert client.request("stop") == {"sent": "stop", "was": None}
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A)
+    paused = client.request("toggle")
+    assert paused["sent"] == "pause" and paused["prompt"] == "rainy piano"
+    events.wait_event("playback_pause", track_id=A)
+    now = client.request("now_playing")
+    assert now["state"] == "paused" and now["prompt"] == "rainy piano" and now["duration_sec"] == 3.0 and now["volume"] == 100
+    was = client.request("stop")["was"]
+    assert was["track_id"] == A and was["prompt"] == "rainy piano"
+    events.wait_event("playback_end", track_id=A, reason="stopped")
+
+
+def test_playback_state_follows_replaying_the_track_that_plays(player) -> None:
+    """Issue 20 item 1: playing the track that plays again keeps it shown as playing (its old pass ending is not the
+    end of what plays)."""
+    client, events, out = player(crossfade_sec=0, playlist_loop=True)
+    add_track(client.cache, A, tone(440, 4), prompt="again")
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_state", track_id=A, state="playing")
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_end", track_id=A, reason="skipped")
+    last = events.wait_event("playback_state", track_id=A, state="playing", nth=2)
+    assert last["prompt"] == "again"
+    states = [p for n, p in events.events if n == "playback_state"]
+    assert states[-1]["state"] == "playing" and client.request("now_playing")["track_id"] == A
+    assert client.request("stop")["was"]["track_id"] == A
+    events.wait_event("playback_state", state="stopped", nth=2)
+
+
+def test_shuffle_keeps_the_track_playing_and_every_other_once_and_off_restores_the_order(player) -> None:
+    client, events, out = player(crossfade_sec=0, playlist_loop=False)
+    ids = [c * 16 for c in "abcdef"]
+    for i, tid in enumerate(ids):
+        add_track(client.cache, tid, tone(300 + 50 * i, 20))
+    client.request("play", {"track_ids": ids})
+    events.wait_event("playback_start", track_id=ids[0])
+    assert client.request("shuffle", {"enabled": True})["shuffle"] is True
+    events.wait_event("playback_state", shuffle=True)
+    order = client.request("playback")["playlist"]
+    assert order[0] == ids[0] and sorted(order) == sorted(ids)
+    before = len(events.events)
+    assert client.request("shuffle", {})["shuffle"] is False  # none: turn it over
+    events.wait_for(lambda evs: any(n == "playback_state" and not p["shuffle"] for n, p in evs[before:]))
+    assert client.request("playback")["playlist"] == ids
+    client.request("stop")
+
+
+def test_a_stalled_audio_player_is_obeyed_again_once_it_runs(player) -> None:
+    """Issue 23 item 1: mpv stopped for 3 s (SIGSTOP), then continued: pause and stop act again (the player's clock
+    starts over from what mpv actually took, instead of racing to catch up)."""
+    import signal
+
+    # mpv's null output takes audio in real time, as a sound card does (the pcm file output takes it at once)
+    client, events, out = player(crossfade_sec=0, playlist_loop=True, player_command="mpv --no-config --really-quiet --no-video --ao=null")
+    add_track(client.cache, A, tone(440, 2))
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A)
+    mpv = mpv_of(client)
+    os.kill(mpv, signal.SIGSTOP)
+    try:
+        time.sleep(3)  # the stall itself (not a wait for an event: nothing happens during it)
+    finally:
+        os.kill(mpv, signal.SIGCONT)
+    client.request("pause")
+    events.wait_event("playback_pause", track_id=A, timeout=30)
+    client.request("stop")
+    events.wait_event("playback_end", track_id=A, reason="stopped", timeout=30)
+
+
+def mpv_of(client: EngineClient) -> int:
+    """The pid of the audio player the service's player process feeds."""
+    player_pid = client._playback._link.pid
+    for _ in range(200):
+        children = Path(f"/proc/{player_pid}/task/{player_pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError("the player process started no audio player")
+
+
+def test_player_and_radio_settings_apply_live_without_restarting_the_engine(player, tmp_path: Path) -> None:
+    """Issue 20 item 4: setup() with only player.volume (or crossfade, or a radio length) changed does not restart the
+    engine (no model reload); the playing player takes the new volume at once."""
+    from lofi_engine.shared.settings import Settings
+
+    client, events, out = player(crossfade_sec=0, playlist_loop=False)
+    settings = client.settings.to_dict()
+    add_track(client.cache, A, tone(440, 4))
+    client.request("play", {"track_id": A})
+    events.wait_event("playback_start", track_id=A)
+    changed = Settings.from_dict({**settings, "volume": 25, "crossfade_sec": 1.0, "radio_window_sec": 8})
+    assert client.reconfigure(changed) == {"kept_jobs": 0}
+    events.wait_event("playback_state", volume=25)
+    events.wait_event("playback_end", track_id=A, timeout=30)
+    heard, track = played(out), stored(client, A)
+    tail = slice(len(track) - RATE // 2, len(track))
+    assert np.abs(heard[tail] - 0.25 * track[tail]).max() < 1e-6

@@ -196,3 +196,43 @@ def test_radio_files_stay_bounded_and_go_with_the_service(radio, monkeypatch) ->
     assert len(list(folder.glob("*.wav"))) <= 3  # the rotation's two and the newest
     client.close()
     assert not folder.exists()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"prompt": "lofi", "seed": -1}, {"prompt": "lofi", "seed": 2**32}, {"prompt": "lofi", "seed": 2**64},
+        {"prompt": "lofi", "seed": 1e300}, {"prompt": "lofi", "seed": -(2**63)}, {"prompt": "lofi", "seed": 1.5},
+        {"prompt": "lofi", "seed": "7"}, {"prompt": "lofi", "backend": "nope"}, {"prompt": "lofi", "backend": "MUSICGEN"},
+        {"prompt": "lofi", "backend": ["musicgen"]}, {"prompt": "lofi", "backend": {"a": 1}}, {"prompt": "lofi", "strategy": "loud"},
+        {"prompt": "lofi", "backend": "ace-step", "strategy": "same_prompt"}, {"prompt": "  "}, {"strategy": "preset_cycle", "presets": []},
+    ],
+)
+def test_a_refused_radio_start_changes_nothing(radio, tmp_path, params) -> None:
+    """Issue 23 item 3 (and issue 20: the seed rule is the request parser's): a bad start is refused with a coded error
+    before anything changes; the radio stays off (a bad seed is refused, never replaced)."""
+    client, events, out = radio(ace_step_model_dir=str(tmp_path / "no-export"))
+    with pytest.raises(LofiError) as err:
+        client.request("radio_start", params)
+    assert err.value.code in ("INVALID_PARAMS", "INVALID_PROMPT", "MODEL_NOT_FOUND"), err.value
+    assert client.request("radio") == {"active": False, "mode": "stopped"}
+    assert client.request("queue")["running"] is None and not events.names("radio_state")
+
+
+def test_a_track_played_by_hand_or_stop_ends_the_radio_for_every_client(radio) -> None:
+    """Issue 20: the rule lives in the service, so `lofi serve` clients get it too."""
+    client, events, out = radio()
+    tid = client.request("generate", {"prompt": "rain", "duration_sec": 5, "seed": 1})["track_id"]
+    events.wait_event("generation_complete", track_id=tid)
+    client.request("radio_start", {"prompt": PROMPT, "seed": 2})
+    events.wait_event("radio_segment")
+    client.request("play", {"track_id": tid})
+    events.wait_event("radio_state", active=False)
+    assert client.request("radio")["active"] is False
+    events.wait_event("playback_start", track_id=tid)
+    client.request("radio_start", {"prompt": PROMPT, "seed": 2})
+    events.wait_event("radio_state", active=True, nth=2)
+    was = client.request("stop")
+    assert was["sent"] == "stop"
+    events.wait_event("radio_state", active=False, nth=2)
+    assert client.request("radio")["active"] is False

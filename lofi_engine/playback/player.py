@@ -90,13 +90,14 @@ class Player:
         return self.played + (time.monotonic() - self.resumed_at if self.resumed_at is not None else 0.0)
 
     def _write_due(self) -> None:
-        behind = self._clock() - self.written / RATE
-        if self.resumed_at is not None and behind > STALL_SEC:
-            log.warning("the audio player took %.1f s longer than real time to take the stream: going on from where it is", behind)
-            self.played, self.resumed_at = self.written / RATE, time.monotonic()
         while not self.mixer.idle and not self.paused and self.written / RATE < self._clock() + LEAD_SEC:
             if self.resumed_at is None:  # the first block of a start: the clock starts with it
                 self.resumed_at = time.monotonic()
+            behind = self._clock() - self.written / RATE
+            if behind > STALL_SEC:
+                log.warning("the audio player took %.1f s longer than real time to take the stream: going on from where it is", behind)
+                self.played, self.resumed_at = self.written / RATE, time.monotonic()
+                return  # the commands that came meanwhile first
             block, events = self.mixer.render(BLOCK)
             try:
                 self.sink.open()
@@ -160,7 +161,8 @@ class Player:
             self.resumed_at = time.monotonic()
             self._emit("playback_resume", {"track_id": self.mixer.playing.track_id} if self.mixer.playing else {"track_id": None})
         elif name == "stop":  # the loop renders the short fade-out, then lets the player go
-            self.paused = False
+            if self.paused:  # the clock runs again for the fade-out
+                self.paused, self.resumed_at = False, time.monotonic()
             self.epoch += 1  # tracks still being read were asked for before the stop: they will not play
             self.starting = []
             self.mixer.stop()

@@ -105,7 +105,7 @@ class Playback:
                 raise LofiError(INVALID_PARAMS, f"volume needs level (from {lo} to {hi}) or change (like +10 or -10)")
             number = level if change is None else change
             if not _finite(number):
-                raise LofiError(INVALID_PARAMS, f"volume {'level' if change is None else 'change'} must be a number, not {number!r}")
+                raise LofiError(INVALID_PARAMS, f"volume {'level' if change is None else 'change'} must be a number ({lo} to {hi}, or a change like +10), not {number!r}")
             if change is None and not lo <= level <= hi:
                 raise LofiError(INVALID_PARAMS, f"volume level must be a number from {lo} to {hi}, not {level!r}")
             wanted = float(level) if change is None else self.level() + float(change)
@@ -259,6 +259,8 @@ class Playback:
                 self.state = fields
                 self._show_state()
                 return
+            if name in ("playback_pause", "playback_resume") and self.state.get("track_id") == fields.get("track_id"):
+                self.state = {**self.state, "state": "paused" if name == "playback_pause" else "playing"}  # before its report
             self._events.emit(name, fields)
             if self.listener is not None:
                 self.listener(name, fields)
