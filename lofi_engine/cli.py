@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_generate(args: argparse.Namespace, default_dir: Path | None = None, yes_hint: str = "--yes") -> dict:
+def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hints: "Hints | None" = None) -> dict:
     from lofi_engine.engine.backends import load_backend
     from lofi_engine.engine.wav import write_wav
 
@@ -112,7 +113,7 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, yes_
     request = GenerateRequest.parse({name: value for name, value in flags.items() if value is not None})
     version = model_version(config, request.backend)
     if request.backend == "musicgen" and not is_available(config):
-        obtain_model(config, args.yes, yes_hint)
+        obtain_model(config, args.yes, hints or CLI_HINTS)
     where = config.ace_step_dir if request.backend == "ace-step" else locate_model(config)
     print(f"loading {request.backend} from {where} …", file=sys.stderr)
     model = load_backend(config, request.backend, version)
@@ -151,7 +152,7 @@ def run_first(args: argparse.Namespace) -> None:
     """`make run`: everything a first track needs, from the terminal."""
     config = Settings.from_arguments(args).engine
     args.steps = args.top_k = args.temperature = args.guidance = None
-    meta = run_generate(args, default_dir=config.cache_dir / "runs", yes_hint="--yes (make run YES=1)")
+    meta = run_generate(args, default_dir=config.cache_dir / "runs", hints=RUN_HINTS)
     path = meta["path"]
     player = find_player(args.player)
     if player is None:
@@ -192,7 +193,20 @@ def run_download(args: argparse.Namespace) -> None:
     print(json.dumps({"variant": config.variant, "path": str(path), "size_bytes": size}), flush=True)
 
 
-def obtain_model(config: EngineConfig, agreed: bool, yes_hint: str = "--yes") -> Path:
+@dataclass(frozen=True)
+class Hints:
+    """How a user of this way in agrees without a terminal, and where they point at model files they have."""
+
+    agree: str
+    model_dir: str
+    again: str
+
+
+CLI_HINTS = Hints("--yes", "--model-dir DIR", "run it again")
+RUN_HINTS = Hints("YES=1 (make run YES=1)", "make run MODEL_DIR=DIR", "run `make run` again")
+
+
+def obtain_model(config: EngineConfig, agreed: bool, hints: Hints = CLI_HINTS) -> Path:
     """Download the configured MusicGen variant once the user agreed: before now, with --yes, or on the terminal.
     The answer is kept in the same consent store the editor's queue reads."""
     from lofi_engine.engine.download import download_variant
@@ -205,14 +219,19 @@ def obtain_model(config: EngineConfig, agreed: bool, yes_hint: str = "--yes") ->
             f"from the HuggingFace Hub ({HUB_REPO})? [y/N] "
         )
         if not sys.stdin.isatty():
-            raise LofiError(MODEL_NOT_FOUND, f"the {config.variant} model is not downloaded. {text.strip()} Pass {yes_hint} to agree without a terminal")
+            raise LofiError(MODEL_NOT_FOUND, f"the {config.variant} model is not downloaded. {text.strip()} Pass {hints.agree} to agree without a terminal")
         print(text, end="", file=sys.stderr, flush=True)
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             consent.record(str(config.variant), False)
-            raise LofiError(MODEL_NOT_FOUND, "download declined")
+            raise LofiError(
+                MODEL_NOT_FOUND,
+                f"download declined: nothing was downloaded. To compose, agree ({hints.agree}), or use model files you have ({hints.model_dir})",
+            )
     consent.record(str(config.variant), True)
     bar = TerminalProgress(sys.stderr, unit="bytes")
-    return download_variant(config, lambda p: bar(p["bytes_downloaded"], p["bytes_total"]))
+    return download_variant(
+        config, lambda p: bar(p["bytes_downloaded"], p["bytes_total"]), f"once online, {hints.again}; or use model files you have ({hints.model_dir})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,6 +93,7 @@ def test_asks_on_the_terminal_before_any_request(fresh_copy: Path, user_env, tmp
             rest += chunk
         os.close(main)
         assert b"download declined" in rest and b"Traceback" not in seen + rest
+        assert b"make run YES=1" in rest and b"make run MODEL_DIR=DIR" in rest  # issue 20 item 5: not a dead end
         assert hub.requests == []
     finally:
         hub.stop()
@@ -113,7 +114,7 @@ def test_offline_it_stops_at_the_download_with_a_clear_error(fresh_copy: Path, u
     hub.stop()  # nothing listens there any more
     done = make_run(fresh_copy, "YES=1")
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert "MODEL_DOWNLOAD_FAILED: cannot reach the HuggingFace Hub" in done.stderr and "model.dir (--model-dir)" in done.stderr
+    assert "MODEL_DOWNLOAD_FAILED: cannot reach the HuggingFace Hub" in done.stderr and "make run MODEL_DIR=DIR" in done.stderr
 
 
 def test_with_consent_it_downloads_composes_and_plays(fresh_copy: Path, user_env, tmp_path: Path, monkeypatch) -> None:
@@ -133,3 +134,12 @@ def test_with_consent_it_downloads_composes_and_plays(fresh_copy: Path, user_env
         assert track.getframerate() == 32000 and track.getnframes() == 5 * 32000
     assert f'"path": "{wav}"' in done.stdout and PROMPT in done.stdout
     assert played.stat().st_size > 32000 * 2 * 4  # mpv decoded seconds of it (its pcm output is at least 16-bit)
+
+
+def test_model_dir_uses_files_the_user_has_without_asking(fresh_copy: Path, user_env, tmp_path: Path) -> None:
+    """Issue 20 item 5: the failure texts name `make run MODEL_DIR=DIR`, so make run takes it."""
+    from conftest import TINY
+
+    done = make_run(fresh_copy, f"MODEL_DIR={TINY}", "PLAYER=none")
+    assert done.returncode == 0, done.stderr
+    assert "Download" not in done.stderr and "the track is at" in done.stderr

@@ -50,28 +50,37 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
-WHAT_TO_DO = (
-    "connect to the network and run :LofiDownload (or `lofi download`) again, or set model.dir (--model-dir) to a "
-    "folder holding the model's files"
-)
+WHAT_TO_DO = "once online, run :LofiDownload again; or set model.dir to a folder holding the model's files"
+"""What a user of the editor (or of `lofi serve`) can do about a failed download; the command line says its own."""
 
 
 class _Lost(Exception):
     """The connection dropped (or never opened): worth another try."""
 
 
+class _GaveUp(Exception):
+    """The connection was lost on every attempt: the user has to mend it (the caller says how)."""
+
+
 class _Corrupt(Exception):
     """The Hub served a complete response that is not the file it announced: not worth another try."""
 
 
-def download_variant(config: EngineConfig, on_progress: ProgressCallback) -> Path:
-    """Download every file of ``config.variant`` and assemble its directory; returns that directory."""
+def download_variant(config: EngineConfig, on_progress: ProgressCallback, what_to_do: str = WHAT_TO_DO) -> Path:
+    """Download every file of ``config.variant`` and assemble its directory; returns that directory. A failure
+    that the user can mend ends with ``what_to_do``."""
     if _offline():
         raise LofiError(
             MODEL_DOWNLOAD_FAILED,
-            f"HF_HUB_OFFLINE is set, so the {config.variant} model cannot be downloaded: unset HF_HUB_OFFLINE and run "
-            ":LofiDownload (or `lofi download`), or set model.dir (--model-dir) to a folder holding the model's files",
+            f"HF_HUB_OFFLINE is set, so the {config.variant} model cannot be downloaded: unset it; {what_to_do}",
         )
+    try:
+        return _download(config, on_progress)
+    except _GaveUp as exc:
+        raise LofiError(MODEL_DOWNLOAD_FAILED, f"{exc}: {what_to_do}") from None
+
+
+def _download(config: EngineConfig, on_progress: ProgressCallback) -> Path:
     variant = variants()[config.variant]
     revision = hub_revision()
     storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=HUB_REPO, repo_type="model")
@@ -137,7 +146,7 @@ def _retrying(what: str, attempt_once: Callable):
             return attempt_once()
         except _Lost as exc:
             if attempt == ATTEMPTS:
-                raise LofiError(MODEL_DOWNLOAD_FAILED, f"{exc}; gave up after {ATTEMPTS} attempts: {WHAT_TO_DO}") from None
+                raise _GaveUp(f"{exc}; gave up after {ATTEMPTS} attempts") from None
             delay = BACKOFF_SEC * 2 ** (attempt - 1)
             log.warning("%s (%s); retrying in %g s (attempt %d of %d)", exc, what, delay, attempt + 1, ATTEMPTS)
             time.sleep(delay)
