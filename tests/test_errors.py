@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +76,9 @@ def test_corrupt_tokenizer(tiny_copy: Path) -> None:
 @pytest.mark.parametrize("duration", [4, 4.99, 121, 120.01, -5, float("nan"), "30", None, True])
 def test_invalid_duration_before_any_model_work(tiny: MusicGen, duration) -> None:
     calls = []
-    started = time.perf_counter()
     err = expect("INVALID_DURATION", tiny.generate, PROMPT, duration_sec=duration, on_step=lambda *a: calls.append(a))
     assert "5" in err.message and "120" in err.message
-    assert calls == [] and time.perf_counter() - started < 0.05
+    assert calls == []  # refused before the first decoder step
 
 
 @pytest.mark.parametrize("prompt", ["", "   ", "\n\t", None])
