@@ -441,3 +441,28 @@ def test_player_and_radio_settings_apply_live_without_restarting_the_engine(play
     heard, track = played(out), stored(client, A)
     tail = slice(len(track) - RATE // 2, len(track))
     assert np.abs(heard[tail] - 0.25 * track[tail]).max() < 1e-6
+
+
+def test_a_player_killed_by_the_watchdog_takes_its_audio_player_with_it(player, tmp_path: Path) -> None:
+    """Issue 23 item 2: a player command that never reads its input blocks the player process; the watchdog kills the
+    process and everything it started (its process group), and nothing is left behind (no process of ppid 1)."""
+    deaf = tmp_path / "deaf-player"
+    deaf.write_text("#!/bin/sh\nexec sleep 600\n")  # takes mpv's options, reads nothing
+    deaf.chmod(0o755)
+    client, events, out = player(crossfade_sec=0, playlist_loop=True, player_command=str(deaf), stall_timeout_sec=3)
+    add_track(client.cache, A, tone(440, 30))
+    client.request("play", {"track_id": A})
+    audio_player = mpv_of(client)
+    ended = events.wait_event("playback_end", track_id=A, reason="error", timeout=60)
+    assert ended["code"] == "PLAYBACK_FAILED" and "stopped responding" in ended["message"]
+    events.wait_for(lambda evs: not _alive(audio_player), timeout=30)  # re-checked on each event: heartbeats come
+    assert not _alive(audio_player)
+
+
+def _alive(pid: int) -> bool:
+    """Running or stopped; a zombie (dead, waiting to be reaped) is not alive."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -90,9 +91,7 @@ class ChildLink:
         if process.is_alive():
             process.terminate()
             process.join(timeout)
-        if process.is_alive():
-            process.kill()
-            process.join(timeout)
+        _end_group(process, timeout)
 
     def _start(self, settings: dict[str, Any], stall_timeout_sec: float) -> None:
         if self.python and not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
@@ -146,7 +145,7 @@ class ChildLink:
             if last is not None and self._process is process and time.monotonic() - last > timeout:
                 log.warning("%s %s sent nothing for %.0f s: restarting it", self.name, process.pid, timeout)
                 self._stalled.add(process.pid)
-                process.kill()
+                _end_group(process, 5.0)
                 return
 
     def crashed(self, process: multiprocessing.process.BaseProcess) -> bool:
@@ -155,6 +154,28 @@ class ChildLink:
             return False
         self._process, self._conn, self._settings = None, None, None
         return True
+
+
+def _end_group(process: multiprocessing.process.BaseProcess, timeout: float) -> None:
+    """Kill the child and everything in its process group (what it started: the player's mpv, stopped or not), and
+    wait until none of them is left."""
+    pid = process.pid
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, AttributeError):
+        if process.is_alive():
+            process.kill()
+    process.join(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # its children are not ours to wait for: watch the group empty instead
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError, AttributeError):
+            return
+        time.sleep(0.02)
+    log.warning("process group %s still has members %.0f s after it was killed", pid, timeout)
 
 
 @contextmanager

@@ -10,8 +10,18 @@ import sys
 
 
 def bootstrap(log_path: str, repo_root: str) -> None:
+    _own_process_group()
     _detach_stdio(log_path)
     _own_sys_path(repo_root)
+
+
+def _own_process_group() -> None:
+    """A process group of its own, which what it starts (the player's mpv) joins: the service ends them together."""
+    if hasattr(os, "setpgid"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:  # already a group leader
+            pass
 
 
 def _detach_stdio(log_path: str) -> None:
