@@ -288,6 +288,19 @@ def test_saving_to_an_unwritable_place_is_write_failed_and_leaves_nothing(player
     assert err.value.code == "INVALID_PARAMS" and "wav, flac, ogg, mp3" in err.value.message
 
 
+@pytest.mark.parametrize("path", [".", "/", "~nosuchuser/out.wav", "out\0.wav", "x" * 300 + ".wav", "{tmp}/", "{tmp}"])
+def test_saving_to_a_path_that_names_no_file_is_a_coded_error_naming_it(player, tmp_path: Path, path: str) -> None:
+    """Issue 23 item 6: these were INTERNAL_ERROR (-32603) over JSON-RPC."""
+    client, events, out = player()
+    add_track(client.cache, A, tone(440, 1))
+    path = path.format(tmp=tmp_path)
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(LofiError) as err:
+        client.request("save", {"track_id": A, "path": path})
+    assert err.value.code in ("INVALID_PARAMS", "WRITE_FAILED") and (path[:20] in err.value.message or "NUL" in err.value.message), err.value
+    assert sorted(tmp_path.iterdir()) == before
+
+
 # ---- issue 20: what music players have, each rule in the service ----------------------------------------------------
 
 

@@ -7,6 +7,7 @@ destination and renamed into place.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from lofi_engine.store.tracks import TrackCache
 
 EXPORT_FORMATS = ("wav", "flac", "ogg", "mp3")
 EXPORT_TIMEOUT_SEC = 120
+NAME_MAX = 255
+"""Bytes in a file name on the file systems users have (ext4, APFS, NTFS in UTF-16 units)."""
 
 
 def handlers(cache: Callable[[], TrackCache], busy: Callable[[], set[str]], python: Callable[[], str | None]) -> dict[str, Callable[[dict], Any]]:
@@ -59,19 +62,46 @@ def handlers(cache: Callable[[], TrackCache], busy: Callable[[], set[str]], pyth
         meta = store.get(str(track_id))
         if meta is None:
             raise LofiError(TRACK_NOT_FOUND, f"no cached track {track_id!r}")
-        if not isinstance(destination, str) or not destination.strip():
-            raise LofiError(INVALID_PARAMS, "save needs path: the file to write")
-        target = Path(destination).expanduser()
-        kind = str(p.get("format") or target.suffix.lstrip(".") or "wav").lower()
-        if kind not in EXPORT_FORMATS:
-            raise LofiError(INVALID_PARAMS, f"format must be one of {', '.join(EXPORT_FORMATS)}, not {kind!r}")
-        if target.suffix.lower() != f".{kind}":
-            target = target.with_name(target.name + f".{kind}")
-        if target.exists() and p.get("overwrite") is not True:
+        target, kind = _destination(destination, p.get("format"))
+        try:
+            exists = target.exists()
+        except OSError as exc:
+            raise LofiError(WRITE_FAILED, f"cannot write {destination!r}: {exc.strerror or exc}") from None
+        if exists and p.get("overwrite") is not True:
             raise LofiError(WRITE_FAILED, f"{target} exists; pass overwrite: true to replace it")
-        return export(Path(meta["path"]), target.resolve(), kind, python())
+        return export(Path(meta["path"]), target, kind, python())
 
     return {"cache_list": lambda p: cache().tracks(), "cache_delete": delete, "cache_clear": clear, "cache_stats": stats, "save": save}
+
+
+def _destination(destination: object, format: object) -> tuple[Path, str]:
+    """The file a save writes and its format; INVALID_PARAMS naming the path when it cannot name a file."""
+    if not isinstance(destination, str) or not destination.strip():
+        raise LofiError(INVALID_PARAMS, "save needs path: the file to write")
+    shown = destination if len(destination) <= 80 else destination[:77] + "…"
+    if "\0" in destination:
+        raise LofiError(INVALID_PARAMS, f"the path {shown!r} holds a NUL character; name a file")
+    try:
+        target = Path(destination).expanduser()
+    except RuntimeError:  # ~user of a user who does not exist
+        raise LofiError(INVALID_PARAMS, f"the path {shown!r} starts with a home folder that does not exist") from None
+    kind = str(format or target.suffix.lstrip(".") or "wav").lower()
+    if kind not in EXPORT_FORMATS:
+        raise LofiError(INVALID_PARAMS, f"format must be one of {', '.join(EXPORT_FORMATS)}, not {kind!r}")
+    if not target.name or target.name in (".", "..") or destination.endswith(("/", "\\")) or _is_dir(target):
+        raise LofiError(INVALID_PARAMS, f"the path {shown!r} is a folder; name a file in it (like {Path(destination, 'track.' + kind)})")
+    if target.suffix.lower() != f".{kind}":
+        target = target.with_name(target.name + f".{kind}")
+    if len(os.fsencode(target.name)) > NAME_MAX:
+        raise LofiError(INVALID_PARAMS, f"the file name of {shown!r} is too long ({len(os.fsencode(target.name))} bytes; at most {NAME_MAX})")
+    return target.resolve(), kind
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, say: not a folder (the name's own check says what is wrong)
+        return False
 
 
 def export(source: Path, target: Path, kind: str, python: str | None) -> dict[str, Any]:
