@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -236,3 +239,39 @@ def test_a_track_played_by_hand_or_stop_ends_the_radio_for_every_client(radio) -
     assert was["sent"] == "stop"
     events.wait_event("radio_state", active=False, nth=2)
     assert client.request("radio")["active"] is False
+
+
+def test_a_full_disk_makes_the_radio_wait_say_so_once_and_resume_by_itself(radio) -> None:
+    """Issue 23 item 4: windows that cannot be written are retried after a growing wait (not 7 a second), the mode
+    says "waiting for disk space" once, and the radio goes on by itself when it can write again."""
+    import shutil
+
+    client, events, out = radio()
+    client.request("radio_start", {"prompt": PROMPT, "seed": 5})
+    first = events.wait_event("radio_segment")
+    folder = Path(first["path"]).parent
+    shutil.rmtree(folder)
+    folder.write_text("not a folder: writing a segment here fails as on a full disk")
+    events.wait_event("radio_error", code="WRITE_FAILED", nth=3, timeout=120)
+    assert client.request("radio")["mode"] == "waiting for disk space"
+    folder.unlink()
+    folder.mkdir()
+    later = len(events.names("radio_segment"))
+    events.wait_for(lambda evs: sum(1 for n, _ in evs if n == "radio_segment") > later, timeout=120)
+    waiting = [p for p in events.names("radio_state") if p["mode"] == "waiting for disk space"]
+    assert len(waiting) == 1 and client.request("radio")["mode"] in ("live", "rotation")
+
+
+def test_after_an_engine_crash_the_radio_starts_its_stream_over_and_says_so(radio) -> None:
+    """Issue 23 item 5: the engine lost the stream's codes; the next segment says it restarts (start 0.0) and the
+    player crossfades into it instead of joining it as a continuation."""
+    import signal
+
+    client, events, out = radio()
+    client.request("radio_start", {"prompt": PROMPT, "seed": 6})
+    first = events.wait_event("radio_segment")
+    assert "restarted" not in first
+    os.kill(client.engine_pid, signal.SIGKILL)
+    after = events.wait_event("radio_segment", restarted=True, timeout=120)
+    assert after["start_sec"] == 0.0
+    assert client.request("radio")["active"] is True

@@ -115,9 +115,13 @@ class Worker:
         `radio_segment`; the stream's codes stay here for the window after it."""
         started = time.perf_counter()
         try:
+            restarted = False
             if self.radio is None or self.radio[0] != job.stream_id:
                 model = self.ensure_model(job.stream_id, "musicgen", self._musicgen_version())
                 self.radio = (job.stream_id, ContinuousStream(model, job.request, job.window_sec, job.context_sec))  # type: ignore[arg-type]
+                restarted = job.window > 0
+                if restarted:
+                    log.warning("radio %s: window %d asked of an engine without the stream's codes; starting it over", job.stream_id, job.window)
             stream = self.radio[1]
             if job.request.prompt != stream.prompt:
                 stream.steer(job.request.prompt)
@@ -128,7 +132,7 @@ class Worker:
             self.emit("radio_segment", {
                 "stream_id": job.stream_id, "path": str(path), "start_sec": segment.first_frame * hop / rate,
                 "duration_sec": len(segment.audio) / rate, "prompt": segment.prompt,
-                "generation_time_sec": round(time.perf_counter() - started, 3),
+                "generation_time_sec": round(time.perf_counter() - started, 3), **({"restarted": True} if restarted else {}),
             })
         except LofiError as exc:
             if exc.code == CANCELLED:

@@ -56,7 +56,7 @@ class EngineClient:
         self._playback_handlers = self._playback.handlers()
         self._radio = Radio(
             lambda: self.settings, self._playback, self._events, self._submit_radio_window, self._withdraw_radio,
-            self._generate, lambda track_id: self._cancel({"track_id": track_id}),
+            self._generate, lambda track_id: self._cancel({"track_id": track_id}), self._later,
         )
         self._playback.listener = self._radio.on_event
         self._playback.taking_over = lambda: self._radio.stop() if self._radio.session is not None else None
@@ -158,6 +158,18 @@ class EngineClient:
         running = self._queue.running
         if running is not None and isinstance(running.work, RadioWindowJob) and running.work.stream_id == stream_id:
             self._link.cancel_running()
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        """``fn()`` after ``delay`` seconds, under the lock (nothing once the client is closed)."""
+
+        def run() -> None:
+            with self._lock:
+                if not self._closed:
+                    fn()
+
+        timer = threading.Timer(delay, run)
+        timer.daemon = True
+        timer.start()
 
     def _ask_for_download(self, job: QueuedJob) -> None:
         """A job needs the model: download it if the user agreed before, else ask (for this job too, when a

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from lofi_engine.service.dispatcher import EventDispatcher
 from lofi_engine.service.playback import Playback
-from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, INVALID_PROMPT, LofiError
+from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, INVALID_PROMPT, WRITE_FAILED, LofiError
 from lofi_engine.shared.protocol import RadioWindowJob
 from lofi_engine.shared.request import MAX_SEED, GenerateRequest
 from lofi_engine.shared.settings import RADIO_STRATEGIES, Settings
@@ -34,6 +34,8 @@ AHEAD = 2
 """Pieces or segments composed ahead of the one playing: enough for the next join, no more (the radio composes as
 it plays, not in advance)."""
 RADIO_PARAMS = ("prompt", "strategy", "presets", "backend", "seed")
+WAITING_FOR_DISK = "waiting for disk space"
+RETRY_MAX_SEC = 60.0
 
 
 @dataclass
@@ -55,6 +57,8 @@ class RadioSession:
     """The pieces or segments that have started playing."""
     mode: str = "starting"
     realtime_factor: float | None = None
+    failures: int = 0
+    """Windows or pieces that failed in a row (the wait before the next try grows with them)."""
 
 
 class Radio:
@@ -67,9 +71,11 @@ class Radio:
         withdraw: Callable[[str], None],
         generate: Callable[[dict[str, Any]], dict[str, Any]],
         cancel: Callable[[str], None],
+        schedule: Callable[[float, Callable[[], None]], None],
     ) -> None:
         """``submit(job)`` queues a window; ``withdraw(stream_id)`` drops its queued window and stops a running one;
-        ``generate(params)`` queues a piece like a `generate` request; ``cancel(track_id)`` cancels one."""
+        ``generate(params)`` queues a piece like a `generate` request; ``cancel(track_id)`` cancels one;
+        ``schedule(delay, fn)`` runs ``fn`` later, under the service's lock."""
         self._config = config
         self._playback = playback
         self._events = events
@@ -77,6 +83,7 @@ class Radio:
         self._withdraw = withdraw
         self._generate = generate
         self._cancel = cancel
+        self._schedule = schedule
         self.session: RadioSession | None = None
 
     # ---- requests ---------------------------------------------------------------------------------------------
@@ -164,7 +171,7 @@ class Radio:
             self._next()
         elif name == "radio_segment" and fields["stream_id"] == s.stream_id:
             self._arrived(f"{s.stream_id}-{s.made:06d}", {"path": fields["path"], "info": {"prompt": fields["prompt"], "radio": True}},
-                          fields["generation_time_sec"] / max(fields["duration_sec"], 1e-9), continues=True)
+                          fields["generation_time_sec"] / max(fields["duration_sec"], 1e-9), continues=not fields.get("restarted"))
         elif name == "radio_error" and fields["stream_id"] == s.stream_id and fields["code"] != CANCELLED:
             self._failed(fields)
         elif name == "generation_complete" and fields["track_id"] == s.waiting:
@@ -190,6 +197,7 @@ class Radio:
             self._playback.insert_next([entry], after=newest)
         s.made += 1
         s.composing = False
+        s.failures = 0
         s.rotation.append(piece_id)
         if len(s.rotation) > MAX_ROTATION:
             gone = s.rotation.pop(0)
@@ -205,12 +213,27 @@ class Radio:
             self._state()
 
     def _failed(self, fields: dict[str, Any]) -> None:
-        """A window or piece failed: say so, and try the next one (the music made so far plays on)."""
-        self._events.emit("radio_state", {**self._state_fields(), "mode": "error"})
-        if self.session is not None and self.session.made == 0:
+        """A window or piece failed: the music made so far plays on; the next try waits, longer after each failure in
+        a row (1 s, 2 s, … up to a minute), so a full disk or a failing model does not spin a core. The mode says so
+        (once, not at every try): "waiting for disk space" when the disk is full, else "error"."""
+        s = self.session
+        if s is None:
+            return
+        if s.made == 0:
+            self._events.emit("radio_state", {**self._state_fields(), "mode": "error"})
             self.stop()  # nothing plays yet and nothing can: give up rather than retry forever
-        elif self.session is not None:
-            self.session.composing = False
+            return
+        s.failures += 1
+        mode = WAITING_FOR_DISK if fields.get("code") == WRITE_FAILED else "error"
+        if mode != s.mode:
+            s.mode = mode
+            self._state()
+        delay = min(RETRY_MAX_SEC, 2.0 ** (s.failures - 1))
+        self._schedule(delay, lambda: self._retry(s))
+
+    def _retry(self, session: RadioSession) -> None:
+        if self.session is session:
+            session.composing = False
             self._next()
 
     def _next(self) -> None:
@@ -225,7 +248,7 @@ class Radio:
             s.prompt = s.prompts[0]
             request = GenerateRequest.parse({"prompt": s.prompt, "seed": s.seed}, "musicgen")
             path = self._folder(s) / f"{s.made:06d}.wav"
-            self._submit(RadioWindowJob(s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path)))
+            self._submit(RadioWindowJob(s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path), s.made))
             return
         if s.strategy == "preset_cycle":
             s.prompt = s.prompts[s.made % len(s.prompts)]

@@ -56,8 +56,9 @@ EVENTS: dict[str, EventSpec] = {
         EventSpec(
             "radio_segment",
             ("stream_id", "path", "start_sec", "duration_sec", "prompt", "generation_time_sec"),
-            (),
-            "the radio's endless stream has its next stretch of audio, continuing the last one exactly",
+            ("restarted",),
+            "the radio's endless stream has its next stretch of audio, continuing the last one exactly (restarted: the "
+            "engine lost the stream, after a crash, and this starts it over: it follows with a crossfade)",
         ),
         EventSpec("radio_error", ("stream_id", "code", "message"), (), "a radio window failed (CANCELLED once the radio is stopped)"),
         EventSpec(

@@ -43,6 +43,9 @@ class RadioWindowJob:
     context_sec: float
     segment_path: str
     """Where the window's audio goes (the service names it, in the radio's folder of the cache)."""
+    window: int = 0
+    """How many windows of the stream came before: an engine that has not got the stream's codes for a later window
+    (it was restarted) starts the stream over, and says so."""
 
 
 Job = Union[GenerateJob, DownloadJob, RadioWindowJob]

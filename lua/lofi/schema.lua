@@ -88,8 +88,8 @@ return {
       ["required"] = { "stream_id", "code", "message" },
     },
     ["radio_segment"] = {
-      ["doc"] = "the radio's endless stream has its next stretch of audio, continuing the last one exactly",
-      ["optional"] = {},
+      ["doc"] = "the radio's endless stream has its next stretch of audio, continuing the last one exactly (restarted: the engine lost the stream, after a crash, and this starts it over: it follows with a crossfade)",
+      ["optional"] = { "restarted" },
       ["required"] = { "stream_id", "path", "start_sec", "duration_sec", "prompt", "generation_time_sec" },
     },
     ["radio_state"] = {
