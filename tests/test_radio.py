@@ -10,7 +10,7 @@ import pytest
 
 from conftest import PROMPT
 from lofi_engine import LofiError, MusicGen
-from lofi_engine.musicgen.radio import DECODE_CONTEXT, LOOKAHEAD, ContinuousStream
+from lofi_engine.musicgen.radio import DECODE_CONTEXT, LOOKAHEAD, REWINDABLE, ContinuousStream
 from lofi_engine.musicgen.windows import Window
 from lofi_engine.shared.request import GenerateRequest
 
@@ -59,8 +59,22 @@ def test_memory_stays_bounded_however_long_it_runs(tiny: MusicGen) -> None:
     radio = stream(tiny)
     for _ in range(8):
         radio.next_window()
-        assert radio._tail.shape[1] <= radio.context_frames + DECODE_CONTEXT + LOOKAHEAD + radio.window_frames
+        assert radio._tail.shape[1] <= radio.context_frames + DECODE_CONTEXT + LOOKAHEAD + REWINDABLE * radio.window_frames
     assert radio.frames == 300 + 7 * 200
+
+
+def test_a_rewound_stream_goes_on_from_the_window_it_went_back_to(tiny: MusicGen) -> None:
+    """What a steer relies on: after rewind(k) the next window continues window k-1, as if the later ones never were."""
+    once, twice = stream(tiny, top_k=1), stream(tiny, top_k=1)
+    for _ in range(5):
+        once.next_window()
+    expected = [twice.next_window() for _ in range(3)][-1]
+    once.rewind(2)
+    again = once.next_window()
+    assert again.first_frame == expected.first_frame and np.array_equal(again.codes, expected.codes)
+    np.testing.assert_allclose(again.audio, expected.audio, atol=1e-5)
+    with pytest.raises(LofiError):
+        once.rewind(3 - REWINDABLE - 1)
 
 
 def test_a_stop_request_ends_the_window_at_the_next_step(tiny: MusicGen) -> None:
@@ -103,12 +117,12 @@ def test_radio_continue_plays_one_gapless_stream_across_windows_and_a_steer(radi
     client, events, out = radio()
     started = client.request("radio_start", {"prompt": PROMPT, "seed": 5})
     assert started["active"] and started["strategy"] == "continue"
+    # steered before anything is heard: the window in flight keeps its prompt, the next ones take the new one
+    assert client.request("radio_steer", {"prompt": "heavy metal, distorted guitars"})["prompt"] == "heavy metal, distorted guitars"
     segments = []
     for n in (1, 2, 3):
         segment = events.wait_event("radio_segment", nth=n, timeout=60)
         segments.append(soundfile.read(segment["path"], dtype="float32")[0])  # before stop deletes them
-        if n == 1:
-            assert client.request("radio_steer", {"prompt": "heavy metal, distorted guitars"})["prompt"] == "heavy metal, distorted guitars"
     assert events.wait_event("radio_segment", nth=3)["prompt"] == "heavy metal, distorted guitars"
     assert client.request("radio")["mode"] == "live"  # the tiny model composes far faster than it plays
     events.wait_event("playback_start", track_id=f"{started['stream_id']}-000002")  # the third segment is playing
@@ -123,6 +137,37 @@ def test_radio_continue_plays_one_gapless_stream_across_windows_and_a_steer(radi
     assert np.abs(heard[:played] - expected[:played]).max() < 1e-3  # one stream: the joins are exact
     assert _longest_silence(heard[:played]) < 0.02 * 48000
     assert not (client.config.cache_dir / "radio").exists() or not any((client.config.cache_dir / "radio").iterdir())
+
+
+def test_a_steer_is_heard_after_the_segment_playing_not_after_those_made_ahead(radio) -> None:
+    """Issue 20 item 3: the segments composed ahead with the old prompt and not heard yet are dropped, and the stream
+    goes on from the end of the segment playing with the new prompt, joined exactly."""
+    import soundfile
+    from lofi_engine.playback.audio import to_mixer_rate
+
+    client, events, out = radio()
+    sid = client.request("radio_start", {"prompt": PROMPT, "seed": 5})["stream_id"]
+    first = events.wait_event("radio_segment")
+    events.wait_event("playback_start", track_id=f"{sid}-000000")
+    events.wait_event("radio_segment", nth=3)  # two segments composed ahead of the one playing
+    playing = soundfile.read(first["path"], dtype="float32")[0]
+    client.request("radio_steer", {"prompt": "heavy metal, distorted guitars"})
+    steered = events.wait_event("radio_segment", prompt="heavy metal, distorted guitars")
+    assert steered["start_sec"] == first["duration_sec"]
+    after = soundfile.read(steered["path"], dtype="float32")[0]
+    steered_id = f"{sid}-{Path(steered['path']).stem}"
+    events.wait_event("playback_start", track_id=steered_id)
+    starts = [p["track_id"] for n, p in events.events if n == "playback_start"]
+    assert starts[:2] == [f"{sid}-000000", steered_id]  # the old prompt's segments 1 and 2 were never heard
+    events.wait_event("playback_start", nth=3)  # the steered segment played through
+    client.request("radio_stop")
+    events.wait_event("playback_end", reason="stopped", timeout=30)
+    heard = _heard(out)
+    stream = np.concatenate([playing, after])
+    expected = to_mixer_rate(np.stack([stream, stream], axis=1), 32000)
+    played = len(expected) - int(48000 * 0.3)  # the next segment's start crossfades nothing: it continues exactly
+    assert len(heard) > len(expected)
+    assert np.abs(heard[:played] - expected[:played]).max() < 1e-3  # joined exactly
 
 
 def test_radio_refuses_what_it_cannot_do(radio) -> None:

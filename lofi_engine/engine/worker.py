@@ -22,7 +22,7 @@ from lofi_engine.engine.wav import write_wav
 from lofi_engine.shared.backend import Backend
 from lofi_engine.musicgen.model import Chunk, Step
 from lofi_engine.musicgen.radio import ContinuousStream
-from lofi_engine.shared.errors import CANCELLED, MODEL_INFERENCE_FAILED, LofiError
+from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, LofiError
 from lofi_engine.shared.events import event
 from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN, DownloadJob, GenerateJob, RadioWindowJob
 from lofi_engine.shared.settings import EngineConfig
@@ -123,6 +123,8 @@ class Worker:
                 if restarted:
                     log.warning("radio %s: window %d asked of an engine without the stream's codes; starting it over", job.stream_id, job.window)
             stream = self.radio[1]
+            if job.window < stream.windows:  # a steer: the windows after it were not heard
+                stream.rewind(job.window)
             if job.request.prompt != stream.prompt:
                 stream.steer(job.request.prompt)
             segment = stream.next_window(should_stop=self.cancel.is_set)
@@ -134,9 +136,7 @@ class Worker:
                 "duration_sec": len(segment.audio) / rate, "prompt": segment.prompt,
                 "generation_time_sec": round(time.perf_counter() - started, 3), **({"restarted": True} if restarted else {}),
             })
-        except LofiError as exc:
-            if exc.code == CANCELLED:
-                self.radio = None  # the radio stopped: its codes are not needed any more
+        except LofiError as exc:  # a cancelled window leaves the stream as it was (a steer goes on from it)
             self.emit("radio_error", {"stream_id": job.stream_id, "code": exc.code, "message": exc.message})
         except MemoryError:
             self.emit("radio_error", {"stream_id": job.stream_id, "code": MODEL_INFERENCE_FAILED, "message": "out of memory"})

@@ -26,6 +26,8 @@ DECODE_CONTEXT = 50
 """Frames decoded before a segment and dropped (1 s: the LSTM's state converges well within it)."""
 LOOKAHEAD = 10
 """Frames decoded after a segment and dropped (the convolutions look ≈ 8 frames ahead)."""
+REWINDABLE = 4
+"""Windows a stream keeps the codes to go back over (the radio composes 2 ahead of what plays)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class ContinuousStream:
     _tail_from: int = field(init=False, default=0)  # the stream frame where _tail starts
     frames: int = field(init=False, default=0)  # codes made so far
     decoded: int = field(init=False, default=0)  # frames whose audio went out
+    _marks: list[tuple[int, int]] = field(init=False, default_factory=list)  # (frames, decoded) after each window
 
     def __post_init__(self) -> None:
         rate = self.model.settings.frame_rate
@@ -69,6 +72,23 @@ class ContinuousStream:
         """The text condition of the windows from the next one on."""
         self.prompt = prompt
         self._condition = encode_prompt(self.model.tokenizer, self.model.text_encoder, prompt, self._sampler.uses_guidance)
+
+    @property
+    def windows(self) -> int:
+        """Windows composed so far."""
+        return len(self._marks)
+
+    def rewind(self, windows: int) -> None:
+        """Forget the windows after the first ``windows`` (their audio was not heard: a steer replaces it); the
+        next window continues the stream from there, joining it exactly. At most :data:`REWINDABLE` windows back."""
+        if not self.windows - REWINDABLE <= windows <= self.windows:
+            raise LofiError(INVALID_PARAMS, f"the radio can go back {REWINDABLE} windows, not from {self.windows} to {windows}")
+        if windows == self.windows:
+            return
+        self.frames, self.decoded = self._marks[windows - 1] if windows else (0, 0)
+        self._tail = self._tail[:, : max(0, self.frames - self._tail_from)]
+        self._tail_from = min(self._tail_from, self.frames)
+        del self._marks[windows:]
 
     def steps_per_window(self) -> int:
         first = self.frames == 0
@@ -90,6 +110,7 @@ class ContinuousStream:
         first_frame = self.decoded
         decode_started = time.perf_counter()
         audio, decoded_frames = self._decode(self.frames - LOOKAHEAD)
+        self._marks.append((self.frames, self.decoded))
         # the stream's windows teach the ETA's prices too
         self.model.learn_costs([window], composition.unit_sec, decoded_frames, time.perf_counter() - decode_started)
         return Segment(audio, first_frame, fresh, codes_from, self.prompt)
@@ -105,6 +126,9 @@ class ContinuousStream:
         audio = self.model.decode_audio(window)[(start - lo) * hop : (until - lo) * hop]
         self.decoded = until
         keep_from = min(self.frames - self.context_frames, until - DECODE_CONTEXT)
+        if self._marks:  # what a rewind to the oldest window it may go back to needs
+            frames, decoded = self._marks[max(0, len(self._marks) - REWINDABLE)]
+            keep_from = min(keep_from, frames - self.context_frames, decoded - DECODE_CONTEXT)
         if keep_from > self._tail_from:
             self._tail = self._tail[:, keep_from - self._tail_from :]
             self._tail_from = keep_from

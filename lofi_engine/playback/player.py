@@ -148,8 +148,8 @@ class Player:
             self.starting = [t["track_id"] for t in params["tracks"]]
         if name in ("play", "add", "insert"):
             self.loads.put((name, params["tracks"], params.get("after"), self.epoch))
-        elif name == "remove":
-            self.mixer.remove(params["track_id"])
+        elif name == "remove":  # after the loads asked for before it: a track still being read is removed too
+            self.loads.put(("remove", [], params["track_id"], self.epoch))
         elif name == "clear":
             self.mixer.clear()
         elif name == "pause" and not self.paused and not self.mixer.idle:
@@ -188,6 +188,9 @@ class Player:
     def _load(self, name: str, tracks: list[dict[str, Any]], after: str | None, epoch: int) -> None:
         """A track that continues one read before is resampled as one piece with it (and that one's end is
         corrected)."""
+        if name == "remove":
+            self.inbox.put(("loaded", (name, [], None, [], after, epoch)))
+            return
         loaded, patches = [], []
         try:
             for spec in tracks:
@@ -218,6 +221,9 @@ class Player:
         if error is not None:
             raise error
         assert tracks is not None
+        if name == "remove":
+            self.mixer.remove(str(after))
+            return
         for before, corrected in patches:  # the end of the track continued, now resampled with what follows it
             before.audio[len(before.audio) - len(corrected) :] = corrected
         if name == "play":

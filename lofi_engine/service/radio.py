@@ -47,6 +47,16 @@ class RadioSession:
     stream_id: str = field(default_factory=lambda: secrets.token_hex(8))
     prompt: str = ""
     made: int = 0
+    jobs: int = 0
+    """continue: windows asked for (each writes a file of its own, named by this count)."""
+    windows: int = 0
+    """continue: where the stream goes on from, in windows (a steer goes back over the windows not heard yet)."""
+    window_of: dict[str, int] = field(default_factory=dict)
+    """continue: the stream window each segment in the rotation holds."""
+    dropped: list[str] = field(default_factory=list)
+    """continue: segments a steer dropped before they were heard, whose files go with the next one to leave the rotation."""
+    expected: str | None = None
+    """continue: the file the window in flight writes (a window that finished after a steer withdrew it is dropped)."""
     rotation: list[str] = field(default_factory=list)
     """Ids of the pieces or segments in the player's rotation, oldest first."""
     waiting: str | None = None
@@ -128,8 +138,21 @@ class Radio:
         if self.session is None:
             raise LofiError(INVALID_PARAMS, "the radio is not playing; start it with radio_start")
         prompt = self._check_prompt(params.get("prompt"))
-        self.session.prompts = [prompt]
-        self.session.prompt = prompt
+        s = self.session
+        s.prompts = [prompt]
+        s.prompt = prompt
+        heard = [r for r in s.rotation if r in s.heard]
+        if s.strategy == "continue" and heard:
+            # Heard within a window or so: what was composed ahead with the old prompt and not heard yet goes, and the
+            # stream goes on from the end of the segment playing, with the new prompt.
+            for gone in [r for r in s.rotation if r not in s.heard]:
+                s.rotation.remove(gone)
+                self._playback.leave_rotation(gone)
+                s.dropped.append(gone)  # its file goes later: the player may still be reading it
+            s.windows = s.window_of[heard[-1]] + 1
+            self._withdraw(s.stream_id)
+            s.composing, s.expected = False, None
+            self._next()
         self._state()
         return self.status()
 
@@ -169,8 +192,14 @@ class Radio:
         if name == "playback_start" and fields["track_id"] in s.rotation and fields["track_id"] not in s.heard:
             s.heard.add(fields["track_id"])
             self._next()
+        elif name == "radio_segment" and fields["stream_id"] == s.stream_id and fields["path"] != s.expected:
+            Path(fields["path"]).unlink(missing_ok=True)  # composed for a window a steer withdrew
         elif name == "radio_segment" and fields["stream_id"] == s.stream_id:
-            self._arrived(f"{s.stream_id}-{s.made:06d}", {"path": fields["path"], "info": {"prompt": fields["prompt"], "radio": True}},
+            s.expected = None
+            piece_id = f"{s.stream_id}-{Path(fields['path']).stem}"
+            s.window_of[piece_id] = s.windows
+            s.windows += 1
+            self._arrived(piece_id, {"path": fields["path"], "info": {"prompt": fields["prompt"], "radio": True}},
                           fields["generation_time_sec"] / max(fields["duration_sec"], 1e-9), continues=not fields.get("restarted"))
         elif name == "radio_error" and fields["stream_id"] == s.stream_id and fields["code"] != CANCELLED:
             self._failed(fields)
@@ -202,8 +231,11 @@ class Radio:
         if len(s.rotation) > MAX_ROTATION:
             gone = s.rotation.pop(0)
             self._playback.leave_rotation(gone)
+            s.window_of.pop(gone, None)
             if s.strategy == "continue":  # the player holds what it plays: the file is no longer needed
-                (self._folder(s) / f"{int(gone.rsplit('-', 1)[1]):06d}.wav").unlink(missing_ok=True)
+                for old in [gone, *s.dropped]:
+                    self._segment_file(s, old).unlink(missing_ok=True)
+                s.dropped.clear()
         s.realtime_factor = round(realtime_factor, 3)
         mode = "live" if realtime_factor < 1.0 else "rotation"
         changed = mode != s.mode
@@ -240,15 +272,17 @@ class Radio:
         """Queue the next window or piece, unless one is on its way or enough are made ahead of what plays."""
         s = self.session
         assert s is not None
-        if s.composing or s.made - len(s.heard) >= AHEAD:
+        if s.composing or sum(1 for r in s.rotation if r not in s.heard) >= AHEAD:
             return
         s.composing = True
         config = self._config()
         if s.strategy == "continue":
             s.prompt = s.prompts[0]
             request = GenerateRequest.parse({"prompt": s.prompt, "seed": s.seed}, "musicgen")
-            path = self._folder(s) / f"{s.made:06d}.wav"
-            self._submit(RadioWindowJob(s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path), s.made))
+            path = self._folder(s) / f"{s.jobs:06d}.wav"
+            s.jobs += 1
+            s.expected = str(path)
+            self._submit(RadioWindowJob(s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path), s.windows))
             return
         if s.strategy == "preset_cycle":
             s.prompt = s.prompts[s.made % len(s.prompts)]
@@ -276,6 +310,9 @@ class Radio:
         if prompt is None:
             raise LofiError(INVALID_PROMPT, "the radio needs a prompt describing the music")
         return GenerateRequest.parse({"prompt": prompt}).prompt
+
+    def _segment_file(self, session: RadioSession, piece_id: str) -> Path:
+        return self._folder(session) / f"{int(piece_id.rsplit('-', 1)[1]):06d}.wav"
 
     def _folder(self, session: RadioSession) -> Path:
         return self.root() / session.stream_id
