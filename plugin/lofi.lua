@@ -14,9 +14,9 @@ end
 
 -- The remote plugin runs in a python3 host of its own (the plugin's .venv): no :UpdateRemotePlugins, no pynvim
 -- needed in the user's python3, their python3 provider untouched.
-require("lofi.host").register()
+require("lofi.core.host").register()
 require("lofi.commands").register()
-require("lofi.keymaps").define() -- <Plug>(lofi-…) only: no key is mapped unless setup({keymaps = …}) asks
+require("lofi.commands.keymaps").define() -- <Plug>(lofi-…) only: no key is mapped unless setup({keymaps = …}) asks
 
 vim.api.nvim_create_autocmd("VimLeavePre", {
   group = vim.api.nvim_create_augroup("lofi", { clear = true }),
@@ -29,7 +29,7 @@ vim.api.nvim_create_autocmd("VimLeavePre", {
       pcall(vim.fn.LofiShutdown)
     end
     pcall(function()
-      require("lofi.player").reset()
+      require("lofi.state.player").reset()
     end)
   end,
 })

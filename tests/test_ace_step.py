@@ -459,7 +459,7 @@ def test_neovim_generates_with_ace_step_through_the_lua_api(nvim, tmp_path: Path
     stages = {data.get("stage") for name, data in out["events"] if name == "generation_progress"}
     assert stages == {"diffusion", "decode"}
     notes = [n["msg"] for n in nvim.exec_lua("return _G.notes")]
-    progress = nvim.exec_lua("return require('lofi.ui').progress_log")  # progress is a line, not a notification
+    progress = nvim.exec_lua("return require('lofi.ui.messages').progress_log")  # progress is a line, not a notification
     assert any(n.startswith("lofi: generating ") for n in notes) and any(p.startswith("lofi: decoding ") for p in progress)
 
 

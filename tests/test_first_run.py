@@ -83,8 +83,8 @@ def test_not_now_then_lofi_download_asks_again_and_downloads(first_run) -> None:
     assert len(asked) == 2 and "GB" in asked[1] and "CC BY-NC 4.0" in asked[1]
     nvim.exec_lua("_G.answer(1)")
     available = nvim.exec_lua(
-        "vim.wait(60000, function() return require('lofi.engine').request('status').model_available end, 20);"
-        "return require('lofi.engine').request('status').model_available"
+        "vim.wait(60000, function() return require('lofi.core.engine').request('status').model_available end, 20);"
+        "return require('lofi.core.engine').request('status').model_available"
     )
     assert available is True and hub.gets()
     third = nvim.exec_lua(GENERATE, "third")

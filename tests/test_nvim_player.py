@@ -176,7 +176,7 @@ def test_lofiradio_plays_continuously_survives_the_controls_and_stops_cleanly(ed
     assert wait_for_lua(nvim, "(require('lofi').status().playback or {}).volume == 60")
 
     # skip: the segment playing ends (skipped) and another starts; the music goes on after it
-    heard_before = nvim.exec_lua("return require('lofi.player').current.track_id")
+    heard_before = nvim.exec_lua("return require('lofi.state.player').current.track_id")
     mark = len(seen(nvim))
     nvim.command("LofiSkip")
     skipped = wait_event(nvim, "playback_end", {"reason": "skipped"}, after=mark)
@@ -414,7 +414,8 @@ def test_lofitracks_lists_plays_adds_regenerates_and_deletes(editor) -> None:
     pick(nvim, "rainy piano", "play")
     asked = nvim.exec_lua("return _G.asked")
     assert asked[0]["prompt"] == "lofi tracks"
-    assert asked[0]["items"] == ["night drive synth  6s  musicgen  just now", "rainy piano  5s  musicgen  just now"]
+    assert asked[0]["items"] == [f"night drive synth  6s  musicgen  seed 2  just now  {night['track_id'][:8]}",
+                                 f"rainy piano  5s  musicgen  seed 1  just now  {rain['track_id'][:8]}"]
     assert asked[1]["items"] == ["play", "add to playlist", "delete", "regenerate with a new seed"]
     wait_event(nvim, "playback_start", {"track_id": rain["track_id"]})
     assert nvim.exec_lua("return require('lofi').statusline()") == "▶ rainy piano"
@@ -426,7 +427,8 @@ def test_lofitracks_lists_plays_adds_regenerates_and_deletes(editor) -> None:
 
     # what plays (or waits in the playlist) cannot be deleted: said clearly, and it stays
     nvim.exec_lua("_G.notes = {}")
-    pick(nvim, "rainy piano", "delete")
+    pick(nvim, "rainy piano", "delete", "delete")
+    wait_for_lua(nvim, "#_G.notes > 0")
     assert len(notes(nvim)) == 1 and notes(nvim)[0].startswith("lofi: INVALID_PARAMS: track ") and "stop it first" in notes(nvim)[0]
     nvim.command("LofiStop")
     wait_event(nvim, "playback_end", {"reason": "stopped"}, timeout=30)
@@ -435,8 +437,18 @@ def test_lofitracks_lists_plays_adds_regenerates_and_deletes(editor) -> None:
     pick(nvim, "night drive", "regenerate with a new seed")
     again = wait_event(nvim, "generation_complete", {"prompt": "night drive synth"}, nth=2)["data"]
     assert again["track_id"] != night["track_id"] and again["seed"] != night["seed"] and again["duration_sec"] == 6
+    pick(nvim, "no such prompt")
+    lines = nvim.exec_lua("return _G.asked")[-1]["items"]
+    takes = [line for line in lines if line.startswith("night drive synth")]
+    assert len(takes) == 2 and takes[0] != takes[1]  # issue 20 item 6: two takes of a prompt tell apart (seed, id)
 
-    pick(nvim, "rainy piano", "delete")
+    # deleting asks first: "cancel" keeps the track
+    pick(nvim, "rainy piano", "delete", "cancel")
+    assert nvim.exec_lua("return _G.asked")[-1]["items"] == ["delete", "cancel"]
+    assert rain["track_id"] in [t["track_id"] for t in nvim.exec_lua("return require('lofi').tracks()")]
+    nvim.exec_lua("_G.notes = {}")
+    pick(nvim, "rainy piano", "delete", "delete")
+    wait_for_lua(nvim, "#_G.notes > 0")
     assert f'lofi: deleted {rain["track_id"]} "rainy piano" (5s, musicgen)' in notes(nvim)
     ids = [t["track_id"] for t in nvim.exec_lua("return require('lofi').tracks()")]
     assert rain["track_id"] not in ids and night["track_id"] in ids and again["track_id"] in ids
@@ -470,7 +482,7 @@ def test_lofisave_refuses_the_radio_instead_of_saving_another_track(editor, tmp_
     nvim, out = editor()
     nvim.exec_lua(GENERATE, {"prompt": "not this one", "duration_sec": 5, "seed": 1})
     nvim.command("LofiRadio lofi hip hop")
-    wait_for_lua(nvim, "require('lofi.player').current and require('lofi.player').current.radio", timeout=60)
+    wait_for_lua(nvim, "require('lofi.state.player').current and require('lofi.state.player').current.radio", timeout=60)
     nvim.command(f"LofiSave {tmp_path / 'radio.wav'}")
     assert "the radio's stream is not a track of the library" in notes(nvim)[-1]
     assert not (tmp_path / "radio.wav").exists()
@@ -499,7 +511,7 @@ def test_autoplay_plays_a_finished_track_through_the_service_player_and_the_stat
     nvim.exec_lua("require('lofi').cancel()")
     wait_event(nvim, "generation_error", {"code": "CANCELLED"})
     assert nvim.exec_lua("return require('lofi').statusline()") == "⏸ autoplayed"
-    assert nvim.exec_lua("return require('lofi.ui').shorten('a very long prompt that goes on and on and on', 24)") == "a very long prompt that…"
+    assert nvim.exec_lua("return require('lofi.ui.wording').shorten('a very long prompt that goes on and on and on', 24)") == "a very long prompt that…"
 
 
 # ---- keymaps -------------------------------------------------------------------------------------------------------
@@ -514,7 +526,7 @@ def test_plug_mappings_exist_and_keys_are_mapped_only_when_asked(editor) -> None
     )
     assert not [m for m in maps if "lofi" in (m.get("rhs") or "") and not m["lhs"].startswith("<Plug>")], "no key unless asked"
 
-    setup = {"model": {"dir": str(TINY)}, "cache": {"dir": nvim.exec_lua("return require('lofi.config').options.cache.dir")},
+    setup = {"model": {"dir": str(TINY)}, "cache": {"dir": nvim.exec_lua("return require('lofi.core.config').options.cache.dir")},
              "autoplay": False, "player": {"cmd": pcm_command(out)}}
     nvim.exec_lua("require('lofi').setup(...)", {**setup, "keymaps": {"toggle": ",p", "volume_up": ",+", "volume_down": ",-", "skip": False}})
     assert nvim.call("maparg", ",p", "n") == "<Plug>(lofi-toggle)"
@@ -547,14 +559,14 @@ def test_player_and_radio_options_become_the_engines_settings(editor) -> None:
         """
         require('lofi').setup({player = {cmd = ..., loop = false, crossfade_sec = 0.5, volume = 70},
                                radio = {window_sec = 8, context_sec = 3, piece_sec = 20}})
-        return require('lofi.config').remote_settings().engine
+        return require('lofi.core.config').remote_settings().engine
         """,
         cmd,
     )
     assert shlex.split(settings["player_command"]) == cmd, settings["player_command"]
     assert (settings["playlist_loop"], settings["crossfade_sec"], settings["volume"]) == (False, 0.5, 70)
     assert (settings["radio_window_sec"], settings["radio_context_sec"], settings["radio_piece_sec"]) == (8, 3, 20)
-    default = nvim.exec_lua("require('lofi').setup({}); return require('lofi.config').remote_settings().engine")
+    default = nvim.exec_lua("require('lofi').setup({}); return require('lofi.core.config').remote_settings().engine")
     assert default.get("player_command") is None and default["playlist_loop"] is True and default["volume"] == 100
     for options, text in [
         ({"player": {"volume": 150}}, "player.volume"),

@@ -22,7 +22,7 @@ def test_lua_defaults_and_allowed_values_are_the_schemas(nvim) -> None:
     settings = expected["settings"]
     out = nvim.exec_lua(
         """
-        local config = require('lofi.config')
+        local config = require('lofi.core.config')
         local d = config.defaults
         return {
           backend = d.backend, duration_sec = d.duration_sec, device = d.model.device,
@@ -69,14 +69,14 @@ def setup_ok(nvim, opts: dict) -> bool:
 
 
 def test_a_bad_setup_value_is_reported_plainly_and_keeps_the_options(nvim) -> None:
-    before = nvim.exec_lua("return require('lofi.config').options.model.dir")
+    before = nvim.exec_lua("return require('lofi.core.config').options.model.dir")
     assert setup_error(nvim, {"duration_sec": "30"}) == (
         'lofi: duration_sec must be a number from 5 to 120 (backend musicgen), not "30" (setup() kept the options it had)'
     )
     assert 'backend must be one of musicgen, ace-step, not "acestep"' in setup_error(nvim, {"backend": "acestep"})
     assert "notify must be a boolean, not 1" in setup_error(nvim, {"notify": 1})
     assert "setup() takes a table of options" in setup_error(nvim, "fast")
-    assert nvim.exec_lua("return require('lofi.config').options.model.dir") == before, "the options it had are kept"
+    assert nvim.exec_lua("return require('lofi.core.config').options.model.dir") == before, "the options it had are kept"
 
 
 def test_a_bad_setup_does_not_stop_the_rest_of_init_lua(tmp_path: Path, monkeypatch) -> None:
@@ -96,7 +96,7 @@ def test_a_bad_setup_does_not_stop_the_rest_of_init_lua(tmp_path: Path, monkeypa
         assert nvim.vars.get("after_setup") == 1
         notes = nvim.exec_lua("return _G.notes")
         assert notes == [{"msg": 'lofi: backend must be one of musicgen, ace-step, not "acestep" (setup() kept the options it had)', "level": 4}], notes
-        assert nvim.exec_lua("return require('lofi.config').options.backend") == "musicgen", "the defaults stay"
+        assert nvim.exec_lua("return require('lofi.core.config').options.backend") == "musicgen", "the defaults stay"
     finally:
         quit_nvim(nvim)
 
@@ -121,14 +121,15 @@ def test_config_and_events_read_the_schema_rather_than_copies(nvim) -> None:
         local real = require('lofi.schema')
         local altered = vim.deepcopy(real)
         altered.backends = {'musicgen', 'radio'}
+        altered.settings.backend.choices = {'musicgen', 'radio'}
         altered.durations = {musicgen = {1, 7}, radio = {60, 600}}
         altered.default_duration_sec = 6
         altered.settings.device.choices = {'cpu', 'npu'}
         altered.settings.device.default = 'npu'
         altered.events = {radio_tick = {required = {'track_id'}, optional = {}, doc = 'a tick'}}
-        for _, name in ipairs({'lofi.schema', 'lofi.config', 'lofi.events'}) do package.loaded[name] = nil end
+        for _, name in ipairs({'lofi.schema', 'lofi.core.config', 'lofi.state.events'}) do package.loaded[name] = nil end
         package.loaded['lofi.schema'] = altered
-        local config, events = require('lofi.config'), require('lofi.events')
+        local config, events = require('lofi.core.config'), require('lofi.state.events')
         local out = {
           defaults = {config.defaults.duration_sec, config.defaults.model.device},
           radio = config.setup({backend = 'radio', duration_sec = 300, model = {device = 'cpu'}}),
@@ -136,7 +137,7 @@ def test_config_and_events_read_the_schema_rather_than_copies(nvim) -> None:
           names = events.names,
           tick = pcall(events.on, 'radio_tick', function() end),
         }
-        for _, name in ipairs({'lofi.schema', 'lofi.config', 'lofi.events'}) do package.loaded[name] = nil end
+        for _, name in ipairs({'lofi.schema', 'lofi.core.config', 'lofi.state.events'}) do package.loaded[name] = nil end
         return out
         """
     )
@@ -153,7 +154,7 @@ def test_on_an_unknown_event_errors_listing_the_schemas_events(nvim) -> None:
 
 
 CAPTURE_REQUESTS = """
-local engine = require('lofi.engine')
+local engine = require('lofi.core.engine')
 local request = engine.request
 _G.sent = {}
 engine.request = function(method, params)
@@ -174,7 +175,7 @@ def test_generate_leaves_the_default_backend_to_the_engine(nvim) -> None:
         local generates = vim.tbl_filter(function(s) return s.method == 'generate' end, _G.sent)
         return {
           params = vim.tbl_map(function(s) return s.params end, generates),
-          engine_backend = require('lofi.config').remote_settings().engine.backend,
+          engine_backend = require('lofi.core.config').remote_settings().engine.backend,
           queue = lofi.queue(),
         }
         """
@@ -217,7 +218,7 @@ def test_setup_again_with_jobs_queued_keeps_them_and_says_so(nvim) -> None:
     out = nvim.exec_lua(
         """
         local lofi = require('lofi')
-        local config = require('lofi.config')
+        local config = require('lofi.core.config')
         local options = vim.deepcopy(config.options)
         lofi.generate({prompt = 'long one', duration_sec = 120, seed = 1})
         lofi.generate({prompt = 'second', duration_sec = 5, seed = 1})
@@ -250,17 +251,17 @@ def test_setup_before_any_request_or_with_a_failing_plugin_says_nothing(nvim) ->
     out = nvim.exec_lua(
         """
         local lofi = require('lofi')
-        local options = vim.deepcopy(require('lofi.config').options)
+        local options = vim.deepcopy(require('lofi.core.config').options)
         options.cache.max_size = 12345
         _G.notes = {}
         lofi.setup(options)  -- no request yet: the engine client does not exist
         local fresh = vim.deepcopy(_G.notes)
         lofi.queue()
-        local request = require('lofi.engine').request
-        require('lofi.engine').request = function() return nil, {code = 'PLUGIN_ERROR', message = 'gone'} end
+        local request = require('lofi.core.engine').request
+        require('lofi.core.engine').request = function() return nil, {code = 'PLUGIN_ERROR', message = 'gone'} end
         options.cache.max_size = 54321
         local ok = pcall(lofi.setup, options)
-        require('lofi.engine').request = request
+        require('lofi.core.engine').request = request
         return {fresh = fresh, ok = ok, notes = _G.notes}
         """
     )

@@ -196,6 +196,11 @@ class Mixer:
         self._begin(playing, self._playing_at(), None, self._frames(SKIP_FADE_SEC), reason)
         self.current = None
 
+    def take_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """The events that happened outside a render (a stop of a stop ends at once), for the caller to send."""
+        events, self._events = self._events, []
+        return events
+
     @property
     def idle(self) -> bool:
         return self.playing is None

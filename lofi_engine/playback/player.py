@@ -45,6 +45,7 @@ class Player:
         self.starting: list[str] = []  # the ids of a play request whose tracks are still being read
         self.loads: queue.Queue[tuple[str, list[dict[str, Any]], str | None, int]] = queue.Queue()
         self.epoch = 0  # bumped by a stop: loads asked for earlier are dropped when they arrive
+        self.handled = 0  # the seq of the last command handled (its state reports say it)
         self.recent: dict[str, Track] = {}  # the last tracks read (the loader's own): what a continuation continues
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
@@ -127,6 +128,7 @@ class Player:
                 "crossfade_sec": self.mixer.crossfade_sec,
                 "duration_sec": round(playing.frames / RATE, 2) if playing is not None and not self.starting else None,
                 "info": dict(playing.info) if playing is not None and not self.starting else {},
+                "seq": self.handled,
             }
             self.conn.send((PLAYER_STATE, state))
             self.conn.send(HEARTBEAT)
@@ -141,9 +143,13 @@ class Player:
                 self._loaded(*message[1])
         except LofiError as exc:
             self._fail(exc)
+        if self.mixer.idle:  # what ended without a sample left to render (a stop during a stop's fade-out) is said now
+            for name, fields in self.mixer.take_events():
+                self._emit(name, fields)
 
     def _command(self, command: PlayerCommand) -> None:
         name, params = command.name, command.params
+        self.handled = command.seq
         if name == "play":
             self.starting = [t["track_id"] for t in params["tracks"]]
         if name in ("play", "add", "insert"):

@@ -59,7 +59,7 @@ class EngineClient:
             self._generate, lambda track_id: self._cancel({"track_id": track_id}), self._later,
         )
         self._playback.listener = self._radio.on_event
-        self._playback.taking_over = lambda: self._radio.stop() if self._radio.session is not None else None
+        self._playback.taking_over = self._end_radio
         self._library_handlers = library.handlers(lambda: self.cache, self._busy_tracks, lambda: self._link.python)
         self._use(settings)
         self._radio.forget_stale()  # what a crashed session's radio left
@@ -88,6 +88,7 @@ class EngineClient:
         """Answer one request at once; raises LofiError with the spec's code."""
         handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "generate": self._generate,
+            "check_generate": self._check_generate,
             "queue": lambda p: self._queue_view(),
             "download": self._download,
             "tracks": lambda p: self.cache.tracks(),
@@ -145,6 +146,12 @@ class EngineClient:
         self._advance()
         return {"track_id": tid, "status": "queued", "position": position, "seed": request.seed}
 
+    def _check_generate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parser's verdict on a generation's options before its prompt is known (a command asks for the prompt
+        only when the options are good): nothing is queued."""
+        GenerateRequest.parse({**params, "prompt": params.get("prompt") or "a prompt to come"}, self.config.backend)
+        return {"ok": True}
+
     def _submit_radio_window(self, work: RadioWindowJob) -> None:
         """The radio's next window, queued like any job (other requests keep their turn between windows)."""
         job = QueuedJob(work, self.config)
@@ -158,6 +165,13 @@ class EngineClient:
         running = self._queue.running
         if running is not None and isinstance(running.work, RadioWindowJob) and running.work.stream_id == stream_id:
             self._link.cancel_running()
+
+    def _end_radio(self) -> bool:
+        """A track picked by hand, or a stop, ends the radio (for every client): whether it was on."""
+        if self._radio.session is None:
+            return False
+        self._radio.stop()
+        return True
 
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
         """``fn()`` after ``delay`` seconds, under the lock (nothing once the client is closed)."""

@@ -40,9 +40,11 @@ class Playback:
         self.loop_request: bool | None = None  # set by a `playlist_loop` request; until then the setting
         self.volume: float | None = None  # set by a `volume` request; until then the setting
         self.listener: Callable[[str, dict[str, Any]], None] | None = None  # the radio, told what plays
-        self.taking_over: Callable[[], Any] | None = None  # the radio, stopped by a play or stop request
+        self.taking_over: Callable[[], bool] | None = None  # ends the radio (for a play or stop request): whether it was on
         self._shown: tuple[dict[str, Any], float] | None = None  # the last playback_state sent, and when
-        self._infos: dict[str, dict[str, Any]] = {}  # what the tracks sent to the player are (prompt, duration)
+        self._infos: dict[str, dict[str, Any]] = {}
+        self._seq = 0  # commands sent
+        self._stopped_at = 0  # the seq of the last stop: earlier state reports are stale  # what the tracks sent to the player are (prompt, duration)
         self._events = events
         self._lock = lock
         self._link = ChildLink("player", player_main, python, log_path, self._on_event, self._on_exit)
@@ -91,8 +93,8 @@ class Playback:
 
         def stop(p: dict) -> dict[str, Any]:
             was = self.now_playing()
-            if self.taking_over is not None:
-                self.taking_over()  # stop ends the radio too
+            if self.taking_over is not None and self.taking_over():  # the radio stopped, and its music with it
+                return {"sent": "stop", "was": was}
             if self._link.alive:
                 send("stop")
             return {"sent": "stop", "was": was}
@@ -247,15 +249,22 @@ class Playback:
         if shutil.which(argv[0]) is None:
             raise LofiError(PLAYER_UNAVAILABLE, f"the player {argv[0]} is not installed: install mpv (or set player_command) to hear tracks")
         timeout = settings.engine.stall_timeout_sec
+        self._seq += 2
+        if command.name == "stop":  # final: the state is stopped from now on, whatever reports were on their way
+            self._stopped_at = self._seq
+            self.state = {**self.state, "state": "stopped", "track_id": None}
+            self._show_state()
         try:  # the levels first, every time: a player started now (or restarted) gets them before the command
-            self._link.send(PlayerCommand("settings", self._levels(settings)), {"command": argv}, timeout)
-            self._link.send(command, {"command": argv}, timeout)
+            self._link.send(PlayerCommand("settings", self._levels(settings), self._seq - 1), {"command": argv}, timeout)
+            self._link.send(PlayerCommand(command.name, command.params, self._seq), {"command": argv}, timeout)
         except (OSError, ValueError) as exc:
             raise LofiError(PLAYBACK_FAILED, f"the player process could not be reached: {exc}") from None
 
     def _on_event(self, name: str, fields: dict[str, Any]) -> None:
         with self._lock:
             if name == PLAYER_STATE:
+                if fields.get("seq", 0) < self._stopped_at:
+                    return  # said before it had the stop
                 self.state = fields
                 self._show_state()
                 return

@@ -58,3 +58,5 @@ class PlayerCommand:
 
     name: str
     params: dict = field(default_factory=dict)
+    seq: int = 0
+    """The service's count of the commands it sent; the player's state reports name the last one it handled."""

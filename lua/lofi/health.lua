@@ -1,7 +1,13 @@
--- :checkhealth lofi
-local M = {}
+-- :checkhealth lofi (Neovim finds it here, as lua/lofi/health.lua). It sits above every layer and may require any
+-- module; :checkhealth alone loads it.
+local lofi = require("lofi")
+local config = require("lofi.core.config")
+local engine = require("lofi.core.engine")
+local host = require("lofi.core.host")
+local messages = require("lofi.ui.messages")
+local schema = require("lofi.schema")
 
-local config = require("lofi.config")
+local M = {}
 
 local function check_neovim()
   if vim.fn.has("nvim-0.10") == 1 then
@@ -12,8 +18,8 @@ local function check_neovim()
 end
 
 local function check_host()
-  -- The remote plugin runs in a host of its own (lua/lofi/host.lua): the engine's interpreter, not the user's python3.
-  local host = require("lofi.host")
+  -- The remote plugin runs in a host of its own (lua/lofi/core/host.lua): the engine's interpreter, not the user's
+  -- python3.
   local python = config.engine_python()
   if not python then
     vim.health.error("the plugin's environment (.venv) is missing", { "Run `make install` in " .. config.root })
@@ -63,8 +69,8 @@ local function check_engine()
 end
 
 local function check_player()
-  local cmd = require("lofi.config").options.player.cmd
-  local program = cmd and cmd[1] or vim.split(require("lofi.schema").settings.player_command.default, " ")[1]
+  local cmd = config.options.player.cmd
+  local program = cmd and cmd[1] or vim.split(schema.settings.player_command.default, " ")[1]
   if vim.fn.executable(program) == 1 then
     vim.health.ok(("audio player: %s (fed by the service's player process)"):format(program))
   else
@@ -76,7 +82,7 @@ local function check_player()
 end
 
 local function check_model_and_cache()
-  local status, err = require("lofi.engine").request("status")
+  local status, err = engine.request("status")
   if err then
     vim.health.error(("cannot ask the engine: %s: %s"):format(err.code, err.message))
     return
@@ -126,19 +132,19 @@ local function check_model_and_cache()
     local ok = pcall(vim.fn.writefile, { "" }, probe)
     vim.fn.delete(probe)
     if ok then
-      local tracks = require("lofi").tracks()
+      local tracks = lofi.tracks()
       local bytes = 0
       for _, t in ipairs(tracks) do
         bytes = bytes + (t.size_bytes or 0)
       end
-      vim.health.ok(("cache %s writable: %d tracks, %.1f MB"):format(dir, #tracks, bytes / 1e6))
+      vim.health.ok(("cache %s writable: %d track%s, %.1f MB"):format(dir, #tracks, #tracks == 1 and "" or "s", bytes / 1e6))
     else
       vim.health.error("cache directory is not writable: " .. dir)
     end
   else
     vim.health.error("cannot create the cache directory " .. dir)
   end
-  local logs = require("lofi.ui").log_paths()
+  local logs = messages.log_paths()
   vim.health.info(("logs (:LofiLog): %s, %s"):format(logs.plugin, status.log_path or logs.engine))
 end
 

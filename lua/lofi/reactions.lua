@@ -1,20 +1,35 @@
 -- What the plugin itself does on each engine event: notifications (start, completion, errors), the progress line,
--- statusline redraws, callbacks, autoplay (through the service's player), playback errors and the consent question.
-local callbacks = require("lofi.callbacks")
-local config = require("lofi.config")
-local consent = require("lofi.consent")
-local events = require("lofi.events")
-local player = require("lofi.player")
-local ui = require("lofi.ui")
+-- statusline redraws, callbacks, autoplay (through the service's player), playback errors and the consent question;
+-- and the path of every event, from the remote plugin to the state, the subscribers, these reactions and the queue
+-- window (dispatch()). It hands the state layer, which may not require the ui, how to report a failing subscriber
+-- or callback.
+local callbacks = require("lofi.state.callbacks")
+local config = require("lofi.core.config")
+local consent = require("lofi.ui.consent")
+local engine = require("lofi.core.engine")
+local events = require("lofi.state.events")
+local messages = require("lofi.ui.messages")
+local player = require("lofi.state.player")
+local queue = require("lofi.ui.queue")
+local statusline = require("lofi.ui.statusline")
+local wording = require("lofi.ui.wording")
 
 local M = {}
+
+---A subscriber or a callback that fails: an error notification (and the plugin log).
+---@param message string
+local function report_failure(message)
+  messages.notify(message, vim.log.levels.ERROR)
+end
+events.report_failure = report_failure
+callbacks.report_failure = report_failure
 
 ---The last download error shown, for a few seconds: the generations waiting on the download fail with the same
 ---error, which is not shown again.
 local last_download_error = nil
 
 local function percent_line(d, doing)
-  local left = d.eta_sec and (" (%s left)"):format(ui.clock(d.eta_sec)) or ""
+  local left = d.eta_sec and (" (%s left)"):format(wording.clock(d.eta_sec)) or ""
   return ("lofi: %s %q %d%%%s"):format(doing, (events.known[d.track_id] or {}).prompt or d.track_id, d.percent, left)
 end
 
@@ -25,77 +40,77 @@ end
 
 ---A playback or radio event: statuslines follow.
 local function redraw()
-  ui.progress_changed(true)
+  statusline.progress_changed(true)
 end
 
 ---@type table<string, fun(data: table)>
 local reactions = {
   generation_start = function(d)
     if radio_piece(d.track_id) then
-      ui.progress_changed()
+      statusline.progress_changed()
       return
     end
-    ui.notify("lofi: generating " .. ui.describe(d.track_id, d))
-    ui.progress_changed()
+    messages.notify("lofi: generating " .. wording.describe(d.track_id, d))
+    statusline.progress_changed()
   end,
   generation_progress = function(d)
     local doing = d.stage == "decode" and "decoding" or "generating" -- ACE-Step's second stage turns latents into audio
-    ui.progress(d.track_id, percent_line(d, doing), d.percent)
-    ui.progress_changed()
+    messages.progress(d.track_id, percent_line(d, doing), d.percent)
+    statusline.progress_changed()
   end,
   generation_complete = function(d)
-    ui.progress_done(d.track_id, "success")
-    ui.progress_changed(true)
+    messages.progress_done(d.track_id, "success")
+    statusline.progress_changed(true)
     if radio_piece(d.track_id) then
       return -- the radio plays it
     end
     local requested = events.requested[d.track_id]
     events.requested[d.track_id] = nil
-    local took = d.cached and "from the cache" or ("in %s"):format(ui.clock(d.generation_time_sec))
-    ui.notify(("lofi: ready %s, %s"):format(ui.describe(d.track_id, d), took), vim.log.levels.INFO, { progress = d.track_id })
+    local took = d.cached and "from the cache" or ("in %s"):format(wording.clock(d.generation_time_sec))
+    messages.notify(("lofi: ready %s, %s"):format(wording.describe(d.track_id, d), took), vim.log.levels.INFO, { progress = d.track_id })
     callbacks.finish(d.track_id, nil, d)
     if config.options.autoplay and requested and not player.radio.active then
-      local ok, err = require("lofi").play(d)
+      local ok, err = player.play(d, true) -- after what plays, if anything does
       if not ok and err then
-        ui.report(err, { what = "autoplay" })
+        messages.report(err, { what = "autoplay" })
       end
     end
   end,
   generation_error = function(d)
     events.requested[d.track_id] = nil
     if radio_piece(d.track_id) then
-      ui.progress_done(d.track_id, "failed")
-      ui.progress_changed(true)
+      messages.progress_done(d.track_id, "failed")
+      statusline.progress_changed(true)
       return -- radio_state (mode error) says it
     end
     local cancelled = d.code == "CANCELLED"
-    ui.progress_done(d.track_id, cancelled and "cancel" or "failed")
-    ui.progress_changed(true)
+    messages.progress_done(d.track_id, cancelled and "cancel" or "failed")
+    statusline.progress_changed(true)
     if cancelled then
-      ui.notify("lofi: cancelled " .. ui.describe(d.track_id), vim.log.levels.INFO, { progress = d.track_id })
+      messages.notify("lofi: cancelled " .. wording.describe(d.track_id), vim.log.levels.INFO, { progress = d.track_id })
     elseif not (last_download_error and last_download_error.code == d.code) then
-      ui.error(d, { logged = true, what = ui.describe(d.track_id), progress = d.track_id })
+      messages.error(d, { logged = true, what = wording.describe(d.track_id), progress = d.track_id })
     end -- else: the download's error, already shown once
     callbacks.finish(d.track_id, { code = d.code, message = d.message }, nil)
   end,
   model_load_progress = function(d)
     local what = d.stage == "verify" and "checking the model files" or "loading the model"
-    ui.progress(d.track_id or "model", ("lofi: %s %d%%"):format(what, d.percent), d.percent)
-    ui.progress_changed()
+    messages.progress(d.track_id or "model", ("lofi: %s %d%%"):format(what, d.percent), d.percent)
+    statusline.progress_changed()
   end,
   consent_required = function(d)
-    ui.progress_changed(true)
+    statusline.progress_changed(true)
     consent.ask(d)
   end,
   download_progress = function(d)
     local text = "lofi: downloading the model %d%% (%.2f of %.2f GB)"
-    ui.progress("download", text:format(d.percent, d.bytes_downloaded / 1e9, d.bytes_total / 1e9), d.percent)
-    ui.progress_changed()
+    messages.progress("download", text:format(d.percent, d.bytes_downloaded / 1e9, d.bytes_total / 1e9), d.percent)
+    statusline.progress_changed()
   end,
   download_complete = function()
-    ui.progress_done("download", "success")
-    ui.progress_changed(true)
-    ui.notify("lofi: the model is downloaded", vim.log.levels.INFO, { progress = "download" })
+    messages.progress_done("download", "success")
+    statusline.progress_changed(true)
+    messages.notify("lofi: the model is downloaded", vim.log.levels.INFO, { progress = "download" })
   end,
   playback_start = redraw,
   playback_pause = redraw,
@@ -103,14 +118,14 @@ local reactions = {
   playback_end = function(d)
     redraw()
     if d.reason == "error" then
-      local what = d.track_id and ("playing " .. ui.describe(d.track_id)) or nil
-      ui.error({ code = d.code or "PLAYBACK_FAILED", message = d.message or "the player failed" }, { logged = true, what = what })
+      local what = d.track_id and ("playing " .. wording.describe(d.track_id)) or nil
+      messages.error({ code = d.code or "PLAYBACK_FAILED", message = d.message or "the player failed" }, { logged = true, what = what })
     end
   end,
   radio_state = redraw,
   radio_error = function(d)
     if d.code ~= "CANCELLED" then
-      ui.error(d, { logged = true, what = "radio" })
+      messages.error(d, { logged = true, what = "radio" })
     end
   end,
   download_error = function(d)
@@ -118,9 +133,9 @@ local reactions = {
     vim.defer_fn(function()
       last_download_error = nil -- the generations waiting on the download fail with it right away
     end, 5000)
-    ui.progress_done("download", "failed")
-    ui.progress_changed(true)
-    ui.error(d, { logged = true, progress = "download" })
+    messages.progress_done("download", "failed")
+    statusline.progress_changed(true)
+    messages.error(d, { logged = true, progress = "download" })
   end,
 }
 
@@ -132,6 +147,21 @@ function M.react(event, data)
   if react then
     react(data)
   end
+end
+
+---One event from the remote plugin (require("lofi")._dispatch schedules it here): the view of what plays, then the
+---state and the subscribers, then the reactions, then the queue window.
+---@param event string
+---@param data table
+function M.dispatch(event, data)
+  data = engine.denil(data)
+  if type(data.message) == "string" then
+    data.message = engine.for_lua(data.message)
+  end
+  player.on_event(event, data)
+  events.emit(event, data)
+  M.react(event, data)
+  queue.refresh()
 end
 
 return M

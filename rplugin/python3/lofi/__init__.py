@@ -1,7 +1,7 @@
 """lofi.nvim's remote plugin: the bridge between the Lua side and the engine client.
 
 It imports nothing but pynvim and the standard-library half of `lofi_engine`; the engine itself runs in its own
-process under the plugin's `.venv` interpreter. The plugin's own python3 host runs it (`lua/lofi/host.lua` registers
+process under the plugin's `.venv` interpreter. The plugin's own python3 host runs it (`lua/lofi/core/host.lua` registers
 the host and these functions, and marks the host with LOFI_NVIM_HOST=1); in any other host, such as the user's
 python3 host during `:UpdateRemotePlugins`, it declares nothing, so its functions are never registered twice. Handlers only validate, enqueue and return; engine events come
 back through `nvim.async_call` into `require("lofi")._dispatch(event, data)`.

@@ -1,5 +1,6 @@
--- The bridge to the remote plugin (rplugin/python3/lofi), which owns the engine client.
-local config = require("lofi.config")
+-- The bridge to the remote plugin (rplugin/python3/lofi), which owns the engine client, and the engine's answers as
+-- the Lua side reads them (no vim.NIL, setup()'s option names in messages).
+local config = require("lofi.core.config")
 
 local M = {}
 
@@ -20,6 +21,24 @@ function M.denil(value)
     end
   end
   return value
+end
+
+---The engine names its settings as the command line does; from Lua, name the setup() options instead.
+---@param message string?
+---@return string?
+function M.for_lua(message)
+  if type(message) ~= "string" then
+    return message
+  end
+  message = message:gsub("ace_step_model_dir %(CLI: %-%-model%-dir with %-%-backend ace%-step%)", "ace_step.dir in setup()")
+  message = message:gsub("%-%-ace%-step%-model%-dir", "ace_step.dir"):gsub("ace_step_model_dir", "ace_step.dir")
+  message = message:gsub("run `lofi download %-%-variant [%w%-]+` or pass %-%-model%-dir", "run :LofiDownload or set model.dir in setup()")
+  message = message:gsub(":LofiDownload %(or `lofi download`%)", ":LofiDownload"):gsub(" %(%-%-model%-dir%)", " in setup()")
+  message = message:gsub(":LofiDownload %(Neovim%) or `lofi download` %(terminal%)", ":LofiDownload")
+  message = message:gsub("set player_command", "set player.cmd in setup()"):gsub("player_command", "player.cmd")
+  message = message:gsub("radio_window_sec", "radio.window_sec"):gsub("radio_context_sec", "radio.context_sec")
+  message = message:gsub("radio_piece_sec", "radio.piece_sec"):gsub("crossfade_sec must", "player.crossfade_sec must")
+  return message
 end
 
 ---@class lofi.Error

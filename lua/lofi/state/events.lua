@@ -47,6 +47,13 @@ M.known = {}
 ---@type table<string, boolean>
 M.requested = {}
 
+---How a subscriber that fails is reported (an ERROR notification): set by the layer above (lua/lofi/reactions.lua
+---hands it ui/messages.lua's notify), which this one may not require; until then, vim.notify.
+---@type fun(message: string)
+M.report_failure = function(message)
+  vim.notify(message, vim.log.levels.ERROR)
+end
+
 local accepted = 0
 local radio_stream = nil -- the stream id of the radio that plays
 
@@ -150,7 +157,7 @@ function M.emit(event, data)
   for _, fn in pairs(listeners[event] or {}) do
     local ok, err = pcall(fn, data)
     if not ok then
-      require("lofi.ui").notify(("lofi: a %s handler failed: %s"):format(event, err), vim.log.levels.ERROR)
+      M.report_failure(("lofi: a %s handler failed: %s"):format(event, err))
     end
   end
 end

@@ -1,7 +1,7 @@
 -- Asking the user before the model is downloaded: one question at a time. "Not now" is remembered for the session
 -- (later generations are declined without asking again), but :LofiDownload always asks.
-local engine = require("lofi.engine")
-local ui = require("lofi.ui")
+local engine = require("lofi.core.engine")
+local messages = require("lofi.ui.messages")
 
 local M = {}
 
@@ -39,9 +39,9 @@ function M.ask(data, on_answer, explicit)
     vim.schedule(function()
       pcall(vim.cmd, "redraw")
       if err then
-        ui.error(err)
+        messages.error(err)
       elseif agreed then
-        ui.progress("download", "lofi: downloading the model…")
+        messages.progress("download", "lofi: downloading the model…")
       end
       if on_answer then
         on_answer(agreed)

@@ -1,5 +1,7 @@
--- The <Plug>(lofi-…) mappings (always defined: they take no key of their own) and setup's opt-in `keymaps` table,
--- which maps the user's keys to them. No key is mapped unless setup() asks for it.
+-- The <Plug>(lofi-…) mappings' names and setup's opt-in `keymaps` table, which maps the user's keys to them. No key
+-- is mapped unless setup() asks for it. The <Plug> mappings themselves run commands: lua/lofi/commands/keymaps.lua.
+local config = require("lofi.core.config")
+
 local M = {}
 
 ---The volume step of <Plug>(lofi-volume-up) and <Plug>(lofi-volume-down).
@@ -19,40 +21,9 @@ M.actions = {
   generate = { plug = "<Plug>(lofi-generate)", desc = "lofi: generate a track (asks for a prompt)", command = "LofiGenerate" },
 }
 
----The volume `step` away from the current one, clamped to 0–100.
----@param step integer
-function M.volume_by(step)
-  require("lofi.commands").volume({ args = (step > 0 and "+" or "") .. step, fargs = { (step > 0 and "+" or "") .. step } })
-end
-
-local function radio()
-  if require("lofi.player").radio.active then
-    vim.cmd("LofiRadio stop")
-  else
-    vim.cmd("LofiRadio")
-  end
-end
-
----Define the <Plug> mappings (normal mode).
-function M.define()
-  for name, action in pairs(M.actions) do
-    local rhs
-    if action.command then
-      rhs = "<Cmd>" .. action.command .. "<CR>"
-    elseif name == "radio" then
-      rhs = radio
-    elseif name == "volume_up" then
-      rhs = function()
-        M.volume_by(M.VOLUME_STEP)
-      end
-    else
-      rhs = function()
-        M.volume_by(-M.VOLUME_STEP)
-      end
-    end
-    vim.keymap.set("n", action.plug, rhs, { silent = true, desc = action.desc })
-  end
-end
+-- setup() knows these names (and no others) under `keymaps`.
+config.known.keymaps = vim.tbl_keys(M.actions)
+table.sort(config.known.keymaps)
 
 ---The keys setup() mapped last time (removed when setup() is called again).
 local mapped = {}

@@ -1,6 +1,13 @@
 -- The callbacks of generate(): each runs once, when its track is ready or has failed.
 local M = {}
 
+---How a callback that fails is reported (an ERROR notification): set by the layer above (lua/lofi/reactions.lua
+---hands it ui/messages.lua's notify), which this one may not require; until then, vim.notify.
+---@type fun(message: string)
+M.report_failure = function(message)
+  vim.notify(message, vim.log.levels.ERROR)
+end
+
 ---@type table<string, fun(err: lofi.Error?, track: table?)[]>
 local waiting = {}
 
@@ -22,7 +29,7 @@ function M.finish(track_id, err, track)
   for _, callback in ipairs(callbacks or {}) do
     local ok, cb_err = pcall(callback, err, track)
     if not ok then
-      require("lofi.ui").notify("lofi: generate callback failed: " .. tostring(cb_err), vim.log.levels.ERROR)
+      M.report_failure("lofi: generate callback failed: " .. tostring(cb_err))
     end
   end
 end

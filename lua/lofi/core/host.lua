@@ -2,7 +2,7 @@
 -- interpreter of the plugin's .venv (made by `make install`, which gives it pynvim) or setup's `python`, under a host
 -- of its own: the user's python3 provider (g:python3_host_prog, `:python3`, other remote plugins) is left alone, and
 -- neither :UpdateRemotePlugins nor a manifest is needed. The functions are declared here, started on first call.
-local config = require("lofi.config")
+local config = require("lofi.core.config")
 
 local M = {}
 

@@ -1,5 +1,5 @@
 ---@class lofi.ModelConfig
----@field variant "small"|"small-int8"|"small-fp16"|nil Model variant (nil: small, or small-fp16 with device cuda/metal)
+---@field variant "small"|"small-int8"|"small-fp16"|"small-int4"|nil Model variant (nil: small, or small-fp16 with device cuda/metal)
 ---@field dir string? A folder of model files (Hub layout); skips the download
 ---@field device "auto"|"cpu"|"cuda"|"metal" Where inference runs
 ---@field threads integer? CPU threads (nil: all cores)
@@ -81,22 +81,41 @@ M.defaults = {
 ---@type lofi.Config
 M.options = vim.deepcopy(M.defaults)
 
-local function one_of(values)
-  return function(v)
-    return vim.tbl_contains(values, v), "one of " .. table.concat(values, ", ")
-  end
+---Which engine setting (lua/lofi/schema.lua's settings, Python's rules) each setup() option is; the rest are the
+---Lua side's own (notify, autoplay, python, keymaps) or a request's (duration_sec).
+M.SETTING_OF = {
+  backend = "backend",
+  ["model.variant"] = "variant",
+  ["model.dir"] = "model_dir",
+  ["model.device"] = "device",
+  ["model.threads"] = "threads",
+  ["ace_step.dir"] = "ace_step_model_dir",
+  ["ace_step.variant"] = "ace_step_variant",
+  ["cache.dir"] = "cache_dir",
+  ["cache.max_size"] = "cache_max_bytes",
+  ["cache.optimized"] = "optimized_cache",
+  ["player.cmd"] = "player_command",
+  ["player.loop"] = "playlist_loop",
+  ["player.crossfade_sec"] = "crossfade_sec",
+  ["player.volume"] = "volume",
+  ["radio.window_sec"] = "radio_window_sec",
+  ["radio.context_sec"] = "radio_context_sec",
+  ["radio.piece_sec"] = "radio_piece_sec",
+}
+
+---The setup() option of an engine setting.
+local OPTION_OF = {}
+for option, name in pairs(M.SETTING_OF) do
+  OPTION_OF[name] = option
 end
 
-local function seconds(low, high)
-  return function(v)
-    return type(v) == "number" and v >= low and v <= high
-  end
-end
-
-local function optional(kind)
-  return function(v)
-    return v == nil or type(v) == kind, "a " .. kind .. " or nil"
-  end
+---An engine setting's name, and the others its words name, as setup() options ("radio_window_sec" → "radio.window_sec").
+---@param text string
+---@return string
+function M.in_setup_words(text)
+  return (text:gsub("[%a_]+", function(word)
+    return OPTION_OF[word] or word
+  end))
 end
 
 ---Seconds of audio each backend makes: {min, max} by backend name.
@@ -112,137 +131,94 @@ function M.show(v)
   return (vim.inspect(v, { newline = " ", indent = "" }))
 end
 
----Check named values in the order given: each spec is { name, value, check, expected? }, where check is a type
----name or a function returning ok (and, maybe, what it expects). Raises nothing: returns the first problem.
----@param specs table[]
----@return string? err
-local function check(specs)
-  for _, spec in ipairs(specs) do
-    local name, value, test, expected = spec[1], spec[2], spec[3], spec[4]
-    local ok, says
-    if type(test) == "string" then
-      ok, says = type(value) == test, (test == "table" and "a table" or ("a " .. test))
-    else
-      ok, says = test(value)
-    end
-    if not ok then
-      return ("%s must be %s, not %s"):format(name, expected or says or "valid", M.show(value))
-    end
+---The value of a setup() option ("radio.window_sec") in `opts`.
+local function option_value(opts, option)
+  local value = opts
+  for key in option:gmatch("[^.]+") do
+    value = type(value) == "table" and value[key] or nil
   end
-  return nil
+  return value
+end
+
+---Whether `value` keeps the engine setting `name`'s rule (its kind, range, choices; lua/lofi/schema.lua).
+local function keeps_rule(name, value, opts)
+  local rule = settings[name]
+  if value == nil then
+    return rule.optional == true or rule.default ~= nil or name == "cache_dir" or name == "player_command"
+  end
+  local kind = rule.kind
+  if kind == "choice" then
+    return vim.tbl_contains(rule.choices, value)
+  elseif kind == "bool" then
+    return type(value) == "boolean"
+  elseif kind == "path" then
+    return type(value) == "string" and vim.trim(value) ~= ""
+  elseif kind == "command" then -- setup() takes it as a list: { "mpv", "--no-video" }
+    if not vim.islist(value) or #value == 0 then
+      return false
+    end
+    for _, arg in ipairs(value) do
+      if type(arg) ~= "string" then
+        return false
+      end
+    end
+    return true
+  end
+  if type(value) ~= "number" or value ~= value or (kind == "int" and value ~= math.floor(value)) then
+    return false
+  end
+  if (rule.min and value < rule.min) or (rule.max and value > rule.max) then
+    return false
+  end
+  local bound = rule.less_than and option_value(opts, OPTION_OF[rule.less_than])
+  return not (type(bound) == "number" and value >= bound)
+end
+
+---What an engine setting takes, in setup()'s words.
+local function expects(name)
+  if name == "player_command" then
+    return "a list of strings like { 'mpv', '--no-video' }, or nil"
+  end
+  return M.in_setup_words(settings[name].expects):gsub("or unset$", "or nil")
 end
 
 ---@param opts lofi.Config
 ---@return string? err the first bad option
 local function validate(opts)
-  local err = check({ { "backend", opts.backend, one_of(schema.backends) } })
-    or check({
-      { "model", opts.model, "table" },
-      { "ace_step", opts.ace_step, "table" },
-      { "cache", opts.cache, "table" },
-      { "player", opts.player, "table" },
-      { "radio", opts.radio, "table" },
-      { "keymaps", opts.keymaps, "table" },
-      {
-        "duration_sec",
-        opts.duration_sec,
-        function(v)
-          local range = M.durations[opts.backend]
-          return type(v) == "number" and v >= range[1] and v <= range[2]
-        end,
-        ("a number from %g to %g (backend %s)"):format(M.durations[opts.backend][1], M.durations[opts.backend][2], opts.backend),
-      },
-      { "notify", opts.notify, "boolean" },
-      { "autoplay", opts.autoplay, "boolean" },
-      { "python", opts.python, optional("string") },
-    })
-  if err then
-    return err
+  for _, group in ipairs({ "model", "ace_step", "cache", "player", "radio", "keymaps" }) do
+    if type(opts[group]) ~= "table" then
+      return ("%s must be a table, not %s"):format(group, M.show(opts[group]))
+    end
   end
-  err = check({
-    {
-      "model.variant",
-      opts.model.variant,
-      function(v)
-        return v == nil or vim.tbl_contains(settings.variant.choices, v)
-      end,
-      "one of " .. table.concat(settings.variant.choices, ", ") .. ", or nil",
-    },
-    { "model.dir", opts.model.dir, optional("string") },
-    { "model.device", opts.model.device, one_of(settings.device.choices) },
-    {
-      "model.threads",
-      opts.model.threads,
-      function(v)
-        return v == nil or (type(v) == "number" and v >= 1 and v == math.floor(v))
-      end,
-      "a positive integer or nil",
-    },
-    { "ace_step.dir", opts.ace_step.dir, optional("string") },
-    { "ace_step.variant", opts.ace_step.variant, one_of(settings.ace_step_variant.choices) },
-    { "cache.dir", opts.cache.dir, optional("string") },
-    {
-      "cache.max_size",
-      opts.cache.max_size,
-      function(v)
-        return type(v) == "number" and v >= 0
-      end,
-      "a number of bytes",
-    },
-    { "cache.optimized", opts.cache.optimized, "boolean" },
-    {
-      "player.cmd",
-      opts.player.cmd,
-      function(v)
-        if v == nil then
-          return true
-        end
-        if not vim.islist(v) or #v == 0 then
-          return false
-        end
-        for _, arg in ipairs(v) do
-          if type(arg) ~= "string" then
-            return false
-          end
-        end
-        return true
-      end,
-      "a list of strings like { 'mpv', '--no-video' } or nil",
-    },
-    { "player.loop", opts.player.loop, "boolean" },
-    { "player.crossfade_sec", opts.player.crossfade_sec, seconds(0, 30), "a number of seconds from 0 to 30" },
-    {
-      "player.volume",
-      opts.player.volume,
-      function(v)
-        return type(v) == "number" and v == math.floor(v) and v >= 0 and v <= 100
-      end,
-      "an integer from 0 to 100",
-    },
-    { "radio.window_sec", opts.radio.window_sec, seconds(1, 30), "a number of seconds, at most 30" },
-    {
-      "radio.context_sec",
-      opts.radio.context_sec,
-      function(v)
-        return type(v) == "number" and v >= 1 and type(opts.radio.window_sec) == "number" and v < opts.radio.window_sec
-      end,
-      "a number of seconds, at least 1 and less than radio.window_sec",
-    },
-    { "radio.piece_sec", opts.radio.piece_sec, seconds(5, 240), "a number of seconds from 5 to 240" },
-  })
-  if err then
-    return err
+  local options = vim.tbl_keys(M.SETTING_OF)
+  table.sort(options)
+  table.insert(options, 1, "backend") -- first: the duration's range depends on it
+  for _, option in ipairs(options) do
+    local name, value = M.SETTING_OF[option], option_value(opts, option)
+    if not keeps_rule(name, value, opts) then
+      return ("%s must be %s, not %s"):format(option, expects(name), M.show(value))
+    end
+  end
+  local range = M.durations[opts.backend]
+  if type(opts.duration_sec) ~= "number" or opts.duration_sec < range[1] or opts.duration_sec > range[2] then
+    return ("duration_sec must be a number from %g to %g (backend %s), not %s"):format(range[1], range[2], opts.backend, M.show(opts.duration_sec))
+  end
+  for _, flag in ipairs({ "notify", "autoplay" }) do
+    if type(opts[flag]) ~= "boolean" then
+      return ("%s must be a boolean, not %s"):format(flag, M.show(opts[flag]))
+    end
+  end
+  if opts.python ~= nil and type(opts.python) ~= "string" then
+    return ("python must be a string or nil, not %s"):format(M.show(opts.python))
   end
   local names = vim.tbl_keys(opts.keymaps)
   table.sort(names, function(a, b)
     return tostring(a) < tostring(b)
   end)
   for _, name in ipairs(names) do
-    err = check({ { "keymaps." .. tostring(name), opts.keymaps[name], function(v)
-      return v == false or (type(v) == "string" and v ~= "")
-    end, "keys like '<leader>mp', or false" } })
-    if err then
-      return err
+    local v = opts.keymaps[name]
+    if not (v == false or (type(v) == "string" and v ~= "")) then
+      return ("keymaps.%s must be keys like '<leader>mp', or false, not %s"):format(tostring(name), M.show(v))
     end
   end
   return nil
@@ -256,7 +232,7 @@ M.known = {
   cache = { "dir", "max_size", "optimized" },
   player = { "cmd", "loop", "crossfade_sec", "volume" },
   radio = { "window_sec", "context_sec", "piece_sec" },
-  keymaps = { "toggle", "pause", "resume", "skip", "stop", "radio", "volume_up", "volume_down", "tracks", "generate" },
+  keymaps = {}, -- the names lua/lofi/ui/keymaps.lua declares (it fills this in when it loads)
 }
 
 ---Edit distance (insertions, deletions, substitutions, swaps of neighbours).
@@ -340,8 +316,8 @@ function M.setup(opts)
   return true
 end
 
----The plugin's folder, where `make install` makes `.venv`.
-M.root = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h:h")
+---The plugin's folder, where `make install` makes `.venv` (this file is lua/lofi/core/config.lua in it).
+M.root = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h:h:h")
 
 ---The interpreter that runs the engine (the one place that decides it): setup's `python`, else the plugin's
 ---`.venv`; nil when neither exists (the remote plugin then uses its own host's).

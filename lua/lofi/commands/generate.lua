@@ -1,0 +1,104 @@
+-- :LofiGenerate, :LofiQueue and :LofiCancel.
+local common = require("lofi.commands.common")
+local config = require("lofi.core.config")
+local engine = require("lofi.core.engine")
+local lofi = require("lofi")
+local messages = require("lofi.ui.messages")
+local queue = require("lofi.ui.queue")
+local schema = require("lofi.schema")
+local wording = require("lofi.ui.wording")
+
+local M = {}
+
+local OPTIONS = { duration = "duration_sec", duration_sec = "duration_sec", seed = "seed", priority = "priority", backend = "backend" }
+local OPTION_NAMES = { "duration", "seed", "priority", "backend" }
+
+---Split `lofi hip hop duration=20 seed=3 priority=high backend=ace-step` into a prompt and options (numbers where
+---they look like numbers). `word=value` with an unknown word is an error; the values are the engine's to judge.
+---@param args string[]
+---@return lofi.GenerateOpts? opts, string? err
+function M.parse_generate(args)
+  local opts, words = {}, {}
+  for _, arg in ipairs(args) do
+    local key, value = arg:match("^([%a_][%w_]*)=(.*)$")
+    if key and not OPTIONS[key] then
+      local near = config.closest(key, OPTION_NAMES)
+      local hint = near and (" (did you mean %s=?)"):format(near) or ""
+      return nil, ("%s is not an option of :LofiGenerate%s; options: %s"):format(key, hint, table.concat(OPTION_NAMES, "=, ") .. "=")
+    elseif key then
+      opts[OPTIONS[key]] = (key == "duration" or key == "duration_sec" or key == "seed") and tonumber(value) or value
+    else
+      table.insert(words, arg)
+    end
+  end
+  opts.prompt = table.concat(words, " ")
+  return opts
+end
+
+local function generate(opts)
+  local _, err = lofi.generate(opts)
+  if err then
+    common.report(err)
+  end
+end
+
+function M.generate(cmd)
+  local opts, err = M.parse_generate(cmd.fargs)
+  if not opts then
+    common.invalid(err)
+    return
+  end
+  if opts.prompt ~= "" then
+    generate(opts)
+    return
+  end
+  local _, bad = engine.request("check_generate", vim.tbl_extend("force", opts, { prompt = vim.NIL, duration_sec = opts.duration_sec or config.options.duration_sec }))
+  if bad then -- before the prompt is asked for
+    common.report(bad)
+    return
+  end
+  common.ask_prompt("lofi prompt: ", nil, function(prompt)
+    opts.prompt = prompt
+    generate(opts)
+  end)
+end
+
+function M.complete_generate(arg_lead)
+  return common.starting_with({ "duration=", "seed=", "priority=high", "priority=normal", "backend=musicgen", "backend=ace-step" }, arg_lead)
+end
+
+---:LofiQueue: the running and pending jobs, in a window that updates while it is open.
+function M.queue()
+  queue.show(true)
+end
+
+function M.complete_pending(arg_lead)
+  return common.complete_items((common.jobs()), arg_lead)
+end
+
+function M.cancel(cmd)
+  local id = nil
+  if cmd.args ~= "" then
+    local items, err = common.jobs()
+    if err then
+      common.report(err)
+      return
+    end
+    id = common.resolve(cmd.args, items) or cmd.args:match("^(%S+)")
+  end
+  local result, err = lofi.cancel(id)
+  if err then
+    if err.code == "INVALID_PARAMS" and not id then
+      messages.notify("lofi: " .. err.message, vim.log.levels.WARN)
+    else
+      common.report(err)
+    end
+    return
+  end
+  if result and result.status == "cancelling" then
+    messages.notify("lofi: cancelling " .. wording.describe(result.track_id))
+  end
+  -- "cancelled …" comes with the job's generation_error (CANCELLED)
+end
+
+return M
