@@ -22,6 +22,8 @@ from lofi_engine.shared.protocol import PLAYER_STATE, PlayerCommand
 from lofi_engine.shared.settings import VOLUME_RANGE, Settings
 from lofi_engine.store.tracks import TrackCache
 
+STATE_AFTER = {"stop": {"state": "stopped", "track_id": None}, "pause": {"state": "paused"}, "resume": {"state": "playing"}}
+"""What the state is once the player has a command (play sets its own: the tracks it starts)."""
 MAX_INFOS = 64
 """Tracks whose prompt and length are remembered (a playlist, or the radio's rotation, is shorter)."""
 STOPPED = {"state": "stopped", "track_id": None, "position_sec": 0.0, "playlist": []}
@@ -44,7 +46,7 @@ class Playback:
         self._shown: tuple[dict[str, Any], float] | None = None  # the last playback_state sent, and when
         self._infos: dict[str, dict[str, Any]] = {}
         self._seq = 0  # commands sent
-        self._stopped_at = 0  # the seq of the last stop: earlier state reports are stale  # what the tracks sent to the player are (prompt, duration)
+        self._asked_at = 0  # the seq of the last command that set the state: earlier state reports are stale  # what the tracks sent to the player are (prompt, duration)
         self._events = events
         self._lock = lock
         self._link = ChildLink("player", player_main, python, log_path, self._on_event, self._on_exit)
@@ -139,7 +141,11 @@ class Playback:
             duration = playing.get("duration_sec") or 0.0
             target = float(to) if by is None else playing["position_sec"] + float(by)
             target = min(max(0.0, target), duration)
-            return {**on_playing("seek", {"to": target}), "position_sec": round(target, 2)}
+            answer = on_playing("seek", {"to": target})
+            self._asked_at = self._seq  # where it plays from now on, whatever reports were on their way
+            self.state = {**self.state, "position_sec": target}
+            self._show_state()
+            return {**answer, "position_sec": round(target, 2)}
 
         def toggle(p: dict) -> dict[str, Any]:
             return on_playing("resume" if self.state["state"] == "paused" else "pause")
@@ -250,9 +256,13 @@ class Playback:
             raise LofiError(PLAYER_UNAVAILABLE, f"the player {argv[0]} is not installed: install mpv (or set player_command) to hear tracks")
         timeout = settings.engine.stall_timeout_sec
         self._seq += 2
-        if command.name == "stop":  # final: the state is stopped from now on, whatever reports were on their way
-            self._stopped_at = self._seq
-            self.state = {**self.state, "state": "stopped", "track_id": None}
+        if command.name == "play":  # the caller sets the state: the tracks it starts
+            self._asked_at = self._seq
+        changes = STATE_AFTER.get(command.name)
+        if changes is not None and (command.name in ("stop", "play") or self.state.get("track_id") is not None):
+            # what the state is from now on, whatever reports were on their way (a second toggle sees the first)
+            self._asked_at = self._seq
+            self.state = {**self.state, **changes}
             self._show_state()
         try:  # the levels first, every time: a player started now (or restarted) gets them before the command
             self._link.send(PlayerCommand("settings", self._levels(settings), self._seq - 1), {"command": argv}, timeout)
@@ -263,8 +273,8 @@ class Playback:
     def _on_event(self, name: str, fields: dict[str, Any]) -> None:
         with self._lock:
             if name == PLAYER_STATE:
-                if fields.get("seq", 0) < self._stopped_at:
-                    return  # said before it had the stop
+                if fields.get("seq", 0) < self._asked_at:
+                    return  # said before it had the last pause, resume, play or stop
                 self.state = fields
                 self._show_state()
                 return

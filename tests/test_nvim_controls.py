@@ -1,0 +1,105 @@
+"""Issue 20 in a real headless Neovim: a player users trust. Every control says what it did, the view of what plays
+is the service's, setup() changes the player live, and autoplay queues. The player is the real one writing to a file;
+every wait is on an event or a state."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_nvim_player import GENERATE, editor, notes, wait_event, wait_for_lua  # noqa: F401  (editor: a fixture)
+
+
+
+def test_replaying_the_track_that_plays_keeps_it_shown_and_stop_stops_it(editor) -> None:
+    """Item 1: :LofiPlay <id> on the track playing; the statusline keeps it, and :LofiStop says it stopped it."""
+    nvim, out = editor(player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"], "loop": True})
+    track = nvim.exec_lua(GENERATE, {"prompt": "again and again", "duration_sec": 5, "seed": 1})
+    nvim.command(f"LofiPlay {track['track_id']}")
+    wait_event(nvim, "playback_start", {"track_id": track["track_id"]})
+    nvim.command(f"LofiPlay {track['track_id']}")
+    wait_event(nvim, "playback_end", {"track_id": track["track_id"], "reason": "skipped"})
+    wait_for_lua(nvim, "require('lofi').statusline() == '▶ again and again'")
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiStop")
+    assert notes(nvim)[0].startswith("lofi: stopped ") and '"again and again"' in notes(nvim)[0]
+    wait_for_lua(nvim, "require('lofi').statusline() == ''")
+
+
+def test_every_control_says_what_it_did(editor) -> None:
+    """Item 2: pause, resume, toggle, skip and volume answer; a volume cut at 0 says so; with nothing playing, says that."""
+    nvim, out = editor(player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"], "loop": True, "volume": 50})
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiPause")
+    assert notes(nvim) == ["lofi: nothing is playing"]
+    track = nvim.exec_lua(GENERATE, {"prompt": "rainy piano", "duration_sec": 5, "seed": 2})
+    nvim.command("LofiPlay")
+    wait_event(nvim, "playback_start", {"track_id": track["track_id"]})
+    nvim.exec_lua("_G.notes = {}")
+    for command in ("LofiPause", "LofiResume", "LofiToggle", "LofiToggle", "LofiVolume 40", "LofiVolume +10", "LofiVolume -80", "LofiSkip"):
+        nvim.command(command)
+    said = notes(nvim)
+    described = f'{track["track_id"]} "rainy piano" (5s, musicgen)'
+    assert said == [
+        f"lofi: paused {described}", f"lofi: playing {described}", f"lofi: paused {described}", f"lofi: playing {described}",
+        "lofi: volume 40", "lofi: volume 50", "lofi: volume 0 (the lowest)", f"lofi: skipped {described}",
+    ], said
+
+
+def test_seek_shuffle_and_now_playing(editor) -> None:
+    """Item 8: :LofiSeek 1:20 / +30 / -10, :LofiShuffle, :LofiNow; the statusline's position and volume when asked."""
+    nvim, out = editor(player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"], "loop": True, "volume": 70})
+    a = nvim.exec_lua(GENERATE, {"prompt": "long walk", "duration_sec": 60, "seed": 3})
+    b = nvim.exec_lua(GENERATE, {"prompt": "short walk", "duration_sec": 5, "seed": 4})
+    nvim.exec_lua("assert(require('lofi').play({...}))", a["track_id"], b["track_id"])
+    wait_event(nvim, "playback_start", {"track_id": a["track_id"]})
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiSeek 0:40")
+    nvim.command("LofiSeek +30")
+    nvim.command("LofiSeek -10")
+    said = notes(nvim)
+    assert said[0].startswith("lofi: 0:40 of 1:00, ") and "long walk" in said[0], said
+    assert said[1].startswith("lofi: 1:00 of 1:00, "), said  # clamped to the track
+    assert said[2].startswith("lofi: 0:"), said
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiShuffle")
+    nvim.command("LofiShuffle off")
+    nvim.command("LofiNow")
+    said = notes(nvim)
+    assert said[:2] == ["lofi: shuffle on", "lofi: shuffle off"], said
+    assert said[2].startswith("lofi: ▶ ") and "long walk" in said[2] and " / 1:00, volume 70" in said[2], said
+    line = nvim.exec_lua("return require('lofi').statusline({position = true, volume = true})")
+    assert line.startswith("▶ long walk ") and "/1:00 vol 70" in line, line
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiSeek soon")
+    assert "seek to a time like 1:20" in notes(nvim)[0]
+
+
+def test_setup_with_another_volume_changes_it_live_without_reloading_the_model(editor) -> None:
+    """Item 4: setup() again with only player.volume (or crossfade) changed: the next job does not restart the engine
+    (no model load), and the volume reaches the playing player."""
+    nvim, out = editor(player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"], "loop": True})
+    track = nvim.exec_lua(GENERATE, {"prompt": "first", "duration_sec": 5, "seed": 5})
+    nvim.exec_lua("assert(require('lofi').play(...))", track)
+    wait_event(nvim, "playback_start", {"track_id": track["track_id"]})
+    engine = nvim.exec_lua("return require('lofi').status().engine.engine_pid")
+    nvim.exec_lua(
+        "local o = vim.deepcopy(require('lofi.core.config').options); o.player.volume = 30; o.player.crossfade_sec = 1; require('lofi').setup(o)"
+    )
+    wait_for_lua(nvim, "require('lofi').now_playing().volume == 30")
+    nvim.exec_lua("_G.loads = 0; require('lofi').on('model_load_progress', function() _G.loads = _G.loads + 1 end)")
+    nvim.exec_lua(GENERATE, {"prompt": "second", "duration_sec": 5, "seed": 6})
+    assert nvim.exec_lua("return _G.loads") == 0
+    assert nvim.exec_lua("return require('lofi').status().engine.engine_pid") == engine
+
+
+def test_autoplay_queues_a_new_track_after_the_one_playing(editor) -> None:
+    """Item 7: a finished generation does not cut the track playing; it follows it."""
+    nvim, out = editor(autoplay=True, player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"], "loop": False})
+    first = nvim.exec_lua(GENERATE, {"prompt": "playing now", "duration_sec": 5, "seed": 7})
+    wait_event(nvim, "playback_start", {"track_id": first["track_id"]})
+    second = nvim.exec_lua(GENERATE, {"prompt": "made meanwhile", "duration_sec": 5, "seed": 8})
+    wait_for_lua(nvim, "#(require('lofi').playlist.list() or {}) == 2")
+    assert [t["track_id"] for t in nvim.exec_lua("return require('lofi').playlist.list()")] == [first["track_id"], second["track_id"]]
+    ended = wait_event(nvim, "playback_end", {"track_id": first["track_id"]}, timeout=30)
+    assert ended["data"]["reason"] == "finished"  # played to its end, not cut
+    wait_event(nvim, "playback_start", {"track_id": second["track_id"]}, timeout=30)
