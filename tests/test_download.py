@@ -214,7 +214,8 @@ def test_offline_first_run_asks_then_says_what_to_do(engine, hub: FakeHub, monke
     assert events.wait_event("consent_required", track_id=tid)["size_bytes"] == TOTAL
     client.request("download", {"consent": True})
     message = events.wait_event("generation_error", track_id=tid, timeout=60)["message"]
-    assert "cannot reach the HuggingFace Hub at http://127.0.0.1:" in message and "Connection refused" in message
+    assert "cannot reach the HuggingFace Hub: once online" in message  # the cause and what to do first
+    assert "at http://127.0.0.1:" in message and "Connection refused" in message
     assert ":LofiDownload" in message and "model.dir" in message and "HF_HUB_OFFLINE" not in message
 
 

@@ -50,12 +50,16 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
-WHAT_TO_DO = "once online, run :LofiDownload again; or set model.dir to a folder holding the model's files"
+WHAT_TO_DO = "once online, :LofiDownload again; or set model.dir to a folder with the model's files"
 """What a user of the editor (or of `lofi serve`) can do about a failed download; the command line says its own."""
 
 
 class _Lost(Exception):
-    """The connection dropped (or never opened): worth another try."""
+    """The connection dropped (or never opened): worth another try. ``cause`` is what a user is told first."""
+
+    def __init__(self, cause: str, detail: str = "") -> None:
+        super().__init__(f"{cause} ({detail})" if detail else cause)
+        self.cause, self.detail = cause, detail
 
 
 class _GaveUp(Exception):
@@ -76,8 +80,9 @@ def download_variant(config: EngineConfig, on_progress: ProgressCallback, what_t
         )
     try:
         return _download(config, on_progress)
-    except _GaveUp as exc:
-        raise LofiError(MODEL_DOWNLOAD_FAILED, f"{exc}: {what_to_do}") from None
+    except _GaveUp as exc:  # the cause and what to do first: a shortened line keeps them
+        cause, detail = exc.args
+        raise LofiError(MODEL_DOWNLOAD_FAILED, f"{cause}: {what_to_do} ({detail})") from None
 
 
 def _download(config: EngineConfig, on_progress: ProgressCallback) -> Path:
@@ -116,7 +121,7 @@ def _metadata(repo_path: str, revision: str) -> dict:
     except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise LofiError(MODEL_DOWNLOAD_FAILED, f"{repo_path} is not on the Hub at revision {revision}: {_reason(exc)}") from None
     except Exception as exc:  # no connection, DNS, a proxy, a server error: all worth a retry
-        raise _Lost(f"cannot reach the HuggingFace Hub at {constants.ENDPOINT} ({_reason(exc)})") from None
+        raise _Lost("cannot reach the HuggingFace Hub", f"at {constants.ENDPOINT}: {_reason(exc)}") from None
     if not meta.etag:
         raise _Lost(f"the Hub gave no etag for {repo_path}")
     commit = meta.commit_hash or (revision if _COMMIT.match(revision) else None)
@@ -146,7 +151,7 @@ def _retrying(what: str, attempt_once: Callable):
             return attempt_once()
         except _Lost as exc:
             if attempt == ATTEMPTS:
-                raise _GaveUp(f"{exc}; gave up after {ATTEMPTS} attempts") from None
+                raise _GaveUp(exc.cause, f"{exc.detail + '; ' if exc.detail else ''}{ATTEMPTS} tries") from None
             delay = BACKOFF_SEC * 2 ** (attempt - 1)
             log.warning("%s (%s); retrying in %g s (attempt %d of %d)", exc, what, delay, attempt + 1, ATTEMPTS)
             time.sleep(delay)
