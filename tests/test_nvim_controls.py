@@ -69,6 +69,8 @@ def test_seek_shuffle_and_now_playing(editor) -> None:
     assert said[2].startswith("lofi: ▶ ") and "long walk" in said[2] and " / 1:00, volume 70" in said[2], said
     line = nvim.exec_lua("return require('lofi').statusline({position = true, volume = true})")
     assert line.startswith("▶ long walk ") and "/1:00 vol 70" in line, line
+    nvim.command("set statusline=%{v:lua.require'lofi'.statusline('position\\ volume')}")  # words: no braces in %{}
+    assert nvim.exec_lua("return vim.api.nvim_eval_statusline(vim.o.statusline, {}).str").startswith("▶ long walk ")
     nvim.exec_lua("_G.notes = {}")
     nvim.command("LofiSeek soon")
     assert "seek to a time like 1:20" in notes(nvim)[0]

@@ -46,6 +46,7 @@ class Player:
         self.loads: queue.Queue[tuple[str, list[dict[str, Any]], str | None, int]] = queue.Queue()
         self.epoch = 0  # bumped by a stop: loads asked for earlier are dropped when they arrive
         self.handled = 0  # the seq of the last command handled (its state reports say it)
+        self.stopping = False  # a stop was handled: what still sounds is its fade-out
         self.recent: dict[str, Track] = {}  # the last tracks read (the loader's own): what a continuation continues
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class Player:
         now = time.monotonic()
         if now - self.last_beat >= HEARTBEAT_SEC / 2:
             self.last_beat = now
-            playing = self.mixer.playing
+            playing = None if self.stopping else self.mixer.playing  # a stop's fade-out (and mpv's play-out) is stopped
             state = {
                 "state": "starting" if self.starting else "stopped" if playing is None else "paused" if self.paused else "playing",
                 "track_id": self.starting[0] if self.starting else playing.track_id if playing is not None else None,
@@ -171,6 +172,7 @@ class Player:
                 self.paused, self.resumed_at = False, time.monotonic()
             self.epoch += 1  # tracks still being read were asked for before the stop: they will not play
             self.starting = []
+            self.stopping = True
             self.mixer.stop()
         elif name == "skip":
             self.mixer.skip()
@@ -233,7 +235,7 @@ class Player:
         for before, corrected in patches:  # the end of the track continued, now resampled with what follows it
             before.audio[len(before.audio) - len(corrected) :] = corrected
         if name == "play":
-            self.paused = False
+            self.paused, self.stopping = False, False
             self.mixer.start(tracks)
         elif name == "insert":  # the radio's next piece: after the one it follows, else after the one playing
             for track in reversed(tracks):

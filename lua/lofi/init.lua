@@ -368,10 +368,14 @@ end
 ---and, from the moment a request is accepted until it completes or fails, its state: "♪ queued", "♪ awaiting
 ---consent", "♪ downloading 12%", "♪ loading 40%", "♪ 45% 0:35" (generating: percent, time left); both together when
 ---both are true. `opts.position` adds where the track is ("▶ rainy piano 0:42/2:00"; redrawn every second while it
----plays), `opts.volume` the volume ("vol 80").
----@param opts {position: boolean?, volume: boolean?}?
+---plays), `opts.volume` the volume ("vol 80"). In a 'statusline' expression, where a table's braces would end the
+---`%{}` item, give them as words: `statusline('position volume')`.
+---@param opts {position: boolean?, volume: boolean?}|string|nil
 ---@return string
 function M.statusline(opts)
+  if type(opts) == "string" then
+    opts = { position = opts:find("position", 1, true) ~= nil, volume = opts:find("volume", 1, true) ~= nil }
+  end
   return statusline.statusline(opts)
 end
 

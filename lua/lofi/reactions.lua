@@ -113,6 +113,7 @@ local reactions = {
     messages.notify("lofi: the model is downloaded", vim.log.levels.INFO, { progress = "download" })
   end,
   playback_start = redraw,
+  playback_state = redraw,
   playback_pause = redraw,
   playback_resume = redraw,
   playback_end = function(d)
