@@ -105,3 +105,17 @@ def test_autoplay_queues_a_new_track_after_the_one_playing(editor) -> None:
     ended = wait_event(nvim, "playback_end", {"track_id": first["track_id"]}, timeout=30)
     assert ended["data"]["reason"] == "finished"  # played to its end, not cut
     wait_event(nvim, "playback_start", {"track_id": second["track_id"]}, timeout=30)
+
+
+def test_checkhealth_counts_one_track_and_lofilog_opens_the_three_logs(editor) -> None:
+    """The smaller items: ":checkhealth" says "1 track"; :LofiLog opens the plugin's, engine's and player's logs."""
+    nvim, out = editor(player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"], "loop": False})
+    track = nvim.exec_lua(GENERATE, {"prompt": "one", "duration_sec": 5, "seed": 9})
+    nvim.exec_lua("assert(require('lofi').play(...))", track)
+    wait_event(nvim, "playback_start", {"track_id": track["track_id"]})  # the player process has logged its start
+    nvim.command("checkhealth lofi")
+    health = "\n".join(nvim.current.buffer[:])
+    assert "writable: 1 track, " in health, health
+    nvim.command("LofiLog")
+    opened = nvim.exec_lua("return vim.tbl_map(function(w) return vim.fs.basename(vim.api.nvim_buf_get_name(vim.api.nvim_win_get_buf(w))) end, vim.api.nvim_tabpage_list_wins(0))")
+    assert sorted(opened) == ["engine.log", "player.log", "plugin.log"], opened

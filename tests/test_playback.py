@@ -480,3 +480,33 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return fields[0] != "Z"
+
+
+def test_a_long_play_list_is_refused_and_a_repeated_track_is_held_once(player) -> None:
+    """Issue 23 item 8: a list past the cap is INVALID_PARAMS; one id repeated is decoded once (the player's memory
+    does not grow with the repeats)."""
+    client, events, out = player(crossfade_sec=0, playlist_loop=False, player_command="mpv --no-config --really-quiet --no-video --ao=null")
+    add_track(client.cache, A, tone(440, 30))
+    with pytest.raises(LofiError) as err:
+        client.request("play", {"track_ids": [A] * 201})
+    assert err.value.code == "INVALID_PARAMS" and "200" in err.value.message
+    client.request("play", {"track_ids": [A]})
+    events.wait_event("playback_state", track_id=A, state="playing")
+    rss_one = _rss(client._playback._link.pid)
+    client.request("playlist_add", {"track_ids": [A] * 150})
+    deadline = time.monotonic() + 60  # the player reports its playlist twice a second: wait for that state
+    while len(client.request("playback")["playlist"]) != 151:
+        assert time.monotonic() < deadline, client.request("playback")["playlist"][:3]
+        time.sleep(0.05)
+    # 150 more decoded copies of 30 s at 48 kHz stereo float would be 1.7 GB; shared, the growth is the bookkeeping
+    assert _rss(client._playback._link.pid) - rss_one < 100e6
+    with pytest.raises(LofiError) as err:
+        client.request("playlist_add", {"track_ids": [A] * 50})
+    assert err.value.code == "INVALID_PARAMS"
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

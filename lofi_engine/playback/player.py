@@ -200,8 +200,14 @@ class Player:
             self.inbox.put(("loaded", (name, [], None, [], after, epoch)))
             return
         loaded, patches = [], []
+        # A track listed more than once (or already in the playlist) is held decoded once: its copies share the audio.
+        held = {t.track_id: t for t in list(self.mixer.playlist) if t.follows is None}
         try:
             for spec in tracks:
+                same = held.get(spec["track_id"])
+                if same is not None and spec.get("follows") is None:
+                    loaded.append(Track(spec["track_id"], same.audio, spec.get("info", {}), None, same.source_tail, same.source_rate))
+                    continue
                 before = self.recent.get(str(spec.get("follows")))
                 raw, rate = read_track(Path(spec["path"]))
                 if before is not None and before.source_tail is not None and before.source_rate == rate:
@@ -211,6 +217,8 @@ class Player:
                     audio = to_mixer_rate(raw, rate)
                 tail = raw[len(raw) - JOIN_CONTEXT :] if len(raw) >= JOIN_CONTEXT else None
                 loaded.append(Track(spec["track_id"], audio, spec.get("info", {}), spec.get("follows"), tail, rate))
+                if spec.get("follows") is None:
+                    held[spec["track_id"]] = loaded[-1]
                 self.recent[spec["track_id"]] = loaded[-1]
                 while len(self.recent) > RECENT:
                     self.recent.pop(next(iter(self.recent)))

@@ -24,6 +24,8 @@ from lofi_engine.store.tracks import TrackCache
 
 STATE_AFTER = {"stop": {"state": "stopped", "track_id": None}, "pause": {"state": "paused"}, "resume": {"state": "playing"}}
 """What the state is once the player has a command (play sets its own: the tracks it starts)."""
+MAX_PLAYLIST = 200
+"""Tracks a playlist may list (a track listed twice is held once, decoded)."""
 MAX_INFOS = 64
 """Tracks whose prompt and length are remembered (a playlist, or the radio's rotation, is shorter)."""
 STOPPED = {"state": "stopped", "track_id": None, "position_sec": 0.0, "playlist": []}
@@ -90,7 +92,7 @@ class Playback:
             """Play it now when nothing plays, else after the playlist (what autoplay does with a new track)."""
             if self.now_playing() is None:
                 return play(p)
-            tracks = [self._track(cache(), tid) for tid in _id_list(_one_or_more(p))]
+            tracks = [self._track(cache(), tid) for tid in self._room_for(_id_list(_one_or_more(p)))]
             return {**send("add", {"tracks": tracks}), "track_id": tracks[0]["track_id"], "queued": True, **tracks[0]["info"]}
 
         def stop(p: dict) -> dict[str, Any]:
@@ -162,12 +164,19 @@ class Playback:
             "shuffle": shuffle,
             "volume": volume,
             "playlist_loop": loop,
-            "playlist_add": lambda p: send("add", {"tracks": [self._track(cache(), tid) for tid in _id_list(_one_or_more(p))]}),
+            "playlist_add": lambda p: send("add", {"tracks": [self._track(cache(), tid) for tid in self._room_for(_id_list(_one_or_more(p)))]}),
             "playlist_remove": lambda p: send("remove", {"track_id": _checked_id(p.get("track_id"))}),
             "playlist_clear": lambda p: send("clear"),
             "playback": lambda p: self.status(),
             "now_playing": lambda p: self.now_playing() or {"state": "stopped"},
         }
+
+    def _room_for(self, ids: list[str]) -> list[str]:
+        """``ids`` when the playlist has room for them (at most :data:`MAX_PLAYLIST`), else INVALID_PARAMS."""
+        held = len(self.state.get("playlist") or [])
+        if held + len(ids) > MAX_PLAYLIST:
+            raise LofiError(INVALID_PARAMS, f"a playlist holds at most {MAX_PLAYLIST} tracks: it has {held}, adding {len(ids)} is too many")
+        return ids
 
     def now_playing(self) -> dict[str, Any] | None:
         """What plays (or is paused or starting): track_id, state, prompt, position_sec, duration_sec, volume, radio;
@@ -322,6 +331,8 @@ def _one_or_more(params: dict) -> Any:
 def _id_list(ids: Any) -> list[str]:
     if not isinstance(ids, list) or not ids:
         raise LofiError(INVALID_PARAMS, "track_ids must be a non-empty list of track ids")
+    if len(ids) > MAX_PLAYLIST:
+        raise LofiError(INVALID_PARAMS, f"a playlist holds at most {MAX_PLAYLIST} tracks, not {len(ids)}")
     return [_checked_id(tid) for tid in ids]
 
 
