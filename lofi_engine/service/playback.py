@@ -298,7 +298,8 @@ class Playback:
         other than with the clock (a seek, a stall): clients follow the position between events themselves."""
         now = time.monotonic()
         shown = {**(self.now_playing() or {"state": "stopped", "track_id": None, "volume": round(self.level())}),
-                 "loop": self.state.get("loop"), "shuffle": bool(self.state.get("shuffle"))}
+                 "loop": self.state.get("loop"), "shuffle": bool(self.state.get("shuffle")),
+                 "playlist_length": len(self.state.get("playlist") or [])}
         if self._shown is not None:
             last, at = self._shown
             expected = (last.get("position_sec") or 0.0) + (now - at if last["state"] == "playing" else 0.0)

@@ -74,8 +74,8 @@ EVENTS: dict[str, EventSpec] = {
         EventSpec(
             "playback_state",
             ("state", "track_id", "volume"),
-            ("prompt", "position_sec", "duration_sec", "radio", "loop", "shuffle"),
-            "what plays changed (track, state, volume, loop, shuffle) or its position jumped (seek, stall); the one "
+            ("prompt", "position_sec", "duration_sec", "radio", "loop", "shuffle", "playlist_length"),
+            "what plays changed (track, state, volume, loop, shuffle, playlist length) or its position jumped (seek, stall); the one "
             "view of the player that clients show (state: starting, playing, paused, stopped)",
         ),
         EventSpec("playback_resume", ("track_id",), (), "playback resumed"),

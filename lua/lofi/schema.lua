@@ -78,8 +78,8 @@ return {
       ["required"] = { "track_id" },
     },
     ["playback_state"] = {
-      ["doc"] = "what plays changed (track, state, volume, loop, shuffle) or its position jumped (seek, stall); the one view of the player that clients show (state: starting, playing, paused, stopped)",
-      ["optional"] = { "prompt", "position_sec", "duration_sec", "radio", "loop", "shuffle" },
+      ["doc"] = "what plays changed (track, state, volume, loop, shuffle, playlist length) or its position jumped (seek, stall); the one view of the player that clients show (state: starting, playing, paused, stopped)",
+      ["optional"] = { "prompt", "position_sec", "duration_sec", "radio", "loop", "shuffle", "playlist_length" },
       ["required"] = { "state", "track_id", "volume" },
     },
     ["radio_error"] = {
