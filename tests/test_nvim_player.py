@@ -475,6 +475,12 @@ def test_lofisave_exports_the_track_playing(editor, tmp_path: Path) -> None:
     assert "WRITE_FAILED" in notes(nvim)[-1] and "use :LofiSave! to replace it" in notes(nvim)[-1]
     nvim.command(f"LofiSave! {target}.flac")
     assert notes(nvim)[-1].startswith("lofi: saved")
+    deeper = tmp_path / "new" / "folder" / "saved.ogg"  # issue 23 item 7: folders are made only when asked
+    nvim.command(f"LofiSave {deeper}")
+    assert "WRITE_FAILED" in notes(nvim)[-1] and "use :LofiSave ++p to create it" in notes(nvim)[-1]
+    assert not (tmp_path / "new").exists()
+    nvim.command(f"LofiSave ++p {deeper}")
+    assert notes(nvim)[-1].endswith(f"to {deeper}") and soundfile.info(str(deeper)).format == "OGG"
 
 
 def test_lofisave_refuses_the_radio_instead_of_saving_another_track(editor, tmp_path: Path) -> None:

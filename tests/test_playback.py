@@ -7,6 +7,7 @@ crossfades, pause/resume, volume, skip and loops are checked sample by sample.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -264,6 +265,7 @@ def test_a_track_is_saved_in_the_format_asked(player, tmp_path: Path, kind: str)
     client, events, out = player()
     add_track(client.cache, A, tone(440, 1))
     target = tmp_path / "exports" / f"my tune.{kind}"
+    target.parent.mkdir()
     saved = client.request("save", {"track_id": A, "path": str(target)})
     assert saved["path"] == str(target) and saved["format"] == kind
     info = soundfile.info(target)
@@ -299,6 +301,47 @@ def test_saving_to_a_path_that_names_no_file_is_a_coded_error_naming_it(player, 
         client.request("save", {"track_id": A, "path": path})
     assert err.value.code in ("INVALID_PARAMS", "WRITE_FAILED") and (path[:20] in err.value.message or "NUL" in err.value.message), err.value
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_saving_never_makes_folders_unasked_nor_writes_through_a_link(player, tmp_path: Path) -> None:
+    """Issue 23 item 7: save made missing folders three levels deep without a word, replaced a link's target with
+    overwrite, and wrote ``passwd.wav`` beside an existing ``passwd``. Each is refused with WRITE_FAILED naming the
+    path, and nothing on disk changes; asked for (make_dirs), the folders are made."""
+    client, events, out = player()
+    add_track(client.cache, A, tone(440, 1))
+    deep = tmp_path / "a" / "b" / "c" / "x.wav"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "link.wav"
+    link.symlink_to(victim)
+    plain = tmp_path / "passwd"
+    plain.write_text("root:x:0:0")
+    before = snapshot(tmp_path)
+
+    def refused(params: dict, *words: str) -> None:
+        with pytest.raises(LofiError) as err:
+            client.request("save", {"track_id": A, **params})
+        assert err.value.code == "WRITE_FAILED" and all(w in err.value.message for w in words), err.value
+        assert snapshot(tmp_path) == before
+
+    refused({"path": str(deep)}, str(deep.parent), "make_dirs")
+    refused({"path": str(link), "overwrite": True}, str(link), "link")
+    refused({"path": str(plain), "overwrite": True}, str(plain), "passwd.wav")
+    assert victim.read_text() == "keep me" and link.is_symlink()
+    saved = client.request("save", {"track_id": A, "path": str(deep), "make_dirs": True})
+    assert saved["path"] == str(deep) and soundfile.info(str(deep)).frames == RATE
+    beside = client.request("save", {"track_id": A, "path": str(tmp_path / "song")})  # nothing named "song": song.wav
+    assert beside["path"] == str(tmp_path / "song.wav")
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every entry under ``folder`` (links not followed): its mode and its bytes or link text."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        info = os.lstat(path)
+        body = os.readlink(path).encode() if stat.S_ISLNK(info.st_mode) else path.read_bytes() if stat.S_ISREG(info.st_mode) else b""
+        found[str(path)] = (info.st_mode, body)
+    return found
 
 
 # ---- issue 20: what music players have, each rule in the service ----------------------------------------------------

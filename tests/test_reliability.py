@@ -479,14 +479,34 @@ def test_the_size_limit_counts_everything_the_cache_holds(tmp_path: Path) -> Non
         return sum(p.stat().st_size for n in names for p in [root / n, *(root / n).rglob("*")] if p.is_file())
 
     tracks_only = size(f"{ID_A}.wav", f"{ID_A}.json", f"{ID_B}.wav", f"{ID_B}.json", "notes.txt", f".{ID_C}.abcd.part")
-    cache.max_bytes = tracks_only  # room for both tracks once A's chunks (copies of its WAV) are gone
+    cache.max_bytes = tracks_only + size(f"{ID_B}.chunks")  # room for both tracks and B's chunks once A's are gone
     assert cache.evict(keep=ID_B) == []
     assert not (root / f"{ID_A}.chunks").exists() and (root / f"{ID_B}.chunks").is_dir()
+    cache.max_bytes = tracks_only  # then the just-finished track's chunks go too, before any track does
+    assert cache.evict(keep=ID_B) == []
+    assert not (root / f"{ID_B}.chunks").exists()
     assert {t["track_id"] for t in cache.tracks()} == {ID_A, ID_B}
     cache.max_bytes = tracks_only - 1
     assert cache.evict(keep=ID_B) == [ID_A]
     assert [t["track_id"] for t in cache.tracks()] == [ID_B]
     assert cache.total_bytes() == sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def test_lofi_serve_keeps_the_cache_within_its_limit_counting_the_newest_chunks(tmp_path: Path) -> None:
+    """Issue 23 item 11: with a 700 KB limit the cache held 961 KB, the newest track's chunks left uncounted. A 5 s
+    tiny track is a 320 KB WAV and 320 KB of chunks: after each one the cache is within the limit, chunk folders
+    (copies) go before any track, and the third track evicts the first."""
+    limit = 700_000
+    server = Server(tmp_path / "cache", "--cache-max-bytes", str(limit), "--optimized-cache", "false")
+    try:
+        done = [server.generate(prompt=PROMPT, seed=seed)["params"] for seed in (1, 2, 3)]
+        assert all("path" in d for d in done), done
+        stats = server.call("cache_stats")["result"]
+        on_disk = sum(p.stat().st_size for p in (tmp_path / "cache" / "tracks").rglob("*") if p.is_file())
+        assert stats["bytes"] == on_disk and on_disk <= limit, stats
+        assert [t["track_id"] for t in server.call("tracks")["result"]] == [done[2]["track_id"], done[1]["track_id"]]
+    finally:
+        assert server.close() == 0
 
 
 # ---- item 12: ACE-Step's verified stamp ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""`python -m lofi_engine.engine.export SOURCE TARGET FORMAT`: a track written in another format.
+"""`python -m lofi_engine.engine.export SOURCE TARGET FORMAT [--make-dirs]`: a track written in another format.
 
-Written to a temp name beside TARGET and renamed into place; on failure nothing is left. Errors end the process
+Written to a temp name beside TARGET and renamed into place (a link at TARGET is replaced, never written through);
+TARGET's missing folders are made only with ``--make-dirs``. On failure nothing is left. Errors end the process
 with ``CODE: message`` on its last line of stderr.
 """
 
@@ -20,14 +21,15 @@ from lofi_engine.shared.errors import INVALID_PARAMS, WRITE_FAILED, LofiError
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
 
 
-def export(source: Path, target: Path, kind: str) -> None:
+def export(source: Path, target: Path, kind: str, make_dirs: bool = False) -> None:
     container, subtype = FORMATS[kind]
     if container not in soundfile.available_formats():
         raise LofiError(INVALID_PARAMS, f"this libsndfile cannot write {kind}; choose one of {', '.join(k for k, (c, _) in FORMATS.items() if c in soundfile.available_formats())}")
     audio, rate = soundfile.read(str(source), dtype="float32")
     tmp = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if make_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
         with os.fdopen(fd, "wb") as handle:
             soundfile.write(handle, audio, rate, format=container, subtype=subtype)
@@ -41,9 +43,9 @@ def export(source: Path, target: Path, kind: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    source, target, kind = argv
+    source, target, kind, *flags = argv
     try:
-        export(Path(source), Path(target), kind)
+        export(Path(source), Path(target), kind, make_dirs=flags == ["--make-dirs"])
     except LofiError as exc:
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
         return 1

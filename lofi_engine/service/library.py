@@ -8,6 +8,7 @@ destination and renamed into place.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -63,13 +64,9 @@ def handlers(cache: Callable[[], TrackCache], busy: Callable[[], set[str]], pyth
         if meta is None:
             raise LofiError(TRACK_NOT_FOUND, f"no cached track {track_id!r}")
         target, kind = _destination(destination, p.get("format"))
-        try:
-            exists = target.exists()
-        except OSError as exc:
-            raise LofiError(WRITE_FAILED, f"cannot write {destination!r}: {exc.strerror or exc}") from None
-        if exists and p.get("overwrite") is not True:
-            raise LofiError(WRITE_FAILED, f"{target} exists; pass overwrite: true to replace it")
-        return export(Path(meta["path"]), target, kind, python())
+        make_dirs = p.get("make_dirs") is True
+        _check_target(target, Path(os.path.expanduser(destination)), overwrite=p.get("overwrite") is True, make_dirs=make_dirs)
+        return export(Path(meta["path"]), target, kind, python(), make_dirs)
 
     return {"cache_list": lambda p: cache().tracks(), "cache_delete": delete, "cache_clear": clear, "cache_stats": stats, "save": save}
 
@@ -94,7 +91,37 @@ def _destination(destination: object, format: object) -> tuple[Path, str]:
         target = target.with_name(target.name + f".{kind}")
     if len(os.fsencode(target.name)) > NAME_MAX:
         raise LofiError(INVALID_PARAMS, f"the file name of {shown!r} is too long ({len(os.fsencode(target.name))} bytes; at most {NAME_MAX})")
-    return target.resolve(), kind
+    return target.parent.resolve() / target.name, kind  # the folder's links followed, never the file's own
+
+
+def _check_target(target: Path, named: Path, overwrite: bool, make_dirs: bool) -> None:
+    """WRITE_FAILED, naming the path, for what a careful tool does not do unasked: make folders, write through a
+    link, replace a file that is not a regular one, replace an existing file, or write ``x.wav`` beside an existing
+    ``x`` the user named (they may have meant ``x`` itself)."""
+    try:
+        folder = os.stat(target.parent)
+    except FileNotFoundError:
+        if make_dirs:
+            return
+        raise LofiError(WRITE_FAILED, f"the folder {target.parent} does not exist; pass make_dirs: true to create it") from None
+    except OSError as exc:
+        raise LofiError(WRITE_FAILED, f"cannot write {target}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(folder.st_mode):
+        raise LofiError(WRITE_FAILED, f"cannot write {target}: {target.parent} is not a folder")
+    if named.name != target.name and os.path.lexists(named):
+        raise LofiError(WRITE_FAILED, f"{named} exists and lofi would write {target.name} beside it; name the file with its extension")
+    try:
+        found = os.lstat(target)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LofiError(WRITE_FAILED, f"cannot write {target}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(found.st_mode):
+        raise LofiError(WRITE_FAILED, f"{target} is a symbolic link (to {os.readlink(target)}); lofi never writes through a link: name the file itself")
+    if not stat.S_ISREG(found.st_mode):
+        raise LofiError(WRITE_FAILED, f"{target} exists and is not a regular file")
+    if not overwrite:
+        raise LofiError(WRITE_FAILED, f"{target} exists; pass overwrite: true to replace it")
 
 
 def _is_dir(path: Path) -> bool:
@@ -104,8 +131,8 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def export(source: Path, target: Path, kind: str, python: str | None) -> dict[str, Any]:
-    command = [python or sys.executable, "-m", "lofi_engine.engine.export", str(source), str(target), kind]
+def export(source: Path, target: Path, kind: str, python: str | None, make_dirs: bool) -> dict[str, Any]:
+    command = [python or sys.executable, "-m", "lofi_engine.engine.export", str(source), str(target), kind] + (["--make-dirs"] if make_dirs else [])
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_SEC, cwd=Path(__file__).resolve().parents[2])
     except (OSError, subprocess.TimeoutExpired) as exc:

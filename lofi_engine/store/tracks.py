@@ -107,8 +107,6 @@ class TrackCache:
         finally:
             self._share_lock()
 
-    """The old name of :meth:`repair`."""
-
     def _repair_entry(self, entry: os.DirEntry, stale: bool, alone: bool) -> None:
         name = entry.name
         if name == LOCK_FILE:
@@ -235,32 +233,28 @@ class TrackCache:
         return _tree_size(self.root)
 
     def evict(self, keep: str | None = None) -> list[str]:
-        """Free space until everything in the cache fits ``max_bytes``: first the chunk folders of finished tracks
-        (copies of their WAVs), then least-recently-played tracks. Never ``keep``, the track that has just finished,
-        nor its chunks (a player may still be streaming them): those are not counted until the next eviction."""
-        total = self.total_bytes() - (_tree_size(self.chunks_dir(keep)) if keep is not None else 0)
+        """Free space until everything the cache holds fits ``max_bytes``: first the chunk folders of finished tracks
+        (copies of their WAVs; ``keep``'s, the track that has just finished, last), then least-recently-played tracks,
+        never ``keep`` itself. Returns the ids of the tracks removed."""
+        total = self.total_bytes()
         if total <= self.max_bytes:
             return []
         tracks = self.tracks()
-        for meta in reversed(tracks):
+        by_age = [m["track_id"] for m in reversed(tracks) if m["track_id"] != keep]
+        for track_id in by_age + ([keep] if keep is not None else []):
             if total <= self.max_bytes:
                 return []
-            if meta["track_id"] != keep:
-                chunks = self.chunks_dir(meta["track_id"])
-                size = _tree_size(chunks)
-                if size:
-                    self.remove_chunks(meta["track_id"])
-                    total -= size
+            size = _tree_size(self.chunks_dir(track_id))
+            if size:
+                self.remove_chunks(track_id)
+                total -= size
         removed = []
-        for meta in reversed(tracks):
+        for track_id in by_age:
             if total <= self.max_bytes:
                 break
-            if meta["track_id"] == keep:
-                continue
-            size = self._size(meta["track_id"])
-            self.remove(meta["track_id"])
-            total -= size
-            removed.append(meta["track_id"])
+            total -= self._size(track_id)
+            self.remove(track_id)
+            removed.append(track_id)
         return removed
 
     def remove(self, track_id: str) -> None:

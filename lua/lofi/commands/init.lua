@@ -35,7 +35,7 @@ function M.register()
     desc = "Start the radio (:LofiRadio lofi hip hop), steer it with a new prompt while it plays, :LofiRadio stop",
   })
   create("LofiTracks", library.tracks, { desc = "Pick a cached track: play, add to the playlist, delete, regenerate" })
-  create("LofiSave", library.save, { nargs = "+", bang = true, complete = library.complete_save, desc = "Save the track playing: :LofiSave[!] path [wav|flac|ogg|mp3]" })
+  create("LofiSave", library.save, { nargs = "+", bang = true, complete = library.complete_save, desc = "Save the track playing: :LofiSave[!] [++p] path [wav|flac|ogg|mp3]" })
   create("LofiCancel", generate.cancel, { nargs = "?", complete = generate.complete_pending, desc = "Cancel a generation (default: the last queued, else the running one)" })
   create("LofiDownload", misc.download, { desc = "Download the model (asks first)" })
   create("LofiLog", misc.log, { desc = "Open lofi's plugin and engine logs" })

@@ -62,12 +62,17 @@ function M.tracks()
   end)
 end
 
----:LofiSave[!] path [format]: export the track playing (else the most recently played) as wav, flac, ogg or mp3
----(default: from the extension); ! overwrites.
+---:LofiSave[!] [++p] path [format]: export the track playing (else the most recently played) as wav, flac, ogg or
+---mp3 (default: from the extension); ! overwrites, ++p makes the missing folders (as :write ++p does).
 function M.save(cmd)
-  local path, format = cmd.fargs[1], cmd.fargs[2]
-  if not path or #cmd.fargs > 2 then
-    common.invalid(":LofiSave needs a file name, and a format if you like: :LofiSave ~/music/rain.flac [wav|flac|ogg|mp3]")
+  local args = vim.deepcopy(cmd.fargs)
+  local make_dirs = args[1] == "++p"
+  if make_dirs then
+    table.remove(args, 1)
+  end
+  local path, format = args[1], args[2]
+  if not path or #args > 2 then
+    common.invalid(":LofiSave needs a file name, and a format if you like: :LofiSave [++p] ~/music/rain.flac [wav|flac|ogg|mp3]")
     return
   end
   local tracks, err = lofi.tracks()
@@ -91,10 +96,12 @@ function M.save(cmd)
     messages.notify("lofi: no cached track to save yet", vim.log.levels.WARN)
     return
   end
-  local result, save_err = lofi.save(track, path, format, { overwrite = cmd.bang })
+  local result, save_err = lofi.save(track, path, format, { overwrite = cmd.bang, make_dirs = make_dirs })
   if save_err then
-    if save_err.code == "WRITE_FAILED" then  -- the service says how from RPC; here it is the bang
-      save_err.message = save_err.message:gsub("pass overwrite: true to replace it", "use :LofiSave! to replace it")
+    if save_err.code == "WRITE_FAILED" then  -- the service says how over RPC; here it is the bang and ++p
+      save_err.message = save_err.message
+        :gsub("pass overwrite: true to replace it", "use :LofiSave! to replace it")
+        :gsub("pass make_dirs: true to create it", "use :LofiSave ++p to create it")
     end
     common.report(save_err)
     return
@@ -104,6 +111,9 @@ end
 
 function M.complete_save(arg_lead, cmd_line)
   local args = vim.split(cmd_line, "%s+", { trimempty = false })
+  if args[2] == "++p" then
+    table.remove(args, 2)
+  end
   if #args <= 2 then
     return vim.fn.getcompletion(arg_lead, "file")
   end

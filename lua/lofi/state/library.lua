@@ -47,6 +47,9 @@ function M.save(track, path, format, opts)
   if opts and opts.overwrite then
     params.overwrite = true
   end
+  if opts and opts.make_dirs then
+    params.make_dirs = true
+  end
   if type(path) == "string" then
     params.path = vim.fn.fnamemodify(vim.fn.expand(path), ":p")
   end
