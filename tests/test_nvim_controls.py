@@ -4,9 +4,13 @@ every wait is on an event or a state."""
 
 from __future__ import annotations
 
-import pytest
+import os
+from pathlib import Path
 
-from test_nvim_player import GENERATE, editor, notes, wait_event, wait_for_lua  # noqa: F401  (editor: a fixture)
+import pytest
+from nvim_session import quit_nvim
+
+from test_nvim_player import GENERATE, editor, notes, start, wait_event, wait_for_lua  # noqa: F401  (editor: a fixture)
 
 
 
@@ -119,3 +123,28 @@ def test_checkhealth_counts_one_track_and_lofilog_opens_the_three_logs(editor) -
     nvim.command("LofiLog")
     opened = nvim.exec_lua("return vim.tbl_map(function(w) return vim.fs.basename(vim.api.nvim_buf_get_name(vim.api.nvim_win_get_buf(w))) end, vim.api.nvim_tabpage_list_wins(0))")
     assert sorted(opened) == ["engine.log", "player.log", "plugin.log"], opened
+
+
+def test_an_unwritable_state_folder_is_said_once_and_lofilog_opens_the_moved_logs(tmp_path: Path, monkeypatch) -> None:
+    """Issue 23 item 9 in the editor: with Neovim's state folder unwritable (here a file where the folder should
+    be), tracks are still made and played; one warning says where the logs went, and :LofiLog opens them there."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "state").write_text("not a folder")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    nvim, out = start(tmp_path, monkeypatch, player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"], "loop": False})
+    try:
+        track = nvim.exec_lua(GENERATE, {"prompt": "one", "duration_sec": 5, "seed": 9})
+        nvim.exec_lua("assert(require('lofi').play(...))", track)
+        wait_event(nvim, "playback_start", {"track_id": track["track_id"]})
+        moved = tmp_path / "tmp" / f"lofi.nvim-{os.getuid()}"
+        warnings = [n for n in notes(nvim) if "WRITE_FAILED" in n]
+        assert len(warnings) == 1 and str(tmp_path / "home" / "state" / "nvim" / "lofi") in warnings[0] and str(moved) in warnings[0], notes(nvim)
+        nvim.command("checkhealth lofi")
+        health = "\n".join(nvim.current.buffer[:])
+        assert "WARNING cannot write logs in" in health and str(moved / "plugin.log") in health, health
+        nvim.command("LofiLog")
+        opened = nvim.exec_lua("return vim.tbl_map(function(w) return vim.api.nvim_buf_get_name(vim.api.nvim_win_get_buf(w)) end, vim.api.nvim_tabpage_list_wins(0))")
+        assert sorted(opened) == [str(moved / name) for name in ("engine.log", "player.log", "plugin.log")], opened
+    finally:
+        quit_nvim(nvim)

@@ -125,11 +125,11 @@ def test_a_corrupt_original_is_model_load_failed_naming_exactly_that_file(tiny_c
 class Server:
     """`lofi serve` over the tiny model, as an editor drives it."""
 
-    def __init__(self, cache: Path, *extra: str) -> None:
+    def __init__(self, cache: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lofi_engine", "serve", "--model-dir", str(TINY), "--cache-dir", str(cache), *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            env={**os.environ, "XDG_STATE_HOME": str(cache.parent / "state")},
+            env={**os.environ, "XDG_STATE_HOME": str(cache.parent / "state"), **(env or {})},
         )
         self.lines: list[dict] = []
         self.next_id = 0
@@ -507,6 +507,39 @@ def test_lofi_serve_keeps_the_cache_within_its_limit_counting_the_newest_chunks(
         assert [t["track_id"] for t in server.call("tracks")["result"]] == [done[2]["track_id"], done[1]["track_id"]]
     finally:
         assert server.close() == 0
+
+
+@pytest.mark.parametrize("state", ["a file", "a read-only disk"])
+def test_an_unwritable_state_folder_is_said_once_and_the_logs_go_to_a_temp_folder(tmp_path: Path, small_fs: Callable[..., Path], state: str) -> None:
+    """Issue 23 item 9: with XDG_STATE_HOME unwritable every generate failed with "the engine crashed … details in <a
+    log that cannot exist>" and every play with "player process crashed". Now one service_warning (WRITE_FAILED,
+    naming the folder) says where the logs went, and the engine and the player work, logging there."""
+    if state == "a file":
+        home = tmp_path / "state-file"
+        home.write_text("not a folder")
+    else:
+        home = small_fs("1M", read_only=True)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    player = "mpv --no-config --really-quiet --no-video --ao=null"
+    server = Server(tmp_path / "cache", "--player-command", player, env={"XDG_STATE_HOME": str(home), "TMPDIR": str(temp)})
+    try:
+        warning = server.read_until(lambda m: m.get("method") == "service_warning")["params"]
+        moved = temp / f"lofi.nvim-{os.getuid()}"
+        assert warning["code"] == "WRITE_FAILED" and str(home / "lofi.nvim") in warning["message"], warning
+        assert warning["log_dir"] == str(moved) and str(moved) in warning["message"]
+        done = server.generate(prompt=PROMPT, seed=1)
+        assert done["method"] == "generation_complete", done
+        assert server.call("play", {"track_id": done["params"]["track_id"]})["result"]
+        server.read_until(lambda m: m.get("method") == "playback_start")
+        server.call("stop")
+        status = server.call("status")["result"]
+        assert status["log_path"] == str(moved / "engine.log") and status["log_warning"] == warning["message"]
+        assert (moved / "engine.log").stat().st_size > 0 and (moved / "player.log").is_file()
+        assert sum(m.get("method") == "service_warning" for m in server.lines) == 1
+    finally:
+        assert server.close() == 0
+    assert "Traceback" not in server.proc.stderr.read()
 
 
 # ---- item 12: ACE-Step's verified stamp ---------------------------------------------------------------------------

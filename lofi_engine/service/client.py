@@ -28,8 +28,10 @@ from lofi_engine.shared.errors import (
     MODEL_INFERENCE_FAILED,
     MODEL_LOAD_FAILED,
     MODEL_NOT_FOUND,
+    WRITE_FAILED,
     LofiError,
 )
+from lofi_engine.shared.log_dir import writable_log_dir
 from lofi_engine.shared.protocol import GenerateJob, RadioWindowJob
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import EngineConfig, Settings, default_state_dir
@@ -45,12 +47,19 @@ log = logging.getLogger("lofi.client")
 
 class EngineClient:
     def __init__(self, settings: Settings, on_event: EventCallback, python: str | None = None, log_path: Path | None = None) -> None:
-        """``python``: the interpreter that runs the engine (default: this one); ``log_path``: its log file."""
+        """``python``: the interpreter that runs the engine (default: this one); ``log_path``: its log file (the
+        player's is beside it), moved to a temp folder, with a ``service_warning``, when its folder cannot be written."""
         self._lock = threading.RLock()
         self._closed = False
         self._queue = JobQueue()
         self._events = EventDispatcher(on_event)
         log_path = log_path or default_state_dir() / "engine.log"
+        log_dir, problem = writable_log_dir(log_path.parent)
+        log_path = log_dir / log_path.name
+        self.log_warning = problem
+        if problem is not None:
+            log.warning("%s", problem)
+            self._events.emit("service_warning", {"code": WRITE_FAILED, "message": problem, "log_dir": str(log_dir)})
         self._link = ChildLink("engine", engine_main, python, log_path, self._on_engine_event, self._on_engine_exit)
         self._playback = Playback(python, log_path.with_name("player.log"), self._events, self._lock, lambda: self.settings, lambda: self.cache)
         self._playback_handlers = self._playback.handlers()
@@ -273,6 +282,7 @@ class EngineClient:
             "pending": len(self._queue.pending),
             "cache_dir": str(self.cache.root),
             "log_path": str(self.log_path),
+            "log_warning": self.log_warning,
             "playback": self._playback.status(),
             "radio": self._radio.status(),
         }

@@ -25,12 +25,16 @@ def _own_process_group() -> None:
 
 
 def _detach_stdio(log_path: str) -> None:
-    """stdin from /dev/null, stdout and stderr to the log: the client's fds may be an editor's RPC channel."""
+    """stdin from /dev/null, stdout and stderr to the log (the service chose a folder it could write; should it have
+    become unwritable since, to /dev/null): the client's fds may be an editor's RPC channel."""
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        log = os.open(os.devnull, os.O_WRONLY)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)

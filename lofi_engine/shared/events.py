@@ -51,6 +51,13 @@ EVENTS: dict[str, EventSpec] = {
             ("track_id",),
             "bytes of the model download so far",
         ),
+        EventSpec(
+            "service_warning",
+            ("code", "message"),
+            ("log_dir",),
+            "something is wrong that did not stop the work, said once (log_dir: the logs moved there, the state folder "
+            "cannot be written)",
+        ),
         EventSpec("download_complete", ("variant", "path"), (), "the model is downloaded"),
         EventSpec("download_error", ("variant", "code", "message"), (), "the model download failed"),
         EventSpec(

@@ -144,6 +144,10 @@ local function check_model_and_cache()
   else
     vim.health.error("cannot create the cache directory " .. dir)
   end
+  if status.log_warning and status.log_warning ~= vim.NIL then
+    messages.use_log_dir(vim.fs.dirname(status.log_path))
+    vim.health.warn(status.log_warning, { "make Neovim's state folder (stdpath('state')) writable" })
+  end
   local logs = messages.log_paths()
   vim.health.info(("logs (:LofiLog): %s, %s"):format(logs.plugin, status.log_path or logs.engine))
 end

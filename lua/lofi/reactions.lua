@@ -112,6 +112,12 @@ local reactions = {
     statusline.progress_changed(true)
     messages.notify("lofi: the model is downloaded", vim.log.levels.INFO, { progress = "download" })
   end,
+  service_warning = function(d)
+    if d.log_dir then
+      messages.use_log_dir(d.log_dir)
+    end
+    messages.notify(("lofi: %s: %s"):format(d.code, d.message), vim.log.levels.WARN)
+  end,
   playback_start = redraw,
   playback_state = redraw,
   playback_pause = redraw,

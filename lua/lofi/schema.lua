@@ -97,6 +97,11 @@ return {
       ["optional"] = { "strategy", "prompt", "stream_id", "realtime_factor", "pieces" },
       ["required"] = { "active", "mode" },
     },
+    ["service_warning"] = {
+      ["doc"] = "something is wrong that did not stop the work, said once (log_dir: the logs moved there, the state folder cannot be written)",
+      ["optional"] = { "log_dir" },
+      ["required"] = { "code", "message" },
+    },
   },
   ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps" },
   ["max_pending"] = 10,

@@ -11,10 +11,18 @@ local MAX_NOTIFICATION = 300 -- characters a notification plugin gets of a long 
 
 -- ---- logs ---------------------------------------------------------------------------------------------------
 
+---The folder the service moved the logs to, when Neovim's state folder cannot be written (a service_warning).
+local moved_log_dir = nil
+
+---@param dir string
+function M.use_log_dir(dir)
+  moved_log_dir = dir
+end
+
 ---Where the remote plugin and the engine write their logs (the remote plugin is handed this folder).
 ---@return {dir: string, plugin: string, engine: string, player: string}
 function M.log_paths()
-  local dir = vim.fn.stdpath("state") .. "/lofi"
+  local dir = moved_log_dir or (vim.fn.stdpath("state") .. "/lofi")
   return { dir = dir, plugin = dir .. "/plugin.log", engine = dir .. "/engine.log", player = dir .. "/player.log" }
 end
 

@@ -23,6 +23,7 @@ if str(PLUGIN_ROOT) not in sys.path:
 
 from lofi_engine.service.client import EngineClient  # noqa: E402  (needs PLUGIN_ROOT on sys.path)
 from lofi_engine.shared.errors import LofiError  # noqa: E402
+from lofi_engine.shared.log_dir import writable_log_dir  # noqa: E402
 from lofi_engine.shared.settings import Settings, default_state_dir  # noqa: E402
 
 PLUGIN_ERROR = "PLUGIN_ERROR"
@@ -74,7 +75,7 @@ class LofiPlugin:
             return
         if settings.get("log_dir"):
             self.log_dir = Path(settings["log_dir"])
-        self._log_to(self.log_dir / "plugin.log")
+        self._log_to(self.log_dir)
         if self.client is None:
             self.client = EngineClient(config, on_event=self._forward, python=python, log_path=self.log_dir / "engine.log")
         else:
@@ -82,10 +83,12 @@ class LofiPlugin:
             log.info("settings changed; %d queued job(s) keep the settings they were queued with", kept)
         self.settings = key
 
-    def _log_to(self, path: Path) -> None:
+    def _log_to(self, preferred_dir: Path) -> None:
+        """plugin.log in ``preferred_dir``, or where the service moves its logs when that cannot be written (it says
+        so to the user, once)."""
+        path = writable_log_dir(preferred_dir)[0] / "plugin.log"
         if path == self.log_path and logging.getLogger("lofi").handlers:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         root = logging.getLogger("lofi")
@@ -98,7 +101,7 @@ class LofiPlugin:
 
     def _ensure_log(self) -> None:
         if not logging.getLogger("lofi").handlers:
-            self._log_to(self.log_path)
+            self._log_to(self.log_dir)
 
     def _forward(self, event: str, data: dict[str, Any]) -> None:
         """From the client's dispatcher thread to the editor's loop, in order."""
