@@ -125,11 +125,13 @@ def test_a_corrupt_original_is_model_load_failed_naming_exactly_that_file(tiny_c
 class Server:
     """`lofi serve` over the tiny model, as an editor drives it."""
 
-    def __init__(self, cache: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cache: Path, *extra: str, env: dict[str, str | None] | None = None) -> None:
+        """``env``: variables set for the server (None: removed)."""
+        merged = {**os.environ, "XDG_STATE_HOME": str(cache.parent / "state"), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lofi_engine", "serve", "--model-dir", str(TINY), "--cache-dir", str(cache), *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            env={**os.environ, "XDG_STATE_HOME": str(cache.parent / "state"), **(env or {})},
+            env={k: v for k, v in merged.items() if v is not None},
         )
         self.lines: list[dict] = []
         self.next_id = 0
@@ -540,6 +542,22 @@ def test_an_unwritable_state_folder_is_said_once_and_the_logs_go_to_a_temp_folde
     finally:
         assert server.close() == 0
     assert "Traceback" not in server.proc.stderr.read()
+
+
+def test_onnx_runtime_writes_nothing_in_the_users_home(tmp_path: Path) -> None:
+    """Issue 23 item 10: importing ONNX Runtime wrote a device id and a telemetry store to
+    ~/.cache/Microsoft/DeveloperTools/.onnxruntime. The engine turns that off: after a track is made (the engine
+    process imports ONNX Runtime and runs it), the user's home holds nothing lofi did not make. The server is started
+    without ORT_DISABLE_TELEMETRY in its environment, as an editor starts it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    server = Server(tmp_path / "cache", env={"HOME": str(home), "XDG_CACHE_HOME": None, "ORT_DISABLE_TELEMETRY": None})
+    try:
+        assert server.generate(prompt=PROMPT, seed=1)["method"] == "generation_complete"
+    finally:
+        assert server.close() == 0
+    written = [str(p.relative_to(home)) for p in home.rglob("*")]
+    assert written == [], written
 
 
 # ---- item 12: ACE-Step's verified stamp ---------------------------------------------------------------------------
