@@ -7,7 +7,7 @@ BENCH_DIR ?= $(HOME)/.cache/lofi.nvim/bench-models
 PROMPT ?= lofi hip hop, jazzy piano
 DURATION ?= 30
 
-.PHONY: install test-tools player run test schema dev ace-dev fixtures bench-models bench bench-ace-step clean
+.PHONY: install test-tools player run test soak schema dev ace-dev fixtures bench-models bench bench-ace-step clean
 
 ## install: .venv with what the plugin needs at run time (pynvim, onnxruntime, onnx, numpy, tokenizers, soundfile,
 ## huggingface_hub) and nothing else: what a plugin manager's build step runs. No test tools, no system packages.
@@ -50,6 +50,12 @@ player:
 ## test: installs the test tools (test-tools), then runs the whole test suite
 test: test-tools
 	$(VENV)/bin/python -m pytest
+
+## soak: ten minutes of the radio and the player through `lofi serve` under periodic faults (mpv stopped, the engine
+## killed, the cache's disk filled: a tmpfs, as root); reports the player's memory over time and the processes left
+## behind, in soak-results.json (one minute of it runs in make test)
+soak: test-tools
+	cd tests && ../$(VENV)/bin/python soak.py --minutes 10 --report ../soak-results.json
 
 ## schema: rewrite lua/lofi/schema.lua (the settings and events vocabulary the Lua side reads) from lofi_engine/shared
 schema:

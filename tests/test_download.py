@@ -217,6 +217,8 @@ def test_offline_first_run_asks_then_says_what_to_do(engine, hub: FakeHub, monke
     assert "cannot reach the HuggingFace Hub: once online" in message  # the cause and what to do first
     assert "at http://127.0.0.1:" in message and "Connection refused" in message
     assert ":LofiDownload" in message and "model.dir" in message and "HF_HUB_OFFLINE" not in message
+    # Issue 20 item 5: offline, said at once; no 14 s of retries against a Hub that never answered
+    assert "tries" not in message and "retrying" not in client.log_path.read_text()
 
 
 def test_small_files_are_checked_against_the_pin_or_the_hubs_git_hash(engine, monkeypatch, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import soundfile
 
 from conftest import TINY
 from nvim_session import quit_nvim, start_nvim
-from test_nvim import descendants, pid_alive
+from processes import descendants, pid_alive
 from test_nvim_schema import setup_error
 
 pytestmark = pytest.mark.skipif(

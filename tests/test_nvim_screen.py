@@ -32,7 +32,7 @@ vim.cmd([[set laststatus=2 statusline=%(statusline)s]])
 
 
 class Screen:
-    def __init__(self, tmp_path: Path, init_text: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, init_text: str | None = None, extra_env: dict[str, str] | None = None, columns: int = 120) -> None:
         self.name = "lofi-" + uuid.uuid4().hex[:8]
         self.socket = str(tmp_path / "nvim.sock")
         self.marker = tmp_path / "completed.txt"
@@ -46,7 +46,7 @@ class Screen:
         command = [nvim_executable(), "-u", "NORC", "-i", "NONE", "-n", "--cmd", f"set rtp^={REPO}",
                    "--listen", self.socket, "-c", f"luafile {init}"]
         line = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *command])
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "120", "-y", "30", line], check=True)
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(columns), "-y", "30", line], check=True)
         self.wait(lambda: os.path.exists(self.socket), "the editor's socket")
         self.nvim = pynvim.attach("socket", path=self.socket)
         self.wait(lambda: self.nvim.exec_lua("return package.loaded['lofi'] ~= nil"), "lofi loaded")
@@ -189,3 +189,30 @@ def test_answering_the_download_question_raises_no_prompt(tmp_path: Path, monkey
     finally:
         s.close()
         hub.stop()
+
+
+def test_an_offline_download_says_what_to_do_whole_at_80_columns(tmp_path: Path, monkeypatch) -> None:
+    """Issue 20 item 5: offline, :LofiDownload retried for 14 s, then its error was cut after ":LofiDownload" in the
+    echo area and in :messages, "set model.dir" only in the log. Now it answers at once (no retries against a Hub
+    that never answered), and the answer to the user's own command is shown whole, and kept whole in :messages."""
+    from fake_hub import serve_tiny
+
+    hub = serve_tiny(monkeypatch, tmp_path)
+    hub.stop()  # no network: nothing listens at HF_ENDPOINT
+    names = ("LOFI_CATALOGUE", "HF_ENDPOINT", "HF_HOME")
+    s = Screen(tmp_path, FIRST_RUN_INIT, {k: os.environ[k] for k in names if k in os.environ}, columns=80)
+    try:
+        s.command("LofiDownload")
+        s.wait(lambda: "Type number" in s.text(), "the download question")
+        s.type("1")
+        s.enter()
+        s.wait(lambda: "model.dir" in "".join(s.lines()), "the whole error on the screen")
+        shown = "".join(s.lines())
+        assert "MODEL_DOWNLOAD_FAILED: cannot reach the HuggingFace Hub" in shown and ":LofiDownload again" in shown, s.text()
+        assert "tries" not in shown, s.text()
+        s.enter()  # the error is longer than a line: Neovim asks for Enter, as for its own long errors
+        s.wait(lambda: not s.prompted(), "the prompt answered")
+        history = s.nvim.exec_lua("return vim.api.nvim_exec2('messages', {output = true}).output")
+        assert "set model.dir to a folder with the model's files" in history and "Connection refused" in history, history
+    finally:
+        s.close()

@@ -62,6 +62,10 @@ class _Lost(Exception):
         self.cause, self.detail = cause, detail
 
 
+class _Unreachable(_Lost):
+    """The Hub could not be connected to at all (no network, DNS, a refused connection)."""
+
+
 class _GaveUp(Exception):
     """The connection was lost on every attempt: the user has to mend it (the caller says how)."""
 
@@ -91,7 +95,9 @@ def _download(config: EngineConfig, on_progress: ProgressCallback) -> Path:
     storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=HUB_REPO, repo_type="model")
     plan = []
     for name, repo_path in variant.files.items():  # metadata of every file first: the total, and nothing half-done
-        meta = _retrying(f"the metadata of {repo_path}", lambda p=repo_path: _metadata(p, revision))
+        # Offline, the first request cannot connect: said at once, not after 14 s of retries. Once the Hub has
+        # answered, a lost connection is worth the retries.
+        meta = _retrying(f"the metadata of {repo_path}", lambda p=repo_path: _metadata(p, revision), retry_unreachable=bool(plan))
         plan.append((name, repo_path, meta, _expected(variant.check(name), meta, repo_path)))
     total = sum(size for *_, (size, _) in plan)
     done = 0
@@ -121,7 +127,8 @@ def _metadata(repo_path: str, revision: str) -> dict:
     except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise LofiError(MODEL_DOWNLOAD_FAILED, f"{repo_path} is not on the Hub at revision {revision}: {_reason(exc)}") from None
     except Exception as exc:  # no connection, DNS, a proxy, a server error: all worth a retry
-        raise _Lost("cannot reach the HuggingFace Hub", f"at {constants.ENDPOINT}: {_reason(exc)}") from None
+        lost = _Unreachable if _cannot_connect(exc) else _Lost
+        raise lost("cannot reach the HuggingFace Hub", f"at {constants.ENDPOINT}: {_reason(exc)}") from None
     if not meta.etag:
         raise _Lost(f"the Hub gave no etag for {repo_path}")
     commit = meta.commit_hash or (revision if _COMMIT.match(revision) else None)
@@ -144,12 +151,22 @@ def _expected(check: FileCheck, meta: dict, repo_path: str) -> tuple[int, str | 
     return int(size), check.sha256
 
 
-def _retrying(what: str, attempt_once: Callable):
-    """Run ``attempt_once`` up to ATTEMPTS times, waiting BACKOFF_SEC, then twice as long, … after each _Lost."""
+def _cannot_connect(exc: BaseException) -> bool:
+    """No connection could be opened (httpx's ConnectError, requests' ConnectionError, or an OSError such as a
+    refused connection or a name that does not resolve), as opposed to one lost or refused by the server."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"ConnectError", "ConnectionError", "ConnectTimeout"}) or isinstance(exc, OSError)
+
+
+def _retrying(what: str, attempt_once: Callable, retry_unreachable: bool = True):
+    """Run ``attempt_once`` up to ATTEMPTS times, waiting BACKOFF_SEC, then twice as long, … after each _Lost; an
+    _Unreachable is given up at once unless ``retry_unreachable``."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return attempt_once()
         except _Lost as exc:
+            if isinstance(exc, _Unreachable) and not retry_unreachable:
+                raise _GaveUp(exc.cause, exc.detail) from None
             if attempt == ATTEMPTS:
                 raise _GaveUp(exc.cause, f"{exc.detail + '; ' if exc.detail else ''}{ATTEMPTS} tries") from None
             delay = BACKOFF_SEC * 2 ** (attempt - 1)

@@ -142,7 +142,8 @@ local reactions = {
     end, 5000)
     messages.progress_done("download", "failed")
     statusline.progress_changed(true)
-    messages.error(d, { logged = true, progress = "download" })
+    -- the answer to the user's own :LofiDownload (or "Download"): what to do must be readable whole, in :messages too
+    messages.error(d, { logged = true, progress = "download", full = true })
   end,
 }
 

@@ -68,7 +68,9 @@ end
 ---logged them already) and shortened, with the details in :LofiLog.
 ---@param message string
 ---@param level integer?
----@param opts {logged: boolean?, progress: string?}? logged: already in a log; progress: the progress line it ends
+---@param opts {logged: boolean?, progress: string?, full: boolean?}? logged: already in a log; progress: the progress
+---line it ends; full: the answer to what the user just asked for, shown whole (wrapped, as Neovim shows its own long
+---errors) when they are in Normal mode, else one line like the rest
 function M.notify(message, level, opts)
   level = level or INFO
   opts = type(opts) == "table" and opts or {}
@@ -80,7 +82,12 @@ function M.notify(message, level, opts)
   end
   local tail = level >= ERROR and " … (:LofiLog)" or "…"
   if builtin_notify() then
-    echo(message, level >= ERROR and "ErrorMsg" or level >= WARN and "WarningMsg" or nil, true, tail)
+    local hl = level >= ERROR and "ErrorMsg" or level >= WARN and "WarningMsg" or nil
+    if opts.full and vim.api.nvim_get_mode().mode == "n" then
+      pcall(vim.api.nvim_echo, { { message, hl } }, true, {})
+    else
+      echo(message, hl, true, tail)
+    end
     return
   end
   local replace = opts.progress and M._progress[opts.progress] and M._progress[opts.progress].record or nil
@@ -90,7 +97,7 @@ end
 ---An error from the engine (or a check) as one clean line with its code: the cause and what to do first, what it
 ---is about (a track) last, so a shortened line keeps the part that matters.
 ---@param err lofi.Error
----@param opts {logged: boolean?, what: string?, progress: string?}? what: the track it is about
+---@param opts {logged: boolean?, what: string?, progress: string?, full: boolean?}? what: the track it is about
 function M.error(err, opts)
   opts = opts or {}
   local about = opts.what and (" — " .. opts.what) or ""
