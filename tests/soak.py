@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from processes import descendants, pid_alive
+from lofi_engine.dev.processes import descendants, pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "fixtures" / "musicgen-tiny"

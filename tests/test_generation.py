@@ -108,9 +108,10 @@ def test_top_k_one_is_greedy_and_guidance_mixes_halves() -> None:
     np.testing.assert_array_equal(sampler(logits), [3, 3, 3, 3])
 
 
-def test_audio_streams_in_chunks_that_match_the_final_decode(tiny: MusicGen) -> None:
-    """Issue 5, time to first sound: playable chunks long before the end, equal to the one-shot decode within
-    1e-4 away from the joins, covering the whole track once, across a window boundary too."""
+def test_audio_streams_in_chunks_that_are_the_track_and_match_a_one_call_decode(tiny: MusicGen) -> None:
+    """Issue 5, time to first sound, and issue 19 (every sample decoded once): playable chunks long before the end;
+    joined, they are the track itself, sample for sample, and equal a one-call decode of all the codes everywhere,
+    the joins included, across a window boundary too."""
     chunks: list[tuple[int, np.ndarray, int]] = []
     steps: list[int] = []
     out = tiny.generate(
@@ -118,12 +119,9 @@ def test_audio_streams_in_chunks_that_match_the_final_decode(tiny: MusicGen) -> 
         on_chunk=lambda audio, start: chunks.append((start, audio.copy(), len(steps))),
     )
     starts = [start for start, _, _ in chunks]
-    assert starts[0] == 0 and chunks[0][2] == 100 + 5 + 3  # 2 s of audio after 108 of 1753 steps
+    assert starts[0] == 0 and chunks[0][2] == 100 + 10 + 3  # 2 s of audio (and its lookahead) after 113 of 1753 steps
     assert all(b == a + len(audio) for (a, audio, _), b in zip(chunks, starts[1:]))
     assert starts[-1] + len(chunks[-1][1]) == len(out.audio) == 35 * 32000
-    joined = np.concatenate([audio for _, audio, _ in chunks])
-    away = np.ones(len(joined), dtype=bool)
-    for start in starts[1:]:
-        away[max(0, start - 640 * 4) : start + 640 * 4] = False
-    np.testing.assert_allclose(joined[away], out.audio[away], atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(np.concatenate([audio for _, audio, _ in chunks]), out.audio)
+    np.testing.assert_allclose(out.audio, tiny.decode_audio(out.codes), atol=1e-4, rtol=0)
     assert sum(1 for _, _, at in chunks if at < len(steps)) >= 15  # most chunks arrive while generating

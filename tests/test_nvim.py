@@ -8,7 +8,7 @@ from pathlib import Path
 
 import soundfile
 from conftest import PROMPT
-from processes import descendants, pid_alive
+from lofi_engine.dev.processes import descendants, pid_alive
 
 WAIT_GENERATION = """
 local lofi = require('lofi')

@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import TINY
 from nvim_session import REPO, quit_nvim, start_nvim
 from test_nvim_schema import setup_error, setup_ok
-from processes import descendants, pid_alive
+from lofi_engine.dev.processes import descendants, pid_alive
 from test_nvim import WAIT_GENERATION, WAIT_PLAYBACK, player_pids
 
 SETUP = "require('lofi').setup(...)"

@@ -16,7 +16,7 @@ import soundfile
 
 from conftest import TINY
 from nvim_session import quit_nvim, start_nvim
-from processes import descendants, pid_alive
+from lofi_engine.dev.processes import descendants, pid_alive
 from test_nvim_schema import setup_error
 
 pytestmark = pytest.mark.skipif(
@@ -182,11 +182,18 @@ def test_lofiradio_plays_continuously_survives_the_controls_and_stops_cleanly(ed
     skipped = wait_event(nvim, "playback_end", {"reason": "skipped"}, after=mark)
     assert skipped["data"]["track_id"] == heard_before
     wait_event(nvim, "playback_start", {"radio": True}, after=mark)
-    # a new prompt steers the radio that plays (no restart): the next windows follow it
+    # a new prompt steers the radio that plays (no restart): the next windows follow it, and the first new music
+    # heard after the segment playing is the steered one (issue 20 item 3: the segments made ahead are dropped)
+    mark = len(seen(nvim))
     nvim.command("LofiRadio rainy jazz piano")
     steered = wait_event(nvim, "radio_segment", {"prompt": "rainy jazz piano"}, timeout=60)
     assert steered["data"]["stream_id"] == stream
-    wait_event(nvim, "playback_start", {"prompt": "rainy jazz piano"}, timeout=60)
+    heard = wait_event(nvim, "playback_start", {"prompt": "rainy jazz piano"}, timeout=60)
+    events = seen(nvim)
+    before = {e["data"]["track_id"] for e in events[:mark] if e["name"] == "playback_start"}
+    after = [e["data"]["track_id"] for e in events[mark:] if e["name"] == "playback_start"]
+    first_new = next(t for t in after if t not in before)  # a repeat of what was heard (rotation) is not new music
+    assert first_new == heard["data"]["track_id"], (after, heard)
     assert nvim.exec_lua("return _G.count('radio_state', {mode = 'starting'})") == 1, "steering did not restart it"
     assert nvim.exec_lua("return _G.count('playback_start', {radio = true})") >= 4
 

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import PROMPT
 from lofi_engine import LofiError, MusicGen
-from lofi_engine.musicgen.radio import DECODE_CONTEXT, LOOKAHEAD, REWINDABLE, ContinuousStream
+from lofi_engine.musicgen.radio import REWINDABLE, ContinuousStream
+from lofi_engine.musicgen.streaming import DECODE_CONTEXT, LOOKAHEAD
 from lofi_engine.musicgen.windows import Window
 from lofi_engine.shared.request import GenerateRequest
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from lofi_engine.dev.bench_editor import measure_editor
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.text import encode_prompt
 from lofi_engine.store import musicgen_files as files
@@ -322,6 +323,14 @@ def report(results: dict[str, Any]) -> str:
     for label, pieces in results["eta"].items():
         lines.append(f"ETA, {label}: " + ", ".join(f"piece {p['piece']} worst {100 * p['worst_eta_error']:.1f} % (at {p['at_percent']} %, {p['generation_sec']:.0f} s)" for p in pieces))
     lines.append("")
+    if results.get("editor"):
+        e = results["editor"]
+        idle, busy = e["idle"], e["during_generation"]
+        lines.append(f"editor (headless Neovim, {e['variant']}): generate() returned in {e['generate_returned_ms']:.1f} ms; a keystroke's round trip "
+                     f"idle median {idle['median_ms']:.1f} / p99 {idle['p99_ms']:.1f} ms, during a {e['duration_sec']:g} s generation median "
+                     f"{busy['median_ms']:.1f} / p99 {busy['p99_ms']:.1f} / worst {busy['worst_ms']:.1f} ms ({e['during_over_idle_p99']:.2f}× idle p99)")
+        lines.append(f"  :qa! mid-generation: the editor gone in {e['quit_editor_gone_sec']:.2f} s, its {e['processes_at_quit']} processes (host, engine, player) in {e['quit_all_processes_gone_sec']:.2f} s")
+        lines.append("")
     for label, *_ in VARIANTS:
         radio = results[f"radio {label}"]
         lines.append(f"radio continue {label} ({radio['window_sec']:g} s windows, {radio['context_sec']:g} s context): RTF first window {radio['first_window_rtf']:.2f}, continuing {radio['continuing_rtf']:.2f}")
@@ -374,7 +383,7 @@ def floors(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="directory made by `make bench-models`")
-    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["inplace", "published", "naive"], default="inplace", help=argparse.SUPPRESS)
     parser.add_argument("--quantize", choices=["int4"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
@@ -392,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "radio": lambda: measure_radio(args.model_dir, args.threads, optimized, args.quantize),
         "profile": lambda: profile_step(args.model_dir, args.threads, optimized, args.quantize),
         "eta": lambda: measure_eta(args.model_dir, args.threads, optimized),
+        "editor": lambda: measure_editor(args.model_dir, "small", args.threads),
     }
     if args.step:
         print(json.dumps(steps[args.step]()))
@@ -425,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     results["divergence fp32"] = in_subprocess("--step", "divergence", "--model-dir", fp32, *common)
     results["divergence int4"] = in_subprocess("--step", "divergence", "--model-dir", fp32, "--quantize", "int4", *common)
     results["eta"] = in_subprocess("--step", "eta", "--model-dir", fp32, *common)
+    results["editor"] = in_subprocess("--step", "editor", "--model-dir", fp32, *common)
     save()
     if not args.skip_transformers:
         try:

@@ -8,7 +8,8 @@ from typing import Any
 
 from lofi_engine.musicgen.costs import StepCosts, job_units
 from lofi_engine.musicgen.model import MusicGen
-from lofi_engine.musicgen.radio import DECODE_CONTEXT, LOOKAHEAD, ContinuousStream
+from lofi_engine.musicgen.radio import ContinuousStream
+from lofi_engine.musicgen.streaming import DECODE_CONTEXT, LOOKAHEAD
 from lofi_engine.musicgen.windows import Window
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import RadioConfig

@@ -2,8 +2,8 @@
 
 A job is a start (text encoding, the cross-attention keys/values and the first window's first step), decoder
 steps whose cost grows with the cache position they read, a prefill at the start of each later window (its
-context, in one call), the 2 s chunks the engine decodes and streams while it composes, and the final EnCodec
-decode. Every finished job refines the costs (:meth:`StepCosts.learn`);
+context, in one call), the 2 s chunks EnCodec decodes while it composes, and the decode of the rest after
+the last step. Every finished job refines the costs (:meth:`StepCosts.learn`);
 they are kept on disk beside the optimized graphs, keyed by model, decoder graph, threads and ONNX Runtime version,
 so the first job of a fresh engine is priced from what the jobs before it measured. The live ETA
 (:class:`DecoderEta`) scales the whole price list by how fast this job's units have run so far, which follows a

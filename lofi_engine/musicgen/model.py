@@ -32,7 +32,7 @@ from lofi_engine.musicgen.delay_pattern import (
 )
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.settings import ModelSettings
-from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback, chunk_schedule
+from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback, chunk_schedule, tail_frames
 from lofi_engine.musicgen.text import encode_prompt
 from lofi_engine.musicgen.windows import Window, finished_frames, plan_windows
 from lofi_engine.shared.errors import (
@@ -201,8 +201,8 @@ class MusicGen:
         """One unit of work per decoder step, priced from what this machine measured (:mod:`.costs`), with the
         chunks the engine streams while it composes."""
         windows = self.windows(request.duration_sec)
-        chunks = chunk_schedule(finished_frames(windows, self.settings.num_codebooks))  # the engine streams chunks
-        return DecoderEta(windows, sum(w.new_frames for w in windows), self.costs, chunks)
+        chunks = chunk_schedule(finished_frames(windows, self.settings.num_codebooks))  # decoded as it composes
+        return DecoderEta(windows, tail_frames(sum(w.new_frames for w in windows)), self.costs, chunks)
 
     def windows(self, duration_sec: float) -> list[Window]:
         """The decoder windows that make ``duration_sec`` of audio; their steps sum to the job's total work."""
@@ -234,7 +234,7 @@ class MusicGen:
         """Compose a parsed request (:meth:`stream` with callbacks).
 
         ``on_step(done, total)`` follows every decoder step; ``on_chunk(samples, first_sample)`` receives playable
-        audio every 2 s of finished frames, long before the track is done (the last chunk comes from the final decode).
+        audio every 2 s of finished frames, long before the track is done (the chunks joined are the track).
         ``should_stop()`` is asked after every decoder step: True ends the job with CANCELLED.
         """
         for item in self.stream(request, should_stop, chunks=on_chunk is not None):
@@ -248,43 +248,50 @@ class MusicGen:
 
     def stream(self, request: GenerateRequest, should_stop: Callable[[], bool] | None = None, chunks: bool = True) -> Iterator[Step | Chunk | Generation]:
         """One generation as it happens: a :class:`Step` after every decoder step, a :class:`Chunk` of playable audio
-        whenever 2 s more are final (``chunks``), and the :class:`Generation` last. ``should_stop()`` is asked after
-        every step: True ends it with CANCELLED. Its time (not the consumer's) teaches the ETA's prices."""
+        whenever 2 s more are final (``chunks``), and the :class:`Generation` last, whose audio is those chunks
+        joined (every sample decoded once: see :mod:`.streaming`). ``should_stop()`` is asked after every step:
+        True ends it with CANCELLED. Its time (not the consumer's) teaches the ETA's prices."""
         started = time.perf_counter()
         sampler = TokenSampler.for_request(request, self.settings)
         hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, request.prompt, sampler.uses_guidance)
         windows = self.windows(request.duration_sec)
         finished = finished_frames(windows, self.settings.num_codebooks)
-        chunk_sec: list[float] = []
+        decoded: list[tuple[np.ndarray, float]] = []  # each stretch's audio and its decode's seconds
 
         def timed_decode(codes: np.ndarray) -> np.ndarray:
-            started_chunk = time.perf_counter()
+            started_decode = time.perf_counter()
             audio = self.decode_audio(codes)
-            chunk_sec.append(time.perf_counter() - started_chunk)
+            decoded.append((audio, time.perf_counter() - started_decode))
             return audio
 
-        pending: list[Chunk] = []
-        streamer = AudioStreamer(timed_decode, self.settings.hop_length, lambda audio, first: pending.append(Chunk(audio, first))) if chunks else None
+        parts: list[np.ndarray] = []
+        fresh: list[Chunk] = []
+
+        def kept(audio: np.ndarray, first: int) -> None:
+            parts.append(audio)
+            fresh.append(Chunk(audio, first))
+
+        streamer = AudioStreamer(timed_decode, self.settings.hop_length, kept)
         composition = self.compose(windows, hidden, mask, sampler, should_stop, clock_from=started)
         for step in composition:
             yield Step(step.done, step.total)
-            if streamer is not None:
-                streamer.feed(finished[step.done - 1], step.codes_so_far)
-                yield from pending
-                pending.clear()
+            streamer.feed(finished[step.done - 1], step.codes_so_far)
+            if chunks:
+                yield from fresh
+            fresh.clear()
         if should_stop is not None and should_stop():  # asked while the last step was handled: no decode, no track
             raise LofiError(CANCELLED, f"cancelled after decoder step {composition.total} of {composition.total}")
         codes, unit_sec = composition.codes, composition.unit_sec
-        self.decoder.release()  # the cache is not needed for the decode: the job's peak memory is one or the other
-        decode_started = time.perf_counter()
-        audio = self.decode_audio(codes)
-        decode_sec = time.perf_counter() - decode_started
-        self.learn_costs(windows, unit_sec, codes.shape[1], decode_sec, sum(chunk_sec) / len(chunk_sec) if chunk_sec else None)
-        if streamer is not None:
-            streamer.finish(audio)
-            yield from pending
+        self.decoder.release()  # the cache is not needed for the last decode: the job's peak memory is one or the other
+        streamer_chunks = len(decoded)
+        streamer.finish(codes)
+        tail_sec = sum(sec for _, sec in decoded[streamer_chunks:])
+        chunk_sec = [sec for _, sec in decoded[:streamer_chunks]]
+        self.learn_costs(windows, unit_sec, tail_frames(codes.shape[1]), tail_sec, sum(chunk_sec) / len(chunk_sec) if chunk_sec else None)
+        if chunks:
+            yield from fresh
         yield Generation(
-            audio=audio,
+            audio=np.concatenate(parts),
             sample_rate=self.settings.sample_rate,
             codes=codes,
             seed=request.seed,

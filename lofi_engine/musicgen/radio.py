@@ -17,15 +17,12 @@ import numpy as np
 
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
+from lofi_engine.musicgen.streaming import DECODE_CONTEXT, LOOKAHEAD
 from lofi_engine.musicgen.text import encode_prompt
 from lofi_engine.musicgen.windows import Window
 from lofi_engine.shared.errors import INVALID_PARAMS, LofiError
 from lofi_engine.shared.request import GenerateRequest
 
-DECODE_CONTEXT = 50
-"""Frames decoded before a segment and dropped (1 s: the LSTM's state converges well within it)."""
-LOOKAHEAD = 10
-"""Frames decoded after a segment and dropped (the convolutions look ≈ 8 frames ahead)."""
 REWINDABLE = 4
 """Windows a stream keeps the codes to go back over (the radio composes 2 ahead of what plays)."""
 

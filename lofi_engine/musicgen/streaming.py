@@ -1,8 +1,10 @@
-"""Playable audio before the whole track is generated: EnCodec decodes of finished frames, a few seconds at a time.
+"""The audio of a piece decoded as it is composed, a few seconds at a time: the chunks are the track.
 
-EnCodec's decoder looks a little ahead (non-causal convolutions) and carries state (LSTM), so each chunk is
-decoded with frames of context on both sides and only its middle is kept: the chunks join within 1e-4 of a
-one-shot decode except at the joins themselves. The finished track is always the one-shot decode.
+EnCodec's decoder looks a little ahead (non-causal convolutions) and carries state (LSTM), so each stretch is
+decoded with :data:`DECODE_CONTEXT` frames before it and :data:`LOOKAHEAD` after it, and only its middle is kept:
+the stretches join into the one-call decode of all the codes (within float rounding), so every sample is decoded
+once and what a player plays while the piece is composed is the finished track, sample for sample. The radio's
+windows join the same way.
 """
 
 from __future__ import annotations
@@ -14,19 +16,28 @@ import numpy as np
 
 ChunkCallback = Callable[[np.ndarray, int], None]
 """``on_chunk(samples, first_sample)``: the next stretch of audio and where it starts in the track."""
-CHUNK_FRAMES = 100  # 2 s
-CONTEXT_FRAMES = 50  # decoded before the chunk and dropped: warms the LSTM up
-LOOKAHEAD_FRAMES = 5  # decoded after the chunk and dropped: the convolutions' right context
+CHUNK_FRAMES = 100
+"""A chunk: 2 s of audio."""
+DECODE_CONTEXT = 50
+"""Frames decoded before a stretch and dropped (1 s: the LSTM's state converges well within it)."""
+LOOKAHEAD = 10
+"""Frames decoded after a stretch and dropped (the convolutions look ≈ 8 frames ahead)."""
 
 
 def chunk_schedule(finished: list[int]) -> list[int]:
     """How many chunk decodes :meth:`AudioStreamer.feed` runs after each step, given the frames finished by then."""
     emitted, due = 0, []
     for frames in finished:
-        count = max(0, (frames - emitted - LOOKAHEAD_FRAMES) // CHUNK_FRAMES)
+        count = max(0, (frames - emitted - LOOKAHEAD) // CHUNK_FRAMES)
         emitted += count * CHUNK_FRAMES
         due.append(count)
     return due
+
+
+def tail_frames(total: int) -> int:
+    """Frames the last decode of a ``total``-frame piece runs on (the rest after the chunks, with its context)."""
+    emitted = max(0, (total - LOOKAHEAD) // CHUNK_FRAMES) * CHUNK_FRAMES
+    return total - emitted + min(DECODE_CONTEXT, emitted)
 
 
 @dataclass
@@ -39,23 +50,21 @@ class AudioStreamer:
     def feed(self, frames: int, codes: Callable[[], np.ndarray]) -> None:
         """``frames`` of the track are finished; ``codes()`` returns them ``[codebooks, frames]`` (only called
         when a chunk is due, so the per-step cost is a comparison)."""
-        if frames - self.emitted_frames < CHUNK_FRAMES + LOOKAHEAD_FRAMES:
+        if frames - self.emitted_frames < CHUNK_FRAMES + LOOKAHEAD:
             return
         finished = codes()
-        while finished.shape[1] - self.emitted_frames >= CHUNK_FRAMES + LOOKAHEAD_FRAMES:
+        while finished.shape[1] - self.emitted_frames >= CHUNK_FRAMES + LOOKAHEAD:
             self._emit(finished, self.emitted_frames + CHUNK_FRAMES)
 
-    def finish(self, audio: np.ndarray) -> None:
-        """The rest of the track, from the final one-shot decode."""
-        start = self.emitted_frames * self.hop
-        if start < len(audio):
-            self.on_chunk(audio[start:], start)
-        self.emitted_frames = len(audio) // self.hop
+    def finish(self, codes: np.ndarray) -> None:
+        """The rest of the track: every frame of ``codes`` after the chunks (the track's end has no lookahead)."""
+        if codes.shape[1] > self.emitted_frames:
+            self._emit(codes, codes.shape[1])
 
     def _emit(self, codes: np.ndarray, end: int) -> None:
         start = self.emitted_frames
-        lo = max(0, start - CONTEXT_FRAMES)
-        hi = min(codes.shape[1], end + LOOKAHEAD_FRAMES)
+        lo = max(0, start - DECODE_CONTEXT)
+        hi = min(codes.shape[1], end + LOOKAHEAD)
         audio = self.decode(codes[:, lo:hi])
         self.on_chunk(audio[(start - lo) * self.hop : (end - lo) * self.hop], start * self.hop)
         self.emitted_frames = end

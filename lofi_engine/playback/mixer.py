@@ -1,5 +1,7 @@
 """The playlist rendered as one stream: consecutive tracks crossfaded, the playlist (or a single track) looped
-without a gap, volume applied, skip and stop at any sample.
+without a gap, volume applied, skip and stop at any sample. A track still being composed (``open``) grows as its
+audio arrives; should playing catch up with composing, it waits at its end (a short fade out, then nothing) and
+goes on from the next sample when more arrives (a short fade in): nothing is skipped or repeated.
 
 Numpy in, numpy out, no clock and no device: :meth:`Mixer.render` returns the next block of samples and the
 events that happened inside it; the player process decides when to call it and where the samples go.
@@ -17,9 +19,14 @@ RATE = 48000
 CHANNELS = 2
 SKIP_FADE_SEC = 0.05
 """A skip or stop does not cut mid-wave: the outgoing track fades out over this much."""
+WAIT_FADE_FRAMES = 240
+"""Waiting for more of a track being composed does not cut mid-wave either: 5 ms out, and 5 ms in after."""
+OPEN_HOLD_FRAMES = 96
+"""The last frames of a track being composed are held back: the next stretch corrects them (they are resampled
+with what follows them) before they are played."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Track:
     track_id: str
     audio: np.ndarray
@@ -31,10 +38,17 @@ class Track:
     source_tail: np.ndarray | None = None
     """Its last input samples at the file's own rate, for the track that continues it to be resampled as one."""
     source_rate: int = RATE
+    open: bool = False
+    """Still being composed: more of its audio will come (:meth:`Mixer.extend`) until it is closed."""
 
     @property
     def frames(self) -> int:
         return len(self.audio)
+
+    @property
+    def playable(self) -> int:
+        """Frames that may be played now (all but the held-back end while it is open)."""
+        return max(0, self.frames - OPEN_HOLD_FRAMES) if self.open else self.frames
 
 
 @dataclass
@@ -63,6 +77,14 @@ class Mixer:
     """Frames of the current track rendered."""
     shuffled: list[Track] | None = None
     """While shuffle is on: the playlist in the order it had before (what turning shuffle off restores)."""
+    waits: int = 0
+    """Times playing caught up with a track being composed and waited for it."""
+    _waiting: Track | None = None
+    """The open track whose end was reached: nothing is rendered until more of it arrives (or it is closed)."""
+    _fade_in: int = 0
+    """Frames of the fade-in still to apply after a wait."""
+    _fade_out_end: int | None = None
+    """Where the fade out before a wait ends (the end of what had arrived when it began)."""
     _transition: _Transition | None = None
     _events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -102,8 +124,43 @@ class Mixer:
             if t.incoming is None:
                 self.current = None
                 return 0.0
-        self.position = min(max(0, int(seconds * RATE)), max(0, playing.frames - self._frames(SKIP_FADE_SEC)))
+        self.position = min(max(0, int(seconds * RATE)), max(0, playing.playable - self._frames(SKIP_FADE_SEC)))
+        self._waiting, self._fade_out_end, self._fade_in = None, None, 0
         return self.position / RATE
+
+    def extend(self, track_id: str, corrected_end: np.ndarray, audio: np.ndarray) -> None:
+        """More of the open track ``track_id``: its held-back end corrected, then ``audio`` after it. A wait for it ends."""
+        for track in self._tracks_named(track_id):
+            if not track.open:
+                continue
+            if len(corrected_end):
+                track.audio[track.frames - len(corrected_end) :] = corrected_end
+            track.audio = np.concatenate([track.audio, audio])
+            self._resume_if_waiting_for(track)
+
+    def close(self, track_id: str) -> None:
+        """The track is composed: it plays to its end like any other."""
+        for track in self._tracks_named(track_id):
+            track.open = False
+            self._resume_if_waiting_for(track)
+
+    def _tracks_named(self, track_id: str) -> list[Track]:
+        found = [t for t in self.playlist if t.track_id == track_id]
+        t = self._transition
+        for extra in ([t.outgoing, t.incoming] if t is not None else []):
+            if extra is not None and extra.track_id == track_id and extra not in found:
+                found.append(extra)
+        return found
+
+    def _resume_if_waiting_for(self, track: Track) -> None:
+        if self._waiting is track and (track.playable > self.position or not track.open):
+            self._waiting = None
+            self._fade_in = WAIT_FADE_FRAMES if track.playable > self.position else 0
+
+    @property
+    def waiting(self) -> bool:
+        """Playing caught up with a track being composed: nothing to render until more of it arrives."""
+        return self._waiting is not None and self.playing is self._waiting
 
     def insert_next(self, track: Track, after: str | None = None) -> None:
         """Right after ``after`` (or the track it continues) when that one is in the playlist, else right after the
@@ -165,6 +222,7 @@ class Mixer:
     def reset(self) -> None:
         """Nothing plays and the playlist is empty, at once (after the player failed)."""
         self.playlist, self.current, self.position, self._transition, self.shuffled = [], None, 0, None, None
+        self._waiting = None
 
     def skip(self) -> bool:
         """Cross to the next track now (the configured crossfade, shortened to what is left); False at the end of a
@@ -208,11 +266,14 @@ class Mixer:
     # ---- rendering --------------------------------------------------------------------------------------------
 
     def render(self, frames: int) -> tuple[np.ndarray, list[tuple[str, dict[str, Any]]]]:
-        """The next ``frames`` of the stream (silence where nothing plays) and the events inside them."""
+        """The next ``frames`` of the stream (silence where nothing plays) and the events inside them; fewer when it
+        comes to wait for a track being composed (nothing is rendered while it waits)."""
         out = np.zeros((frames, CHANNELS), dtype=np.float32)
         done = 0
-        while done < frames and not self.idle:
+        while done < frames and not self.idle and not self.waiting:
             done += self._render_some(out[done:])
+        if self.waiting:
+            out = out[:done]
         events, self._events = self._events, []
         if self.volume != 1.0:
             out *= np.float32(self.volume)
@@ -222,6 +283,8 @@ class Mixer:
         if self._transition is not None:
             return self._render_transition(out)
         track = self.playlist[self.current]  # type: ignore[index]
+        if track.open:
+            return self._render_open(track, out)
         following = self._following()
         fade = 0 if following is None else self._fade(track, self.playlist[following], self._frames(self.crossfade_sec))
         fade_from = track.frames - fade
@@ -237,8 +300,40 @@ class Mixer:
             return 0
         n = min(len(out), fade_from - self.position)
         out[:n] = track.audio[self.position : self.position + n]
+        self._apply_fade_in(out[:n])  # the first frames after a wait for the track, now composed
         self.position += n
         return n
+
+    def _render_open(self, track: Track, out: np.ndarray) -> int:
+        """A track being composed: up to what has arrived; when nothing more has arrived by its last
+        :data:`WAIT_FADE_FRAMES`, they fade out (a fade once begun is finished) and it waits, unless more came
+        meanwhile (then it fades back in at once)."""
+        if self._fade_out_end is None and self.position >= track.playable - WAIT_FADE_FRAMES:
+            self._fade_out_end = track.playable
+        end = self._fade_out_end if self._fade_out_end is not None else track.playable - WAIT_FADE_FRAMES
+        n = min(len(out), end - self.position)
+        out[:n] = track.audio[self.position : self.position + n]
+        if self._fade_out_end is not None:
+            length = min(WAIT_FADE_FRAMES, self._fade_out_end)
+            left = np.arange(end - self.position, end - self.position - n, -1, dtype=np.float32)
+            out[:n] *= (left / max(1, length))[:, None]
+        self._apply_fade_in(out[:n])
+        self.position += n
+        if self._fade_out_end is not None and self.position >= self._fade_out_end:
+            self._fade_out_end = None
+            if track.playable > self.position or not track.open:
+                self._fade_in = WAIT_FADE_FRAMES  # more arrived during the fade out: back in without waiting
+            else:
+                self._waiting = track
+                self.waits += 1
+        return n
+
+    def _apply_fade_in(self, block: np.ndarray) -> None:
+        if self._fade_in and len(block):
+            n = min(len(block), self._fade_in)
+            done = WAIT_FADE_FRAMES - self._fade_in
+            block[:n] *= (np.arange(done + 1, done + n + 1, dtype=np.float32) / WAIT_FADE_FRAMES)[:, None]
+            self._fade_in -= n
 
     def _render_transition(self, out: np.ndarray) -> int:
         t = self._transition
@@ -263,6 +358,7 @@ class Mixer:
 
     def _begin(self, outgoing: Track, out_at: int, incoming: Track | None, length: int, reason: str) -> None:
         """Fade ``outgoing`` out from ``out_at`` (and ``incoming`` in, when there is one) over ``length`` frames."""
+        self._waiting, self._fade_out_end, self._fade_in = None, None, 0
         if self._transition is not None:  # a transition in progress ends now; its incoming track fades out instead
             previous, self._transition = self._transition, None
             self._end(previous.outgoing, previous.reason)
@@ -282,6 +378,7 @@ class Mixer:
         self._start_track(self.playlist[index])
 
     def _start_track(self, track: Track) -> None:
+        self._waiting, self._fade_out_end, self._fade_in = None, None, 0
         self._events.append(("playback_start", {"track_id": track.track_id, **track.info}))
 
     def _end(self, track: Track, reason: str) -> None:

@@ -15,6 +15,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lofi_engine.playback.audio import JOIN_CONTEXT, continue_resampled, read_track, to_mixer_rate
 from lofi_engine.playback.mixer import RATE, Mixer, Track
 from lofi_engine.playback.sink import PlayerSink
@@ -48,6 +50,8 @@ class Player:
         self.handled = 0  # the seq of the last command handled (its state reports say it)
         self.stopping = False  # a stop was handled: what still sounds is its fade-out
         self.recent: dict[str, Track] = {}  # the last tracks read (the loader's own): what a continuation continues
+        self.growing: dict[str, tuple[Any, int]] = {}  # open tracks (the loader's own): their last input samples and rate
+        self.waiting_since: float | None = None  # when playing caught up with a track being composed
 
     # ---- the loop ---------------------------------------------------------------------------------------------------
 
@@ -79,7 +83,7 @@ class Player:
                 return
 
     def _next_block_in(self) -> float:
-        if self.mixer.idle or self.paused:
+        if self.mixer.idle or self.paused or self.mixer.waiting:
             return HEARTBEAT_SEC
         ahead = self.written / RATE - self._clock()
         return max(0.0, min(ahead - LEAD_SEC, HEARTBEAT_SEC))
@@ -92,7 +96,8 @@ class Player:
         return self.played + (time.monotonic() - self.resumed_at if self.resumed_at is not None else 0.0)
 
     def _write_due(self) -> None:
-        while not self.mixer.idle and not self.paused and self.written / RATE < self._clock() + LEAD_SEC:
+        self._follow_wait()
+        while not self.mixer.idle and not self.paused and not self.mixer.waiting and self.written / RATE < self._clock() + LEAD_SEC:
             if self.resumed_at is None:  # the first block of a start: the clock starts with it
                 self.resumed_at = time.monotonic()
             behind = self._clock() - self.written / RATE
@@ -112,6 +117,22 @@ class Player:
                 self._halt()
             for name, fields in events:  # after the samples they describe reached the player
                 self._emit(name, fields)
+            self._follow_wait()
+
+    def _follow_wait(self) -> None:
+        """Playing caught up with a track being composed: the clock stops once what was written has played, and
+        runs again from there when more arrives (nothing is skipped, nothing repeated)."""
+        now = time.monotonic()
+        if self.mixer.waiting and self.waiting_since is None:
+            self.waiting_since = now
+            self.played, self.resumed_at = self._clock(), None
+            log.info("playing caught up with the track being composed: waiting for more of it (%d time%s so far)",
+                     self.mixer.waits, "" if self.mixer.waits == 1 else "s")
+            self.last_beat = 0.0
+        elif not self.mixer.waiting and self.waiting_since is not None:
+            self.played = min(self.written / RATE, self.played + (now - self.waiting_since))
+            self.resumed_at, self.waiting_since = now, None
+            self.last_beat = 0.0
 
     def _beat(self) -> None:
         now = time.monotonic()
@@ -119,7 +140,8 @@ class Player:
             self.last_beat = now
             playing = None if self.stopping else self.mixer.playing  # a stop's fade-out (and mpv's play-out) is stopped
             state = {
-                "state": "starting" if self.starting else "stopped" if playing is None else "paused" if self.paused else "playing",
+                "state": "starting" if self.starting else "stopped" if playing is None else "paused" if self.paused
+                else "buffering" if self.mixer.waiting else "playing",
                 "track_id": self.starting[0] if self.starting else playing.track_id if playing is not None else None,
                 "position_sec": round(self._heard_sec(), 2) if playing else 0.0,
                 "volume": round(self.mixer.volume * 100),
@@ -153,8 +175,10 @@ class Player:
         self.handled = command.seq
         if name == "play":
             self.starting = [t["track_id"] for t in params["tracks"]]
-        if name in ("play", "add", "insert"):
+        if name in ("play", "add", "insert", "extend"):
             self.loads.put((name, params["tracks"], params.get("after"), self.epoch))
+        elif name == "close":  # after the loads asked for before it: every stretch of the track is in first
+            self.loads.put(("close", [], params["track_id"], self.epoch))
         elif name == "remove":  # after the loads asked for before it: a track still being read is removed too
             self.loads.put(("remove", [], params["track_id"], self.epoch))
         elif name == "clear":
@@ -196,8 +220,13 @@ class Player:
     def _load(self, name: str, tracks: list[dict[str, Any]], after: str | None, epoch: int) -> None:
         """A track that continues one read before is resampled as one piece with it (and that one's end is
         corrected)."""
-        if name == "remove":
+        if name in ("remove", "close"):
+            if name == "close":
+                self.growing.pop(str(after), None)
             self.inbox.put(("loaded", (name, [], None, [], after, epoch)))
+            return
+        if name == "extend":
+            self._load_more(tracks, after, epoch)
             return
         loaded, patches = [], []
         # A track listed more than once (or already in the playlist) is held decoded once: its copies share the audio.
@@ -216,8 +245,10 @@ class Player:
                 else:
                     audio = to_mixer_rate(raw, rate)
                 tail = raw[len(raw) - JOIN_CONTEXT :] if len(raw) >= JOIN_CONTEXT else None
-                loaded.append(Track(spec["track_id"], audio, spec.get("info", {}), spec.get("follows"), tail, rate))
-                if spec.get("follows") is None:
+                loaded.append(Track(spec["track_id"], audio, spec.get("info", {}), spec.get("follows"), tail, rate, open=bool(spec.get("open"))))
+                if spec.get("open"):
+                    self.growing[spec["track_id"]] = (raw[len(raw) - JOIN_CONTEXT :], rate)
+                if spec.get("follows") is None and not spec.get("open"):
                     held[spec["track_id"]] = loaded[-1]
                 self.recent[spec["track_id"]] = loaded[-1]
                 while len(self.recent) > RECENT:
@@ -226,6 +257,21 @@ class Player:
             self.inbox.put(("loaded", (name, None, exc, [], after, epoch)))
             return
         self.inbox.put(("loaded", (name, loaded, None, patches, after, epoch)))
+
+    def _load_more(self, tracks: list[dict[str, Any]], after: str | None, epoch: int) -> None:
+        """The next stretches of an open track: each resampled as one piece with what came before it."""
+        try:
+            for spec in tracks:
+                before = self.growing.get(spec["track_id"])
+                if before is None:
+                    continue  # closed or never opened here (a stop came between): nothing to extend
+                raw, rate = read_track(Path(spec["path"]))
+                tail, tail_rate = before
+                corrected, audio = continue_resampled(tail, raw, rate) if tail_rate == rate and len(tail) else (tail[:0], to_mixer_rate(raw, rate))
+                self.growing[spec["track_id"]] = (np.concatenate([tail, raw])[-JOIN_CONTEXT:], rate)
+                self.inbox.put(("loaded", ("extend", [Track(spec["track_id"], audio)], None, [(spec["track_id"], corrected)], after, epoch)))
+        except LofiError as exc:
+            self.inbox.put(("loaded", ("extend", None, exc, [], after, epoch)))
 
     def _loaded(
         self, name: str, tracks: list[Track] | None, error: LofiError | None, patches: list[tuple[Track, Any]], after: str | None, epoch: int
@@ -239,6 +285,13 @@ class Player:
         assert tracks is not None
         if name == "remove":
             self.mixer.remove(str(after))
+            return
+        if name == "close":
+            self.mixer.close(str(after))
+            return
+        if name == "extend":
+            for track, (track_id, corrected) in zip(tracks, patches):
+                self.mixer.extend(track_id, corrected, track.audio)
             return
         for before, corrected in patches:  # the end of the track continued, now resampled with what follows it
             before.audio[len(before.audio) - len(corrected) :] = corrected
