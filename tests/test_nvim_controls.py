@@ -148,3 +148,26 @@ def test_an_unwritable_state_folder_is_said_once_and_lofilog_opens_the_moved_log
         assert sorted(opened) == [str(moved / name) for name in ("engine.log", "player.log", "plugin.log")], opened
     finally:
         quit_nvim(nvim)
+
+
+def test_lofigenerate_with_autoplay_plays_the_piece_as_it_is_composed(editor, tmp_path: Path) -> None:
+    """Issue 19 item 2 in the editor: autoplay asks the service to play the piece while it is composed (generate's
+    play: true); what the player writes is the finished track, sample for sample."""
+    import numpy as np
+    import soundfile
+
+    from lofi_engine.playback.audio import to_mixer_rate
+    from test_nvim_player import pcm_command
+
+    out = tmp_path / "out.wav"
+    nvim, _ = editor(autoplay=True, player={"cmd": pcm_command(out), "loop": False})
+    nvim.exec_lua("_G.completed = nil; require('lofi').on('generation_complete', function(d) _G.completed = d end)")
+    nvim.command("LofiGenerate rain on a window duration=10 seed=3")
+    track = wait_event(nvim, "generation_complete", timeout=120)["data"]
+    wait_event(nvim, "playback_end", {"track_id": track["track_id"], "reason": "finished"}, timeout=60)
+    starts = nvim.exec_lua("return _G.count('playback_start', ...)", {"track_id": track["track_id"]})
+    assert starts == 1  # played once, while composed: not again when finished
+    audio, rate = soundfile.read(track["path"], dtype="float32", always_2d=True)
+    expected = to_mixer_rate(np.repeat(audio, 2, axis=1), rate)
+    heard = soundfile.read(str(out), dtype="float32", always_2d=True)[0]
+    np.testing.assert_allclose(heard[: len(expected)], expected, atol=1e-4, rtol=0)

@@ -594,10 +594,10 @@ def test_player_and_radio_options_become_the_engines_settings(editor) -> None:
 
 def test_a_missing_player_is_reported_with_what_to_do(editor) -> None:
     nvim, out = editor(player={"cmd": ["no-such-player", "--flag"]}, autoplay=True)
-    nvim.exec_lua(GENERATE, {"prompt": "unheard", "duration_sec": 5, "seed": 1})
+    track = nvim.exec_lua(GENERATE, {"prompt": "unheard", "duration_sec": 5, "seed": 1})  # composed all the same
     wait_for_lua(nvim, "#_G.notes >= 3")
     errors = [n["msg"] for n in nvim.exec_lua("return _G.notes") if n["level"] == 4]
-    assert errors == ["lofi: PLAYER_UNAVAILABLE: the player no-such-player is not installed: install mpv (or set player.cmd in setup()) to hear tracks — autoplay"], errors
+    assert errors == [f'lofi: PLAYER_UNAVAILABLE: the player no-such-player is not installed: install mpv (or set player.cmd in setup()) to hear tracks — playing {track["track_id"]} "unheard" (5s, musicgen)'], errors
     result = nvim.exec_lua("return {require('lofi').play()}")
     assert result[0] is False and result[1]["code"] == "PLAYER_UNAVAILABLE"
 

@@ -149,7 +149,7 @@ class Player:
                 "loop": self.mixer.loop,
                 "shuffle": self.mixer.shuffled is not None,
                 "crossfade_sec": self.mixer.crossfade_sec,
-                "duration_sec": round(playing.frames / RATE, 2) if playing is not None and not self.starting else None,
+                "duration_sec": _duration(playing) if playing is not None and not self.starting else None,
                 "info": dict(playing.info) if playing is not None and not self.starting else {},
                 "seq": self.handled,
             }
@@ -230,7 +230,7 @@ class Player:
             return
         loaded, patches = [], []
         # A track listed more than once (or already in the playlist) is held decoded once: its copies share the audio.
-        held = {t.track_id: t for t in list(self.mixer.playlist) if t.follows is None}
+        held = {t.track_id: t for t in list(self.mixer.playlist) if t.follows is None and not t.open}
         try:
             for spec in tracks:
                 same = held.get(spec["track_id"])
@@ -270,8 +270,10 @@ class Player:
                 corrected, audio = continue_resampled(tail, raw, rate) if tail_rate == rate and len(tail) else (tail[:0], to_mixer_rate(raw, rate))
                 self.growing[spec["track_id"]] = (np.concatenate([tail, raw])[-JOIN_CONTEXT:], rate)
                 self.inbox.put(("loaded", ("extend", [Track(spec["track_id"], audio)], None, [(spec["track_id"], corrected)], after, epoch)))
-        except LofiError as exc:
-            self.inbox.put(("loaded", ("extend", None, exc, [], after, epoch)))
+        except LofiError as exc:  # the piece failed and its chunks are gone: what arrived plays to its end
+            log.warning("%s; playing what was composed of it", exc.message)
+            self.growing.pop(spec["track_id"], None)
+            self.inbox.put(("loaded", ("close", [], spec["track_id"], epoch)))
 
     def _loaded(
         self, name: str, tracks: list[Track] | None, error: LofiError | None, patches: list[tuple[Track, Any]], after: str | None, epoch: int
@@ -322,3 +324,10 @@ class Player:
 
     def _emit(self, name: str, fields: dict[str, Any]) -> None:
         self.conn.send(event(name, fields))
+
+
+def _duration(track: Track) -> float:
+    """Its length; a track still being composed says the length it will have."""
+    if track.open and isinstance(track.info.get("duration_sec"), (int, float)):
+        return float(track.info["duration_sec"])
+    return round(track.frames / RATE, 2)

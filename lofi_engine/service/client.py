@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from lofi_engine.service.dispatcher import EventCallback, EventDispatcher
 from lofi_engine.service import library
+from lofi_engine.service.live_play import LivePlay
 from lofi_engine.service.playback import Playback
 from lofi_engine.service.radio import Radio
 from lofi_engine.engine.entry import engine_main
@@ -66,6 +67,11 @@ class EngineClient:
         self._radio = Radio(
             lambda: self.settings, self._playback, self._events, self._submit_radio_window, self._withdraw_radio,
             self._generate, lambda track_id: self._cancel({"track_id": track_id}), self._later,
+        )
+        self._live = LivePlay(
+            self._playback.start_open, self._playback.extend, self._playback.close_open,
+            lambda track_id: self._playback_handlers["enqueue"]({"track_id": track_id}),
+            lambda track_id, exc: self._events.emit("playback_end", {"track_id": track_id, "reason": "error", **exc.to_dict()}),
         )
         self._playback.listener = self._radio.on_event
         self._playback.taking_over = self._end_radio
@@ -140,10 +146,18 @@ class EngineClient:
         request = GenerateRequest.parse(params, self.config.backend)
         version = self.model_version if request.backend == "musicgen" else model_version(self.config, request.backend)
         tid = request.track_id(version)
+        plays = request.play and self._radio.session is None  # the radio keeps the player while it plays
         cached = self.cache.get(tid)
         if cached is not None:
             self._events.emit("generation_complete", {**cached, "cached": True})
+            if plays:
+                try:
+                    self._playback_handlers["enqueue"]({"track_id": tid})
+                except LofiError as exc:  # the track is there; the player is not
+                    self._events.emit("playback_end", {"track_id": tid, "reason": "error", **exc.to_dict()})
             return {"track_id": tid, "status": "cached", "position": 0, "seed": request.seed, "path": cached["path"]}
+        if plays:
+            self._live.watch(tid, request.duration_sec, {"prompt": request.prompt, "duration_sec": request.duration_sec, "backend": request.backend})
         found = self._queue.find(tid)
         if found is not None:
             position, job = found
@@ -219,7 +233,7 @@ class EngineClient:
                     f"the {job.config.variant} model is not downloaded and its download was declined; "
                     "ask for it again with :LofiDownload (Neovim) or `lofi download` (terminal)"
                 )
-                self._events.emit("generation_error", {"track_id": job.track_id, "code": MODEL_NOT_FOUND, "message": message})
+                self._generation_error(job.track_id, MODEL_NOT_FOUND, message)
             return {"status": "declined", "variant": variant}
         if is_available(self.config):
             self._advance()
@@ -236,7 +250,7 @@ class EngineClient:
         job = next((j for j in self._queue.pending if j.track_id is not None and j.track_id == track_id), None)
         if job is not None:
             self._queue.remove([job])
-            self._events.emit("generation_error", {"track_id": job.track_id, "code": CANCELLED, "message": "cancelled before it started"})
+            self._generation_error(job.track_id, CANCELLED, "cancelled before it started")
             return {"track_id": track_id, "status": "cancelled"}
         running = self._queue.running
         if running is not None and running.track_id is not None and running.track_id == track_id:
@@ -310,9 +324,10 @@ class EngineClient:
                 job.percent, job.eta_sec = fields["percent"], fields["eta_sec"]
             if name in FINISHING_EVENTS:
                 self._queue.finish()
-            if name == "generation_complete":
-                self.cache.evict(keep=fields["track_id"])
+            if name == "generation_complete":  # the chunks of a piece the player reads as it is composed stay for now
+                self.cache.evict(keep=fields["track_id"], spare_chunks=self._live.playing(fields["track_id"]))
             self._events.emit(name, fields)
+            self._live.on_event(name, fields)
             if name in RADIO_EVENTS:
                 self._radio.on_event(name, fields)
             if name == "download_error":  # the jobs that waited for it cannot run
@@ -335,7 +350,7 @@ class EngineClient:
         if job is None:
             return
         if isinstance(job.work, GenerateJob):
-            self._events.emit("generation_error", {"track_id": job.work.track_id, "code": code, "message": message})
+            self._generation_error(job.work.track_id, code, message)
             self._radio.on_event("generation_error", {"track_id": job.work.track_id, "code": code, "message": message})
         elif isinstance(job.work, RadioWindowJob):
             fields = {"stream_id": job.work.stream_id, "code": code, "message": message}
@@ -349,7 +364,14 @@ class EngineClient:
         waiting = self._queue.waiting_for_download()
         self._queue.remove(waiting)
         for job in waiting:
-            self._events.emit("generation_error", {"track_id": job.track_id, "code": code, "message": message})
+            self._generation_error(job.track_id, code, message)
+
+    def _generation_error(self, track_id: str, code: str, message: str) -> None:
+        """A job the service ends (not the engine): its requester is told, and a piece playing as it is composed
+        plays what was composed to its end."""
+        fields = {"track_id": track_id, "code": code, "message": message}
+        self._events.emit("generation_error", fields)
+        self._live.on_event("generation_error", fields)
 
     # ---- shutdown -----------------------------------------------------------------------------------------------
 

@@ -191,6 +191,26 @@ class Playback:
             "volume": round(self.level()), "radio": bool(info.get("radio")),
         }
 
+    # ---- for a piece played while it is composed ----------------------------------------------------------------
+
+    def start_open(self, entry: dict[str, Any]) -> None:
+        """The first chunk of a piece being composed, as a track that grows: now when nothing plays, else after the
+        playlist."""
+        store = self._cache()
+        entry = {**entry, "info": {**entry.get("info", {})}}
+        if self.now_playing() is None:
+            self._send(PlayerCommand("play", {"tracks": [entry]}), self._config())
+            self.state = {**STOPPED, "state": "starting", "track_id": entry["track_id"], "playlist": [entry["track_id"]], "info": entry["info"]}
+        else:
+            self._send(PlayerCommand("add", {"tracks": [entry]}), self._config())
+        store.touch(entry["track_id"])
+
+    def extend(self, track_id: str, paths: list[str]) -> None:
+        self._send(PlayerCommand("extend", {"tracks": [{"track_id": track_id, "path": path} for path in paths]}), self._config())
+
+    def close_open(self, track_id: str) -> None:
+        self._send(PlayerCommand("close", {"track_id": track_id}), self._config())
+
     # ---- for the radio ------------------------------------------------------------------------------------------
 
     def track_of(self, track_id: str) -> dict[str, Any]:

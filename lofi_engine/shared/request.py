@@ -36,7 +36,7 @@ the text encoder's 512-token window; a longer prompt would cost time and memory 
 MAX_ACE_STEPS = 100
 SAMPLING_PARAMS = ("top_k", "temperature", "guidance_scale")
 """MusicGen's sampling; ACE-Step samples by diffusion and takes ``steps`` instead."""
-PARAMS = ("prompt", "duration_sec", "seed", "priority", "backend", *SAMPLING_PARAMS, "steps")
+PARAMS = ("prompt", "duration_sec", "seed", "priority", "backend", *SAMPLING_PARAMS, "steps", "play")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class GenerateRequest:
     backend: str
     priority: str = "normal"
     options: SamplingOptions = field(default_factory=SamplingOptions)
+    play: bool = False
+    """Play it as it is composed (the service's player; not part of the track id)."""
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], default_backend: str = "musicgen") -> "GenerateRequest":
@@ -79,6 +81,7 @@ class GenerateRequest:
             backend=backend,
             priority=_priority(values.get("priority", "normal")),
             options=_options(values, backend),
+            play=_play(values.get("play", False)),
         )
 
     def track_id(self, model_version: str) -> str:
@@ -93,6 +96,12 @@ class GenerateRequest:
     def describe(self) -> dict[str, Any]:
         """The fields a job shows in the queue and in `generation_start`."""
         return {"prompt": self.prompt, "duration_sec": self.duration_sec, "seed": self.seed, "backend": self.backend}
+
+
+def _play(play: object) -> bool:
+    if not isinstance(play, bool):
+        raise LofiError(INVALID_PARAMS, f"play must be true or false, not {play!r}")
+    return play
 
 
 def _backend(backend: object) -> str:

@@ -232,16 +232,17 @@ class TrackCache:
         """Everything the cache directory holds: tracks, their chunks, temp files and anything else in it."""
         return _tree_size(self.root)
 
-    def evict(self, keep: str | None = None) -> list[str]:
+    def evict(self, keep: str | None = None, spare_chunks: bool = False) -> list[str]:
         """Free space until everything the cache holds fits ``max_bytes``: first the chunk folders of finished tracks
-        (copies of their WAVs; ``keep``'s, the track that has just finished, last), then least-recently-played tracks,
-        never ``keep`` itself. Returns the ids of the tracks removed."""
+        (copies of their WAVs; ``keep``'s, the track that has just finished, last, unless ``spare_chunks``: a player
+        still reads them), then least-recently-played tracks, never ``keep`` itself. Returns the ids of the tracks
+        removed."""
         total = self.total_bytes()
         if total <= self.max_bytes:
             return []
         tracks = self.tracks()
         by_age = [m["track_id"] for m in reversed(tracks) if m["track_id"] != keep]
-        for track_id in by_age + ([keep] if keep is not None else []):
+        for track_id in by_age + ([keep] if keep is not None and not spare_chunks else []):
             if total <= self.max_bytes:
                 return []
             size = _tree_size(self.chunks_dir(track_id))

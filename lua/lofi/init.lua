@@ -91,6 +91,12 @@ function M.generate(opts, callback)
     priority = opts.priority,
     backend = opts.backend,
   }
+  -- autoplay: the service plays it while it is composed (after what plays, if anything does); never over the radio
+  local plays = opts.play
+  if plays == nil then
+    plays = config.options.autoplay and not player.radio.active
+  end
+  params.play = plays and true or nil
   local result, err = engine.request("generate", params)
   if err then
     err.message = engine.for_lua(err.message)

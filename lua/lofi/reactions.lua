@@ -64,17 +64,10 @@ local reactions = {
     if radio_piece(d.track_id) then
       return -- the radio plays it
     end
-    local requested = events.requested[d.track_id]
     events.requested[d.track_id] = nil
     local took = d.cached and "from the cache" or ("in %s"):format(wording.clock(d.generation_time_sec))
     messages.notify(("lofi: ready %s, %s"):format(wording.describe(d.track_id, d), took), vim.log.levels.INFO, { progress = d.track_id })
-    callbacks.finish(d.track_id, nil, d)
-    if config.options.autoplay and requested and not player.radio.active then
-      local ok, err = player.play(d, true) -- after what plays, if anything does
-      if not ok and err then
-        messages.report(err, { what = "autoplay" })
-      end
-    end
+    callbacks.finish(d.track_id, nil, d) -- (autoplay: generate() asked the service to play it as it is composed)
   end,
   generation_error = function(d)
     events.requested[d.track_id] = nil

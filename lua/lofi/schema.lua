@@ -103,7 +103,7 @@ return {
       ["required"] = { "code", "message" },
     },
   },
-  ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps" },
+  ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps", "play" },
   ["max_pending"] = 10,
   ["max_seed"] = 4294967295,
   ["priorities"] = { "normal", "high" },

@@ -11,7 +11,7 @@ local events = require("lofi.state.events")
 local M = {}
 
 ---@class lofi.Playing
----@field state "starting"|"playing"|"paused" what the player does
+---@field state "starting"|"playing"|"paused"|"buffering" what the player does (buffering: waiting for a track being composed)
 ---@field track_id string the track (or radio segment) heard now
 ---@field prompt string?
 ---@field radio boolean? a radio segment or piece
