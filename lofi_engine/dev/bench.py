@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from lofi_engine.dev.bench_editor import measure_editor
+from lofi_engine.dev.bench_live import measure_first_sound
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.text import encode_prompt
 from lofi_engine.store import musicgen_files as files
@@ -323,6 +324,13 @@ def report(results: dict[str, Any]) -> str:
     for label, pieces in results["eta"].items():
         lines.append(f"ETA, {label}: " + ", ".join(f"piece {p['piece']} worst {100 * p['worst_eta_error']:.1f} % (at {p['at_percent']} %, {p['generation_sec']:.0f} s)" for p in pieces))
     lines.append("")
+    for variant in ("small-int8", "small"):
+        f = results.get(f"first sound {variant}")
+        if f:
+            lines.append(f"first sound, {variant}, {f['duration_sec']:g} s with play: true (lofi serve, mpv in real time): {f['first_sound_sec']:.1f} s; "
+                         f"composed in {f['complete_sec']:.1f} s (heard only then, before: {f['first_sound_over_complete']:.2f}× of that); "
+                         f"{f['buffering_waits']} wait(s); radio_start to first sound {f['radio_first_sound_sec']:.1f} s")
+    lines.append("")
     if results.get("editor"):
         e = results["editor"]
         idle, busy = e["idle"], e["during_generation"]
@@ -383,7 +391,8 @@ def floors(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="directory made by `make bench-models`")
-    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor", "first-sound"], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="small", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["inplace", "published", "naive"], default="inplace", help=argparse.SUPPRESS)
     parser.add_argument("--quantize", choices=["int4"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
@@ -402,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": lambda: profile_step(args.model_dir, args.threads, optimized, args.quantize),
         "eta": lambda: measure_eta(args.model_dir, args.threads, optimized),
         "editor": lambda: measure_editor(args.model_dir, "small", args.threads),
+        "first-sound": lambda: measure_first_sound(args.model_dir, args.variant, args.threads),
     }
     if args.step:
         print(json.dumps(steps[args.step]()))
@@ -436,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     results["divergence int4"] = in_subprocess("--step", "divergence", "--model-dir", fp32, "--quantize", "int4", *common)
     results["eta"] = in_subprocess("--step", "eta", "--model-dir", fp32, *common)
     results["editor"] = in_subprocess("--step", "editor", "--model-dir", fp32, *common)
+    for variant, directory in (("small-int8", "musicgen-full-int8"), ("small", "musicgen-full")):
+        results[f"first sound {variant}"] = in_subprocess("--step", "first-sound", "--model-dir", str(args.models / directory), "--variant", variant, *common)
     save()
     if not args.skip_transformers:
         try:

@@ -1,0 +1,93 @@
+"""First sound, measured the way a user meets it: through `lofi serve`, with mpv playing in real time (null output).
+
+On a warm engine (a first short piece loads the model): a ``duration``-second `generate {play: true}`, from the
+request to its `playback_start` (first sound) and to its `generation_complete` (when it would be heard if it were
+played only once finished: the reference, measured in the same run), and how often the player had to wait for it
+(`buffering`); then `radio_start` to its first `playback_start`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PLAYER = "mpv --no-config --really-quiet --no-video --ao=null"
+
+
+class _Serve:
+    def __init__(self, model_dir: Path, variant: str, threads: int, work: Path, optimized: Path | None) -> None:
+        cache = work / "cache"
+        if optimized is not None:  # the benchmark's graphs, not built again (their learned costs included)
+            cache.mkdir(parents=True)
+            (cache / "optimized").symlink_to(optimized.resolve())
+        command = [sys.executable, "-m", "lofi_engine", "serve", "--model-dir", str(model_dir), "--variant", variant,
+                   "--cache-dir", str(cache), "--threads", str(threads), "--player-command", PLAYER]
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, "XDG_STATE_HOME": str(work / "state")})
+        self.next_id = 0
+
+    def call(self, method: str, params: dict[str, Any]) -> float:
+        self.next_id += 1
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}) + "\n")
+        self.proc.stdin.flush()
+        return time.monotonic()
+
+    def until(self, done: Any) -> list[tuple[float, dict]]:
+        """Messages (with when they came) up to and including the first that ``done`` accepts."""
+        seen = []
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("lofi serve exited during the measurement")
+            message = json.loads(line)
+            seen.append((time.monotonic(), message))
+            if message.get("method") == "generation_error":
+                raise RuntimeError(f"generation failed: {message['params']}")
+            if done(message):
+                return seen
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+
+
+def _is(method: str, **fields: Any) -> Any:
+    return lambda m: m.get("method") == method and all(m["params"].get(k) == v for k, v in fields.items())
+
+
+def measure_first_sound(model_dir: Path, variant: str, threads: int, optimized: Path | None = None, duration: float = 30.0) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="lofi-live-") as work:
+        serve = _Serve(model_dir, variant, threads, Path(work), optimized)
+        try:
+            serve.call("generate", {"prompt": "warm up", "duration_sec": 5, "seed": 1})
+            serve.until(_is("generation_complete"))
+            asked = serve.call("generate", {"prompt": "lofi hip hop, jazzy piano", "duration_sec": duration, "seed": 2, "play": True})
+            messages = serve.until(_is("generation_complete"))
+            track_id = messages[-1][1]["params"]["track_id"]
+            complete = messages[-1][0]
+            ended = serve.until(_is("playback_end", track_id=track_id))
+            messages += ended
+            start = next(t for t, m in messages if _is("playback_start", track_id=track_id)(m))
+            waits = sum(1 for _, m in messages if _is("playback_state", state="buffering")(m))
+            serve.call("stop", {})
+            asked_radio = serve.call("radio_start", {"prompt": "rainy night, mellow guitar", "seed": 3})
+            radio_start = serve.until(_is("playback_start"))[-1][0]
+            serve.call("radio_stop", {})
+        finally:
+            serve.close()
+    return {
+        "variant": variant, "duration_sec": duration,
+        "first_sound_sec": start - asked, "complete_sec": complete - asked,
+        "first_sound_over_complete": (start - asked) / (complete - asked),
+        "buffering_waits": waits, "played_to_end": ended[-1][1]["params"]["reason"],
+        "radio_first_sound_sec": radio_start - asked_radio,
+    }
