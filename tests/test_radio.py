@@ -202,6 +202,12 @@ def test_radio_slower_than_playback_rotates_what_it_has_and_never_goes_silent(ra
     events.wait_event("playback_start", track_id=second, timeout=120)  # and the next segment joined when ready
     state = client.request("radio")
     assert state["mode"] == "rotation" and state["realtime_factor"] > 1.0
+    # issue 19 item 4: the user is told once, with the measured speed and what would keep up
+    told = events.wait_event("service_warning", code="TOO_SLOW", timeout=120)["message"]
+    assert told.startswith("small composes at ") and "× real time here" in told and "rotation" in told, told
+    assert 'set model.variant = "small-int8"' in told, told
+    events.wait_event("playback_start", track_id=f"{started['stream_id']}-000002", timeout=120)
+    assert len(events.names("service_warning")) == 1
     client.request("radio_stop")
     events.wait_event("playback_end", reason="stopped", timeout=30)
     heard = _heard(out)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lofi_engine.service.dispatcher import EventDispatcher
+from lofi_engine.service.keep_up import TOO_SLOW, too_slow_advice
 from lofi_engine.service.playback import Playback
 from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, INVALID_PROMPT, WRITE_FAILED, LofiError
 from lofi_engine.shared.protocol import RadioWindowJob
@@ -95,6 +96,7 @@ class Radio:
         self._cancel = cancel
         self._schedule = schedule
         self.session: RadioSession | None = None
+        self._told_slow: set[tuple[str, str]] = set()  # (variant, device) whose slowness the user was told of
 
     # ---- requests ---------------------------------------------------------------------------------------------
 
@@ -243,6 +245,17 @@ class Radio:
         self._next()
         if changed:
             self._state()
+        if mode == "rotation" and s.made > 1:  # the first piece pays for a cold start: judged from the second on
+            self._tell_too_slow(realtime_factor)
+
+    def _tell_too_slow(self, realtime_factor: float) -> None:
+        """Once per variant and device for this service: the measured speed and what would keep up."""
+        engine = self._config().engine
+        key = (engine.variant or "small", engine.device)
+        if key in self._told_slow:
+            return
+        self._told_slow.add(key)
+        self._events.emit("service_warning", {"code": TOO_SLOW, "message": too_slow_advice(*key, realtime_factor)})
 
     def _failed(self, fields: dict[str, Any]) -> None:
         """A window or piece failed: the music made so far plays on; the next try waits, longer after each failure in

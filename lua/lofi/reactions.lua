@@ -109,7 +109,8 @@ local reactions = {
     if d.log_dir then
       messages.use_log_dir(d.log_dir)
     end
-    messages.notify(("lofi: %s: %s"):format(d.code, d.message), vim.log.levels.WARN)
+    -- said once, and what to do is its point: shown whole (wrapped) when in Normal mode
+    messages.notify(("lofi: %s: %s"):format(d.code, d.message), vim.log.levels.WARN, { full = true })
   end,
   playback_start = redraw,
   playback_state = redraw,
