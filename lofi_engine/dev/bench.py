@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lofi_engine.dev.bench_editor import measure_editor
-from lofi_engine.dev.bench_live import measure_first_sound
+from lofi_engine.dev.bench_live import measure_first_sound, measure_radio_live
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.text import encode_prompt
 from lofi_engine.store import musicgen_files as files
@@ -330,6 +330,11 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"first sound, {variant}, {f['duration_sec']:g} s with play: true (lofi serve, mpv in real time): {f['first_sound_sec']:.1f} s; "
                          f"composed in {f['complete_sec']:.1f} s (heard only then, before: {f['first_sound_over_complete']:.2f}× of that); "
                          f"{f['buffering_waits']} wait(s); radio_start to first sound {f['radio_first_sound_sec']:.1f} s")
+    for variant in ("small-int8", "small"):
+        r = results.get(f"radio live {variant}")
+        if r:
+            lines.append(f"radio, {variant}, {r['minutes']:g} min through lofi serve with mpv: honest RTF {r['continuing_rtf']:.2f} (generation s per s of new "
+                         f"music, continuing windows), {r['new_music_sec']:.0f} s of new music, {r['rotation_sec']:.0f} s heard again in rotation")
     lines.append("")
     if results.get("editor"):
         e = results["editor"]
@@ -391,7 +396,7 @@ def floors(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="directory made by `make bench-models`")
-    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor", "first-sound"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor", "first-sound", "radio-live"], help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="small", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["inplace", "published", "naive"], default="inplace", help=argparse.SUPPRESS)
     parser.add_argument("--quantize", choices=["int4"], help=argparse.SUPPRESS)
@@ -412,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "eta": lambda: measure_eta(args.model_dir, args.threads, optimized),
         "editor": lambda: measure_editor(args.model_dir, "small", args.threads),
         "first-sound": lambda: measure_first_sound(args.model_dir, args.variant, args.threads),
+        "radio-live": lambda: measure_radio_live(args.model_dir, args.variant, args.threads),
     }
     if args.step:
         print(json.dumps(steps[args.step]()))
@@ -448,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     results["editor"] = in_subprocess("--step", "editor", "--model-dir", fp32, *common)
     for variant, directory in (("small-int8", "musicgen-full-int8"), ("small", "musicgen-full")):
         results[f"first sound {variant}"] = in_subprocess("--step", "first-sound", "--model-dir", str(args.models / directory), "--variant", variant, *common)
+        results[f"radio live {variant}"] = in_subprocess("--step", "radio-live", "--model-dir", str(args.models / directory), "--variant", variant, *common)
     save()
     if not args.skip_transformers:
         try:

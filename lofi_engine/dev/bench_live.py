@@ -91,3 +91,39 @@ def measure_first_sound(model_dir: Path, variant: str, threads: int, optimized: 
         "buffering_waits": waits, "played_to_end": ended[-1][1]["params"]["reason"],
         "radio_first_sound_sec": radio_start - asked_radio,
     }
+
+
+def measure_radio_live(model_dir: Path, variant: str, threads: int, minutes: float = 4.0) -> dict[str, Any]:
+    """The `continue` radio through `lofi serve` with mpv in real time for ``minutes`` from its first sound: the
+    honest real-time factor (generation seconds per second of new music, over the continuing windows) and the time
+    spent in rotation (segments heard again while the next window was not ready)."""
+    with tempfile.TemporaryDirectory(prefix="lofi-radio-") as work:
+        serve = _Serve(model_dir, variant, threads, Path(work), None)
+        try:
+            serve.call("generate", {"prompt": "warm up", "duration_sec": 5, "seed": 1})
+            serve.until(_is("generation_complete"))
+            asked = serve.call("radio_start", {"prompt": "lofi hip hop, jazzy piano", "seed": 4})
+            seen = serve.until(_is("playback_start"))
+            first_sound = seen[-1][0]
+            end = first_sound + minutes * 60
+            seen += serve.until(lambda m: time.monotonic() >= end)
+            serve.call("radio_stop", {})
+        finally:
+            serve.close()
+    segments = [m["params"] for t, m in seen if m.get("method") == "radio_segment"]
+    durations = {Path(s["path"]).stem: s["duration_sec"] for s in segments}
+    heard: set[str] = set()
+    again_sec = 0.0
+    for t, m in seen:
+        if m.get("method") == "playback_start" and t >= first_sound:
+            piece = m["params"]["track_id"].rsplit("-", 1)[-1]
+            if piece in heard:
+                again_sec += durations.get(piece, 0.0)
+            heard.add(piece)
+    continuing = segments[1:]
+    return {
+        "variant": variant, "minutes": minutes, "first_sound_sec": first_sound - asked, "segments": len(segments),
+        "new_music_sec": sum(s["duration_sec"] for s in segments),
+        "continuing_rtf": sum(s["generation_time_sec"] for s in continuing) / max(sum(s["duration_sec"] for s in continuing), 1e-9),
+        "rotation_sec": again_sec,
+    }
