@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from lofi_engine.dev.processes import descendants, pid_alive
 
@@ -42,6 +42,7 @@ FAULTS = ("mpv_stopped", "engine_killed", "disk_full")
 RECOVERY_TIMEOUT_SEC = 120
 """A fault not recovered from within this long is reported as such (a guard against hanging, not a speed check)."""
 MAX_RSS_GROWTH_MB = 25.0
+EXIT_GRACE_SEC = 10.0  # how long the server's former processes may take to follow it out
 CODED = {"WRITE_FAILED", "MODEL_INFERENCE_FAILED", "CANCELLED", "PLAYBACK_FAILED"}
 """The codes a radio or player error may carry under these faults; anything else is a bug."""
 
@@ -284,13 +285,25 @@ def soak(minutes: float, period: float, work: Path) -> Report:
         seen.update(descendants(server.proc.pid))
         report.server_exit = server.close()
         disk.close()
-    report.orphans = [f"{pid} {' '.join(argv)[:120]}" for pid, argv in seen.items() if pid_alive(pid)]
+    left = still_alive_after_exit(seen)
+    report.orphans = [f"{pid} {' '.join(argv)[:120]}" for pid, argv in seen.items() if pid in left]
     report.segments = sum(1 for m in server.events if m.get("method") == "radio_segment")
     report.uncoded_errors = [m["params"] for m in server.events if m.get("method") in ("radio_error", "generation_error") and m["params"].get("code") not in CODED]
     report.uncoded_errors += [m["params"] for m in server.events if m.get("method") == "playback_end" and m["params"].get("reason") == "error" and m["params"].get("code") not in CODED]
     report.tracebacks = [line for line in server.stderr.splitlines() if "Traceback" in line]
     report.rss_growth_mb = rss_growth(report.player_rss_mb)
     return report
+
+
+def still_alive_after_exit(pids: Iterable[int]) -> set[int]:
+    """The server's former processes still there once they had time to see it gone: its helpers (multiprocessing's
+    resource tracker) end when the server's end of their pipe closes, a moment after the server itself."""
+    end = time.monotonic() + EXIT_GRACE_SEC
+    alive = {pid for pid in pids if pid_alive(pid)}
+    while alive and time.monotonic() < end:
+        time.sleep(0.1)
+        alive = {pid for pid in alive if pid_alive(pid)}
+    return alive
 
 
 def rss_growth(samples: list[tuple[float, float]]) -> float | None:
