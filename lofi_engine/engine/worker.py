@@ -127,8 +127,8 @@ class Worker:
                 stream.rewind(job.window)
             if job.request.prompt != stream.prompt:
                 stream.steer(job.request.prompt)
-            segment = stream.next_window(should_stop=self.cancel.is_set)
             rate = stream.model.settings.sample_rate
+            segment = stream.next_window(should_stop=self.cancel.is_set, **self._window_chunks(job, stream, rate))
             path = write_wav(Path(job.segment_path), segment.audio, rate)
             hop = stream.model.settings.hop_length
             self.emit("radio_segment", {
@@ -143,6 +143,30 @@ class Worker:
         except Exception as exc:  # a bug must not kill the engine
             log.exception("radio window failed")
             self.emit("radio_error", {"stream_id": job.stream_id, "code": MODEL_INFERENCE_FAILED, "message": f"unexpected engine error: {exc!r}"})
+
+    def _window_chunks(self, job: RadioWindowJob, stream: ContinuousStream, rate: int) -> dict[str, Any]:
+        """``on_step`` and ``on_chunk`` for a window heard while composed: each chunk is written beside the segment
+        (named by its first sample) and goes out as `radio_chunk` with the window's ETA."""
+        if not (job.chunks and stream.streams_next_window()):
+            return {}
+        eta = stream.progress_model(chunks=True)
+        steps_done, last_step = 0, time.perf_counter()
+
+        def on_step(done: int, total: int) -> None:
+            nonlocal steps_done, last_step
+            now = time.perf_counter()
+            eta.record(done - 1, now - last_step)
+            steps_done, last_step = done, now
+
+        def on_chunk(audio: Any, first_sample: int) -> None:
+            segment = Path(job.segment_path)
+            path = write_wav(segment.with_name(f"{segment.stem}.{first_sample:012d}.wav"), audio, rate)
+            self.emit("radio_chunk", {
+                "stream_id": job.stream_id, "segment_path": job.segment_path, "path": str(path), "start_sec": first_sample / rate,
+                "duration_sec": len(audio) / rate, "eta_sec": round(eta.eta(steps_done), 1),
+            })
+
+        return {"on_step": on_step, "on_chunk": on_chunk}
 
     def _musicgen_version(self) -> str:
         loaded = self.models.get("musicgen")

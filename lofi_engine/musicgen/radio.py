@@ -15,11 +15,12 @@ from typing import Callable
 
 import numpy as np
 
+from lofi_engine.musicgen.costs import DecoderEta
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
-from lofi_engine.musicgen.streaming import DECODE_CONTEXT, LOOKAHEAD
+from lofi_engine.musicgen.streaming import CHUNK_FRAMES, DECODE_CONTEXT, LOOKAHEAD, AudioStreamer, ChunkCallback, chunk_schedule
 from lofi_engine.musicgen.text import encode_prompt
-from lofi_engine.musicgen.windows import Window
+from lofi_engine.musicgen.windows import Window, finished_frames
 from lofi_engine.shared.errors import INVALID_PARAMS, LofiError
 from lofi_engine.shared.request import GenerateRequest
 
@@ -92,25 +93,77 @@ class ContinuousStream:
         new = self.window_frames if first else self.window_frames - self.context_frames
         return new + self.model.settings.num_codebooks - 1
 
-    def next_window(self, on_step: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None) -> Segment:
-        """Compose the next window and return the audio that is now final (up to :data:`LOOKAHEAD` frames short)."""
+    def streams_next_window(self) -> bool:
+        """Whether the next window's audio can be heard while it is composed: the stream's first window (it has no
+        context); later windows are composed ahead of what plays and come whole."""
+        return self.frames == 0
+
+    def progress_model(self, chunks: bool) -> DecoderEta:
+        """The next window's units of work and their ETA at this machine's prices (``chunks``: streamed as it is
+        composed)."""
+        _, window = self._plan()
+        streamed_now = chunks and self.streams_next_window()
+        schedule = chunk_schedule(finished_frames([window], self.model.settings.num_codebooks)) if streamed_now else None
+        streamed = sum(schedule or []) * CHUNK_FRAMES
+        end = self.frames + window.new_frames - LOOKAHEAD
+        start = self.decoded + streamed
+        return DecoderEta([window], end - start + LOOKAHEAD + min(DECODE_CONTEXT, start), self.model.costs, schedule)
+
+    def _plan(self) -> tuple[np.ndarray, Window]:
+        """The next window: the context codes it continues and its shape."""
         context = self._tail[:, max(0, self._tail.shape[1] - self.context_frames) :]
-        window = Window(context.shape[1], self.window_frames - context.shape[1], self.steps_per_window())
+        return context, Window(context.shape[1], self.window_frames - context.shape[1], self.steps_per_window())
+
+    def next_window(
+        self,
+        on_step: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_chunk: ChunkCallback | None = None,
+    ) -> Segment:
+        """Compose the next window and return the audio that is now final (up to :data:`LOOKAHEAD` frames short).
+        ``on_chunk(samples, first_sample)`` hears that audio 2 s at a time while it is composed, and the rest
+        at its end, when the window :meth:`streams_next_window`; the segment's audio is those chunks, joined exactly."""
+        context, window = self._plan()
+        parts: list[np.ndarray] = []
+        chunk_sec: list[float] = []
+        streamer = None
+        if on_chunk is not None and self.streams_next_window():
+            def timed_decode(codes: np.ndarray) -> np.ndarray:
+                started_decode = time.perf_counter()
+                audio = self.model.decode_audio(codes)
+                chunk_sec.append(time.perf_counter() - started_decode)
+                return audio
+
+            def kept(audio: np.ndarray, first_sample: int) -> None:
+                parts.append(audio)
+                on_chunk(audio, first_sample)
+
+            streamer = AudioStreamer(timed_decode, self.model.settings.hop_length, kept)
+            finished = finished_frames([window], self.model.settings.num_codebooks)
         composition = self.model.compose([window], *self._condition, self._sampler, should_stop, context=context)
         for step in composition:
             if on_step is not None:
                 on_step(step.done, step.total)
+            if streamer is not None:
+                streamer.feed(finished[step.done - 1], step.codes_so_far)
         fresh = composition.codes[:, context.shape[1] :]
         codes_from = self.frames
         self._tail = np.concatenate([self._tail, fresh], axis=1)
         self.frames += fresh.shape[1]
         first_frame = self.decoded
+        if streamer is not None:
+            self.decoded = streamer.emitted_frames
+        rest_from = self.decoded * self.model.settings.hop_length
         decode_started = time.perf_counter()
         audio, decoded_frames = self._decode(self.frames - LOOKAHEAD)
+        if on_chunk is not None and streamer is not None and len(audio):  # its last chunk: the window is all heard
+            on_chunk(audio, rest_from)
         self._marks.append((self.frames, self.decoded))
         # the stream's windows teach the ETA's prices too
-        self.model.learn_costs([window], composition.unit_sec, decoded_frames, time.perf_counter() - decode_started)
-        return Segment(audio, first_frame, fresh, codes_from, self.prompt)
+        self.model.learn_costs(
+            [window], composition.unit_sec, decoded_frames, time.perf_counter() - decode_started, sum(chunk_sec) / len(chunk_sec) if chunk_sec else None
+        )
+        return Segment(np.concatenate([*parts, audio]), first_frame, fresh, codes_from, self.prompt)
 
     def _decode(self, until: int) -> tuple[np.ndarray, int]:
         """The audio of frames [decoded, until), decoded with context on both sides, and how many frames that

@@ -268,7 +268,10 @@ class Player:
                 raw, rate = read_track(Path(spec["path"]))
                 tail, tail_rate = before
                 corrected, audio = continue_resampled(tail, raw, rate) if tail_rate == rate and len(tail) else (tail[:0], to_mixer_rate(raw, rate))
-                self.growing[spec["track_id"]] = (np.concatenate([tail, raw])[-JOIN_CONTEXT:], rate)
+                newest_end = np.concatenate([tail, raw])[-JOIN_CONTEXT:]
+                self.growing[spec["track_id"]] = (newest_end, rate)
+                if (grown := self.recent.get(spec["track_id"])) is not None:
+                    grown.source_tail = newest_end  # a track that continues it is resampled with its end, not its first chunk's
                 self.inbox.put(("loaded", ("extend", [Track(spec["track_id"], audio)], None, [(spec["track_id"], corrected)], after, epoch)))
         except LofiError as exc:  # the piece failed and its chunks are gone: what arrived plays to its end
             log.warning("%s; playing what was composed of it", exc.message)

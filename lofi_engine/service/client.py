@@ -42,7 +42,7 @@ from lofi_engine.store.tracks import TrackCache
 
 METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
 FINISHING_EVENTS = ("generation_complete", "generation_error", "download_complete", "download_error", "radio_segment", "radio_error")
-RADIO_EVENTS = ("radio_segment", "radio_error", "generation_complete", "generation_error")
+RADIO_EVENTS = ("radio_chunk", "radio_segment", "radio_error", "generation_complete", "generation_error")
 log = logging.getLogger("lofi.client")
 
 

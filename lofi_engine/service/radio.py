@@ -11,6 +11,7 @@ it repeats, and the mode says so.
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import shutil
@@ -21,12 +22,15 @@ from typing import Any, Callable
 
 from lofi_engine.service.dispatcher import EventDispatcher
 from lofi_engine.service.keep_up import TOO_SLOW, too_slow_advice
+from lofi_engine.service.live_play import can_start
 from lofi_engine.service.playback import Playback
 from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, INVALID_PROMPT, WRITE_FAILED, LofiError
 from lofi_engine.shared.protocol import RadioWindowJob
 from lofi_engine.shared.request import MAX_SEED, GenerateRequest
 from lofi_engine.shared.settings import RADIO_STRATEGIES, Settings
 from lofi_engine.store.catalogue import model_version
+
+log = logging.getLogger("lofi.service")
 
 MAX_ROTATION = 8
 """Pieces or segments kept in the rotation; older ones leave it (bounded memory however long it runs)."""
@@ -66,6 +70,10 @@ class RadioSession:
     """A window or piece is queued or being composed."""
     heard: set[str] = field(default_factory=set)
     """The pieces or segments that have started playing."""
+    live_chunks: list[str] = field(default_factory=list)
+    """continue: chunks of the first window composed and not yet sent to the player."""
+    live_piece: str | None = None
+    """continue: the first window's segment, playing (an open track) while it is composed."""
     mode: str = "starting"
     realtime_factor: float | None = None
     failures: int = 0
@@ -191,14 +199,16 @@ class Radio:
         s = self.session
         if s is None:
             return
-        if name == "playback_start" and fields["track_id"] in s.rotation and fields["track_id"] not in s.heard:
+        if name == "playback_start" and fields["track_id"] in (*s.rotation, s.live_piece) and fields["track_id"] not in s.heard:
             s.heard.add(fields["track_id"])
             self._next()
+        elif name == "radio_chunk" and fields["stream_id"] == s.stream_id and fields["segment_path"] == s.expected and s.made == 0:
+            self._first_window_chunk(fields)
         elif name == "radio_segment" and fields["stream_id"] == s.stream_id and fields["path"] != s.expected:
             Path(fields["path"]).unlink(missing_ok=True)  # composed for a window a steer withdrew
         elif name == "radio_segment" and fields["stream_id"] == s.stream_id:
             s.expected = None
-            piece_id = f"{s.stream_id}-{Path(fields['path']).stem}"
+            piece_id = self._piece_id(s, fields["path"])
             s.window_of[piece_id] = s.windows
             s.windows += 1
             self._arrived(piece_id, {"path": fields["path"], "info": {"prompt": fields["prompt"], "radio": True}},
@@ -221,7 +231,10 @@ class Radio:
         entry = {**track, "track_id": piece_id}
         if continues and s.rotation:
             entry["follows"] = s.rotation[-1]
-        if s.made == 0:
+        if s.live_piece == piece_id:  # it plays already: the rest of it, and it is complete
+            self._send_live_chunks(s)
+            self._playback.close_open(piece_id)
+        elif s.made == 0:
             self._playback.play_now([entry])
         else:  # after the newest piece when it has not played yet (order kept), else next
             newest = s.rotation[-1] if s.rotation and s.rotation[-1] not in s.heard else None
@@ -236,7 +249,9 @@ class Radio:
             s.window_of.pop(gone, None)
             if s.strategy == "continue":  # the player holds what it plays: the file is no longer needed
                 for old in [gone, *s.dropped]:
-                    self._segment_file(s, old).unlink(missing_ok=True)
+                    segment = self._segment_file(s, old)
+                    for path in [segment, *segment.parent.glob(f"{segment.stem}.*.wav")]:  # with the chunks it was heard from
+                        path.unlink(missing_ok=True)
                 s.dropped.clear()
         s.realtime_factor = round(realtime_factor, 3)
         mode = "live" if realtime_factor < 1.0 else "rotation"
@@ -247,6 +262,25 @@ class Radio:
             self._state()
         if mode == "rotation" and s.made > 1:  # the first piece pays for a cold start: judged from the second on
             self._tell_too_slow(realtime_factor)
+
+    def _first_window_chunk(self, fields: dict[str, Any]) -> None:
+        """2 s more of the first window: it starts playing (a track that grows) once the ETA says playing it from
+        its start now stays behind its composing, as a `generate {play: true}` piece does."""
+        s = self.session
+        assert s is not None
+        s.live_chunks.append(fields["path"])
+        if s.live_piece is None and can_start(self._config().radio.radio_window_sec, fields["eta_sec"]):
+            s.live_piece = self._piece_id(s, fields["segment_path"])
+            first = s.live_chunks.pop(0)
+            log.info("radio %s: its first window plays while it is composed (ETA %.1f s)", s.stream_id, fields["eta_sec"])
+            self._playback.play_now([{"track_id": s.live_piece, "path": first, "info": {"prompt": s.prompt, "radio": True}, "open": True}])
+        if s.live_piece is not None:
+            self._send_live_chunks(s)
+
+    def _send_live_chunks(self, s: RadioSession) -> None:
+        if s.live_chunks and s.live_piece is not None:
+            self._playback.extend(s.live_piece, s.live_chunks)
+            s.live_chunks = []
 
     def _tell_too_slow(self, realtime_factor: float) -> None:
         """Once per variant and device for this service: the measured speed and what would keep up."""
@@ -295,7 +329,7 @@ class Radio:
             path = self._folder(s) / f"{s.jobs:06d}.wav"
             s.jobs += 1
             s.expected = str(path)
-            self._submit(RadioWindowJob(s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path), s.windows))
+            self._submit(RadioWindowJob(s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path), s.windows, chunks=s.made == 0))
             return
         if s.strategy == "preset_cycle":
             s.prompt = s.prompts[s.made % len(s.prompts)]
@@ -323,6 +357,10 @@ class Radio:
         if prompt is None:
             raise LofiError(INVALID_PROMPT, "the radio needs a prompt describing the music")
         return GenerateRequest.parse({"prompt": prompt}).prompt
+
+    @staticmethod
+    def _piece_id(session: RadioSession, segment_path: str) -> str:
+        return f"{session.stream_id}-{Path(segment_path).stem}"
 
     def _segment_file(self, session: RadioSession, piece_id: str) -> Path:
         return self._folder(session) / f"{int(piece_id.rsplit('-', 1)[1]):06d}.wav"

@@ -67,6 +67,13 @@ EVENTS: dict[str, EventSpec] = {
             "the radio's endless stream has its next stretch of audio, continuing the last one exactly (restarted: the "
             "engine lost the stream, after a crash, and this starts it over: it follows with a crossfade)",
         ),
+        EventSpec(
+            "radio_chunk",
+            ("stream_id", "segment_path", "path", "start_sec", "duration_sec", "eta_sec"),
+            (),
+            "2 s of the radio's first window while it is composed (its segment_path is the segment it becomes part of; "
+            "eta_sec: until the window is done): the radio is heard before its first window is finished",
+        ),
         EventSpec("radio_error", ("stream_id", "code", "message"), (), "a radio window failed (CANCELLED once the radio is stopped)"),
         EventSpec(
             "radio_state",

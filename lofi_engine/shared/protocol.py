@@ -46,6 +46,9 @@ class RadioWindowJob:
     window: int = 0
     """How many windows of the stream came before: an engine that has not got the stream's codes for a later window
     (it was restarted) starts the stream over, and says so."""
+    chunks: bool = False
+    """Its audio goes out 2 s at a time while it is composed (`radio_chunk`, with the window's ETA), when the window
+    is the stream's first: the radio is heard before its first window is finished."""
 
 
 Job = Union[GenerateJob, DownloadJob, RadioWindowJob]
