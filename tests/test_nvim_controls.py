@@ -120,6 +120,8 @@ def test_checkhealth_counts_one_track_and_lofilog_opens_the_three_logs(editor) -
     nvim.command("checkhealth lofi")
     health = "\n".join(nvim.current.buffer[:])
     assert "writable: 1 track, " in health, health
+    logs = next(line for line in health.splitlines() if "logs (:LofiLog)" in line)
+    assert all(name in logs for name in ("plugin.log", "engine.log", "player.log")), logs
     nvim.command("LofiLog")
     opened = nvim.exec_lua("return vim.tbl_map(function(w) return vim.fs.basename(vim.api.nvim_buf_get_name(vim.api.nvim_win_get_buf(w))) end, vim.api.nvim_tabpage_list_wins(0))")
     assert sorted(opened) == ["engine.log", "player.log", "plugin.log"], opened

@@ -149,7 +149,7 @@ local function check_model_and_cache()
     vim.health.warn(status.log_warning, { "make Neovim's state folder (stdpath('state')) writable" })
   end
   local logs = messages.log_paths()
-  vim.health.info(("logs (:LofiLog): %s, %s"):format(logs.plugin, status.log_path or logs.engine))
+  vim.health.info(("logs (:LofiLog): %s, %s, %s"):format(logs.plugin, status.log_path or logs.engine, logs.player))
 end
 
 function M.check()

@@ -66,7 +66,8 @@ local reactions = {
     end
     events.requested[d.track_id] = nil
     local took = d.cached and "from the cache" or ("in %s"):format(wording.clock(d.generation_time_sec))
-    messages.notify(("lofi: ready %s, %s"):format(wording.describe(d.track_id, d), took), vim.log.levels.INFO, { progress = d.track_id })
+    -- how long it took first: a line cut to the command line's width loses the end of the prompt, not that
+    messages.notify(("lofi: ready %s: %s"):format(took, wording.describe(d.track_id, d)), vim.log.levels.INFO, { progress = d.track_id })
     callbacks.finish(d.track_id, nil, d) -- (autoplay: generate() asked the service to play it as it is composed)
   end,
   generation_error = function(d)

@@ -191,7 +191,8 @@ function M.now()
   local at = now.duration_sec and now.duration_sec ~= vim.NIL
       and (" %s / %s"):format(wording.clock(now.position_sec or 0), wording.clock(now.duration_sec))
     or ""
-  messages.notify(("lofi: %s %s%s, volume %d"):format(icon, about(now), at, now.volume or player.volume_level()))
+  -- the answer to what was asked: shown whole
+  messages.notify(("lofi: %s %s%s, volume %d"):format(icon, about(now), at, now.volume or player.volume_level()), vim.log.levels.INFO, { full = true })
 end
 
 function M.stop()
