@@ -60,6 +60,28 @@ class _Serve:
         self.proc.wait(timeout=120)
 
 
+def cpu_seconds_by_role(server_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by `lofi serve` and each process under it, by what it is: the
+    server, the engine, the player process (mpv's parent), mpv, multiprocessing's helper."""
+    from lofi_engine.dev.processes import descendants
+
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float, str]] = {}  # pid: (ppid, cpu seconds, argv)
+    for pid, argv in {server_pid: ["serve"], **descendants(server_pid)}.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[pid] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, " ".join(argv))
+    players = {ppid for ppid, _, line in stats.values() if "mpv" in line}
+    found: dict[str, float] = {}
+    for pid, (_, cpu, line) in stats.items():
+        role = ("server" if pid == server_pid else "mpv" if "mpv" in line else "player" if pid in players
+                else "helper" if "resource_tracker" in line else "engine")
+        found[role] = found.get(role, 0.0) + cpu
+    return found
+
+
 def _is(method: str, **fields: Any) -> Any:
     return lambda m: m.get("method") == method and all(m["params"].get(k) == v for k, v in fields.items())
 
@@ -105,8 +127,11 @@ def measure_radio_live(model_dir: Path, variant: str, threads: int, minutes: flo
             asked = serve.call("radio_start", {"prompt": "lofi hip hop, jazzy piano", "seed": 4})
             seen = serve.until(_is("playback_start"))
             first_sound = seen[-1][0]
+            cpu_before = cpu_seconds_by_role(serve.proc.pid)
             end = first_sound + minutes * 60
             seen += serve.until(lambda m: time.monotonic() >= end)
+            cpu_after = cpu_seconds_by_role(serve.proc.pid)
+            wall = time.monotonic() - first_sound
             serve.call("radio_stop", {})
         finally:
             serve.close()
@@ -126,4 +151,5 @@ def measure_radio_live(model_dir: Path, variant: str, threads: int, minutes: flo
         "new_music_sec": sum(s["duration_sec"] for s in segments),
         "continuing_rtf": sum(s["generation_time_sec"] for s in continuing) / max(sum(s["duration_sec"] for s in continuing), 1e-9),
         "rotation_sec": again_sec,
+        "cores_used_by": {role: round((cpu_after[role] - cpu_before.get(role, 0.0)) / wall, 3) for role in cpu_after},
     }
