@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-k", type=int, default=None, help="MusicGen: sample among the k likeliest tokens (default: model's, 250; 1 = greedy)")
     generate.add_argument("--temperature", type=float, default=None, help="MusicGen: sampling temperature (default: model's, 1.0)")
     generate.add_argument("--guidance", type=float, default=None, help="MusicGen: classifier-free guidance scale (default: model's, 3.0; 1 = off)")
+    generate.add_argument("--bpm", type=float, default=None, help="tempo, 30 to 300 beats a minute")
+    generate.add_argument("--key", default=None, help='key and scale, e.g. "C minor", "F# major", "Bb minor"')
+    generate.add_argument("--time-signature", type=int, default=None, help="beats in a bar: 2, 3, 4 or 6 (2/4, 3/4, 4/4, 6/8)")
     generate.add_argument("--yes", "-y", action="store_true", help="agree to downloading the model if it is missing, without asking")
     Settings.add_arguments(generate)
 
@@ -109,6 +112,7 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     flags = {
         "prompt": args.prompt, "duration_sec": args.duration, "seed": args.seed, "backend": config.backend,
         "top_k": args.top_k, "temperature": args.temperature, "guidance_scale": args.guidance, "steps": args.steps,
+        "bpm": args.bpm, "key": args.key, "time_signature": args.time_signature,
     }
     request = GenerateRequest.parse({name: value for name, value in flags.items() if value is not None})
     version = model_version(config, request.backend)
@@ -121,7 +125,7 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     generation = model.run(request, on_step=TerminalProgress(sys.stderr, unit=unit))
     track_id = request.track_id(version)
     path = write_wav(args.output or (default_dir or Path()) / f"{track_id}.wav", generation.audio, generation.sample_rate)
-    meta = track_metadata(generation, track_id, path)
+    meta = track_metadata(generation, track_id, path, request.music)
     print(json.dumps(meta, ensure_ascii=False), flush=True)
     return meta
 
@@ -151,7 +155,7 @@ def find_player(choice: str | None) -> list[str] | None:
 def run_first(args: argparse.Namespace) -> None:
     """`make run`: everything a first track needs, from the terminal."""
     config = Settings.from_arguments(args).engine
-    args.steps = args.top_k = args.temperature = args.guidance = None
+    args.steps = args.top_k = args.temperature = args.guidance = args.bpm = args.key = args.time_signature = None
     meta = run_generate(args, default_dir=config.cache_dir / "runs", hints=RUN_HINTS)
     path = meta["path"]
     player = find_player(args.player)

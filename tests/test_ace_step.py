@@ -48,6 +48,17 @@ def test_onnx_pipeline_matches_diffusers(ace: AceStep, name: str) -> None:
     assert np.abs(result.latents - expected).max() < 1e-3
 
 
+def test_tempo_key_and_time_signature_condition_it_as_diffusers_does(ace: AceStep) -> None:
+    """Issue 21 item 4: bpm, key and time signature in the prompt's metadata lines, as the upstream pipeline writes
+    them: latents within 1e-3 of diffusers' with the same controls and noise, and unlike those without them."""
+    duration, noise = float(ACE_REFERENCE["music_duration"]), ACE_REFERENCE["music_noise"]
+    music = {"bpm": int(ACE_REFERENCE["music_bpm"]), "key": str(ACE_REFERENCE["music_keyscale"]), "time_signature": int(str(ACE_REFERENCE["music_timesignature"]))}
+    result = ace.generate(ACE_PROMPT, duration, seed=1, noise=noise, **music)
+    assert np.abs(result.latents - ACE_REFERENCE["music_latents"]).max() < 1e-3
+    plain = ace.generate(ACE_PROMPT, duration, seed=1, noise=noise)
+    assert np.abs(plain.latents - ACE_REFERENCE["music_latents"]).max() > 1e-2
+
+
 def test_audio_matches_diffusers_across_decode_chunks(ace: AceStep) -> None:
     """10.5 s decodes in two overlapping chunks; the joined audio equals diffusers' single decode within 1e-3."""
     result = ace.generate(ACE_PROMPT, 10.5, seed=1, noise=ACE_REFERENCE["odd_noise"])

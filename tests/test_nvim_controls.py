@@ -173,3 +173,18 @@ def test_lofigenerate_with_autoplay_plays_the_piece_as_it_is_composed(editor, tm
     expected = to_mixer_rate(np.repeat(audio, 2, axis=1), rate)
     heard = soundfile.read(str(out), dtype="float32", always_2d=True)[0]
     np.testing.assert_allclose(heard[: len(expected)], expected, atol=1e-4, rtol=0)
+
+
+def test_lofigenerate_takes_tempo_key_and_time_signature_and_lofitracks_shows_them(editor) -> None:
+    """Issue 21 item 4 in the editor: `bpm=80 key="C minor" time_signature=3` on :LofiGenerate reach the engine,
+    come back with the track, show in :LofiTracks' line; a bad one is refused with its range."""
+    nvim, out = editor(player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"], "loop": False})
+    nvim.command('LofiGenerate night drive bpm=80 key="c minor" time_signature=3 duration=5 seed=3')
+    done = wait_event(nvim, "generation_complete")["data"]
+    assert done["prompt"] == "night drive" and (done["bpm"], done["key"], done["time_signature"]) == (80, "C minor", 3), done
+    line = nvim.exec_lua("local tracks = require('lofi').tracks(); return require('lofi.ui.pickers').track_line(tracks[1])")
+    assert line.startswith("night drive  5s  musicgen  80 bpm  C minor  3/4  seed 3  "), line
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiGenerate night drive bpm=500")
+    said = notes(nvim)
+    assert len(said) == 1 and "INVALID_PARAMS: bpm must be a whole number from 30 to 300" in said[0], said

@@ -27,6 +27,7 @@ from lofi_engine.shared.errors import (
     LofiError,
 )
 from lofi_engine.shared.eta import StageEta
+from lofi_engine.shared.music import MusicalControls
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import DEFAULT_DURATION_SEC
 from lofi_engine.store.ace_step_manifest import GRAPHS, HashCallback, Manifest
@@ -209,10 +210,15 @@ class AceStep:
         noise: np.ndarray | None = None,
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
+        bpm: float | None = None,
+        key: str | None = None,
+        time_signature: int | None = None,
     ) -> AceGeneration:
         """Compose ``duration_sec`` (10–240 s) of stereo music; the same prompt, duration and seed give the same audio
-        (a library call: the parameters go through the one request parser, like every other way in)."""
-        request = GenerateRequest.parse({"prompt": prompt, "duration_sec": duration_sec, "seed": seed, "steps": steps}, "ace-step")
+        (a library call: the parameters go through the one request parser, like every other way in). ``bpm``,
+        ``key`` and ``time_signature`` condition it through the prompt's metadata lines."""
+        params = {"prompt": prompt, "duration_sec": duration_sec, "seed": seed, "steps": steps, "bpm": bpm, "key": key, "time_signature": time_signature}
+        request = GenerateRequest.parse(params, "ace-step")
         return self.run(request, on_step=on_step, should_stop=should_stop, noise=noise)
 
     def run(
@@ -247,7 +253,7 @@ class AceStep:
             if on_step is not None:
                 on_step(done, units)
 
-        encoded = self.encode(prompt, duration_sec)
+        encoded = self.encode(prompt, duration_sec, request.music)
         latents = self.denoise(noise, encoded, plan, advance)
         audio = self.decode(latents, plan, advance)
         return AceGeneration(
@@ -255,9 +261,12 @@ class AceStep:
             generation_time_sec=time.perf_counter() - started, prompt=prompt, model_version=self.model_version,
         )
 
-    def encode(self, prompt: str, duration_sec: float) -> np.ndarray:
-        """Text encoder on the prompt template (it names the duration), then the condition encoder: ``[1, S, H]``."""
+    def encode(self, prompt: str, duration_sec: float, music: MusicalControls | None = None) -> np.ndarray:
+        """Text encoder on the prompt template (it names the duration, and the tempo, time signature and key when
+        asked for), then the condition encoder: ``[1, S, H]``."""
         text = self.manifest["text_template"].format(caption=prompt, duration=int(duration_sec))
+        for name, value in (music or MusicalControls()).metas().items():  # the template's metadata lines say N/A
+            text = text.replace(f"\n- {name}: N/A\n", f"\n- {name}: {value}\n", 1)
         ids = self._ids(text, self.manifest["max_text_tokens"])
         lyric_ids = self._ids(self.manifest["lyric"], self.manifest["max_lyric_tokens"])
         hidden, lyric = self._run("text_encoder", {"input_ids": ids, "attention_mask": np.ones_like(ids), "lyric_ids": lyric_ids}, "while encoding the prompt")

@@ -25,6 +25,8 @@ from lofi_engine.dev.export_ace_step import export_checkpoint
 SEED = 1234
 PROMPT = "slow ambient piano"
 REFERENCES = {"even": 10.0, "odd": 10.5}  # 250 and 263 latent frames: the odd one takes the host's padding path
+MUSIC = {"bpm": 80, "keyscale": "C minor", "timesignature": "3"}
+"""The musical controls of the "music" reference (10 s): diffusers' own metadata conditioning."""
 AUDIO_STRIDE = 16
 """The reference keeps every 16th audio sample: the chunk boundary of the decode is covered at a sixteenth of the size."""
 TINY_SILENCE_FRAMES = 1000
@@ -117,6 +119,12 @@ def write_reference(pipe, out: Path) -> None:
         if name == "odd":  # 263 frames: two decode chunks, so the reference covers a chunk boundary
             arrays[f"{name}_audio"] = audio[0][:, ::AUDIO_STRIDE].astype(np.float32)
             arrays[f"{name}_audio_samples"] = np.array(audio.shape[-1])
+    duration = REFERENCES["even"]  # tempo, key and time signature, the way the pipeline conditions on them
+    noise = np.random.default_rng(SEED + 1).standard_normal((1, int(np.ceil(duration * pipe.latents_per_second)), 64), dtype=np.float32)
+    latents = pipe(prompt=PROMPT, lyrics="[inst]", audio_duration=duration, num_inference_steps=8, shift=3.0, latents=torch.from_numpy(noise),
+                   **MUSIC, output_type="latent", return_dict=False)[0]
+    arrays.update({"music_duration": np.array(duration), "music_noise": noise[0], "music_latents": latents[0].numpy(),
+                   **{f"music_{k}": np.array(v) for k, v in MUSIC.items()}})
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "reference.npz", **arrays)
 

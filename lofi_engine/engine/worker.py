@@ -99,7 +99,7 @@ class Worker:
                     else:
                         generation = item
             path = write_wav(self.cache.wav_path(track_id), generation.audio, generation.sample_rate)
-            meta = track_metadata(generation, track_id, path)
+            meta = track_metadata(generation, track_id, path, request.music)
             self.cache.put(meta)
             self.emit("generation_complete", meta)
         except LofiError as exc:

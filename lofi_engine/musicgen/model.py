@@ -33,7 +33,7 @@ from lofi_engine.musicgen.delay_pattern import (
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.settings import ModelSettings
 from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback, chunk_schedule, tail_frames
-from lofi_engine.musicgen.text import encode_prompt
+from lofi_engine.musicgen.text import described, encode_prompt
 from lofi_engine.musicgen.windows import Window, finished_frames, plan_windows
 from lofi_engine.shared.errors import (
     CANCELLED,
@@ -218,10 +218,15 @@ class MusicGen:
         guidance_scale: float | None = None,
         on_step: StepCallback | None = None,
         on_chunk: ChunkCallback | None = None,
+        bpm: float | None = None,
+        key: str | None = None,
+        time_signature: int | None = None,
     ) -> Generation:
         """Compose ``duration_sec`` of music; the same arguments and seed give bit-identical audio (a library call:
-        the parameters go through the one request parser, like every other way in)."""
-        params = {"prompt": prompt, "duration_sec": duration_sec, "seed": seed, "top_k": top_k, "temperature": temperature, "guidance_scale": guidance_scale}
+        the parameters go through the one request parser, like every other way in). ``bpm`` (30–300), ``key``
+        ("C minor") and ``time_signature`` (2, 3, 4, 6) are read as words after the prompt."""
+        params = {"prompt": prompt, "duration_sec": duration_sec, "seed": seed, "top_k": top_k, "temperature": temperature, "guidance_scale": guidance_scale,
+                  "bpm": bpm, "key": key, "time_signature": time_signature}
         return self.run(GenerateRequest.parse(params, "musicgen"), on_step=on_step, on_chunk=on_chunk)
 
     def run(
@@ -253,7 +258,7 @@ class MusicGen:
         True ends it with CANCELLED. Its time (not the consumer's) teaches the ETA's prices."""
         started = time.perf_counter()
         sampler = TokenSampler.for_request(request, self.settings)
-        hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, request.prompt, sampler.uses_guidance)
+        hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, described(request.prompt, request.music), sampler.uses_guidance)
         windows = self.windows(request.duration_sec)
         finished = finished_frames(windows, self.settings.num_codebooks)
         decoded: list[tuple[np.ndarray, float]] = []  # each stretch's audio and its decode's seconds

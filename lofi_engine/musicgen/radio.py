@@ -19,7 +19,7 @@ from lofi_engine.musicgen.costs import DecoderEta
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.streaming import CHUNK_FRAMES, DECODE_CONTEXT, LOOKAHEAD, AudioStreamer, ChunkCallback, chunk_schedule
-from lofi_engine.musicgen.text import encode_prompt
+from lofi_engine.musicgen.text import described, encode_prompt
 from lofi_engine.musicgen.windows import Window, finished_frames
 from lofi_engine.shared.errors import INVALID_PARAMS, LofiError
 from lofi_engine.shared.request import GenerateRequest
@@ -69,7 +69,7 @@ class ContinuousStream:
     def steer(self, prompt: str) -> None:
         """The text condition of the windows from the next one on."""
         self.prompt = prompt
-        self._condition = encode_prompt(self.model.tokenizer, self.model.text_encoder, prompt, self._sampler.uses_guidance)
+        self._condition = encode_prompt(self.model.tokenizer, self.model.text_encoder, described(prompt, self.request.music), self._sampler.uses_guidance)
 
     @property
     def windows(self) -> int:

@@ -1,4 +1,4 @@
-"""The text condition: tokenise the prompt (T5) and run the text encoder."""
+"""The text condition: the prompt and the musical controls in words, tokenised (T5), through the text encoder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from lofi_engine.inference.session import run
+from lofi_engine.shared.music import MusicalControls
+
+
+def described(prompt: str, music: MusicalControls) -> str:
+    """What MusicGen reads: the prompt, then tempo, key and time signature as words, as its training texts had them
+    ("lofi hip hop, 80 bpm, C minor")."""
+    words = music.words()
+    return f"{prompt}, {words}" if words else prompt
 
 
 def encode_prompt(tokenizer: Tokenizer, text_encoder: ort.InferenceSession, prompt: str, guidance: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from lofi_engine.service.live_play import can_start
 from lofi_engine.service.playback import Playback
 from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, INVALID_PROMPT, WRITE_FAILED, LofiError
 from lofi_engine.shared.protocol import RadioWindowJob
+from lofi_engine.shared.music import MUSIC_PARAMS
 from lofi_engine.shared.request import MAX_SEED, GenerateRequest
 from lofi_engine.shared.settings import RADIO_STRATEGIES, Settings
 from lofi_engine.store.catalogue import model_version
@@ -38,7 +39,7 @@ STALE_SEC = 3600.0
 AHEAD = 2
 """Pieces or segments composed ahead of the one playing: enough for the next join, no more (the radio composes as
 it plays, not in advance)."""
-RADIO_PARAMS = ("prompt", "strategy", "presets", "backend", "seed")
+RADIO_PARAMS = ("prompt", "strategy", "presets", "backend", "seed", *MUSIC_PARAMS)
 WAITING_FOR_DISK = "waiting for disk space"
 RETRY_MAX_SEC = 60.0
 
@@ -49,6 +50,8 @@ class RadioSession:
     prompts: list[str]
     backend: str
     seed: int
+    music: dict[str, Any] = field(default_factory=dict)
+    """Tempo, key and time signature asked for (every window or piece has them)."""
     stream_id: str = field(default_factory=lambda: secrets.token_hex(8))
     prompt: str = ""
     made: int = 0
@@ -122,7 +125,7 @@ class Radio:
             raise LofiError(INVALID_PARAMS, f"strategy must be one of {', '.join(RADIO_STRATEGIES)}, not {strategy!r}")
         prompts = self._prompts(params, strategy)
         # The request parser owns the backend and seed rules (a bad seed is refused, never replaced).
-        given = {k: params[k] for k in ("seed", "backend") if params.get(k) is not None}
+        given = {k: params[k] for k in ("seed", "backend", *MUSIC_PARAMS) if params.get(k) is not None}
         first = GenerateRequest.parse({"prompt": prompts[0], **given}, self._config().engine.backend)
         strategy = strategy or ("continue" if first.backend == "musicgen" else "same_prompt")
         if strategy == "continue" and first.backend != "musicgen":
@@ -132,7 +135,7 @@ class Radio:
         if first.backend != "musicgen":
             model_version(self._config().engine, first.backend)  # a missing ACE-Step export is refused now, not at the first piece
         self.stop()
-        self.session = RadioSession(strategy, prompts, first.backend, first.seed)
+        self.session = RadioSession(strategy, prompts, first.backend, first.seed, first.music.given())
         self._playback.set_radio_loop(True)  # the rotation: what has been made plays on until the next piece is ready
         try:
             self._next()
@@ -190,7 +193,7 @@ class Radio:
             return {"active": False, "mode": "stopped"}
         return {
             "active": True, "mode": s.mode, "strategy": s.strategy, "prompt": s.prompt, "stream_id": s.stream_id,
-            "realtime_factor": s.realtime_factor, "pieces": s.made,
+            "realtime_factor": s.realtime_factor, "pieces": s.made, **s.music,
         }
 
     # ---- what the engine reports ----------------------------------------------------------------------------------
@@ -325,7 +328,7 @@ class Radio:
         config = self._config()
         if s.strategy == "continue":
             s.prompt = s.prompts[0]
-            request = GenerateRequest.parse({"prompt": s.prompt, "seed": s.seed}, "musicgen")
+            request = GenerateRequest.parse({"prompt": s.prompt, "seed": s.seed, **s.music}, "musicgen")
             path = self._folder(s) / f"{s.jobs:06d}.wav"
             s.jobs += 1
             s.expected = str(path)
@@ -337,7 +340,7 @@ class Radio:
             s.prompt = random.Random(s.seed + s.made).choice(s.prompts)
         else:
             s.prompt = s.prompts[0]
-        reply = self._generate({"prompt": s.prompt, "duration_sec": config.radio.radio_piece_sec, "backend": s.backend, "seed": (s.seed + s.made) % (MAX_SEED + 1)})
+        reply = self._generate({"prompt": s.prompt, "duration_sec": config.radio.radio_piece_sec, "backend": s.backend, "seed": (s.seed + s.made) % (MAX_SEED + 1), **s.music})
         if reply["status"] == "cached":  # made before: it joins at once
             s.waiting = reply["track_id"]
             self.on_event("generation_complete", {"track_id": reply["track_id"], "generation_time_sec": 0.0, "duration_sec": config.radio.radio_piece_sec})

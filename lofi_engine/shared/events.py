@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lofi_engine.shared.music import MUSIC_PARAMS
+
 
 @dataclass(frozen=True)
 class EventSpec:
@@ -18,12 +20,15 @@ class EventSpec:
     doc: str = ""
 
 
+_MUSIC = MUSIC_PARAMS
 _TRACK = ("track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version", "backend", "channels")
 
 EVENTS: dict[str, EventSpec] = {
     spec.name: spec
     for spec in (
-        EventSpec("generation_start", ("track_id", "prompt", "duration_sec", "seed", "backend"), (), "the engine began a job"),
+        EventSpec(
+            "generation_start", ("track_id", "prompt", "duration_sec", "seed", "backend"), _MUSIC, "the engine began a job (bpm, key, time_signature: when asked for)"
+        ),
         EventSpec(
             "generation_progress",
             ("track_id", "percent", "tokens_generated", "tokens_estimated", "eta_sec"),
@@ -31,7 +36,7 @@ EVENTS: dict[str, EventSpec] = {
             "every 5 % of a job; stage names ACE-Step's unit kind (dit, decode)",
         ),
         EventSpec("generation_chunk", ("track_id", "path", "start_sec", "duration_sec"), (), "playable audio before the track is done"),
-        EventSpec("generation_complete", _TRACK, ("cached", "created_at", "last_played_at", "size_bytes"), "the track is written and cached"),
+        EventSpec("generation_complete", _TRACK, ("cached", "created_at", "last_played_at", "size_bytes", *_MUSIC), "the track is written and cached"),
         EventSpec("generation_error", ("track_id", "code", "message"), (), "the job failed or was cancelled"),
         EventSpec(
             "model_load_progress",
@@ -78,7 +83,7 @@ EVENTS: dict[str, EventSpec] = {
         EventSpec(
             "radio_state",
             ("active", "mode"),
-            ("strategy", "prompt", "stream_id", "realtime_factor", "pieces"),
+            ("strategy", "prompt", "stream_id", "realtime_factor", "pieces", *_MUSIC),
             "the radio started, stopped, was steered, or changed mode: live (generation keeps up) or rotation",
         ),
         EventSpec(

@@ -21,6 +21,7 @@ from lofi_engine.shared.errors import (
     INVALID_PROMPT,
     LofiError,
 )
+from lofi_engine.shared.music import MUSIC_PARAMS, MusicalControls
 from lofi_engine.shared.settings import (
     BACKENDS,
     DEFAULT_DURATION_SEC,
@@ -36,7 +37,7 @@ the text encoder's 512-token window; a longer prompt would cost time and memory 
 MAX_ACE_STEPS = 100
 SAMPLING_PARAMS = ("top_k", "temperature", "guidance_scale")
 """MusicGen's sampling; ACE-Step samples by diffusion and takes ``steps`` instead."""
-PARAMS = ("prompt", "duration_sec", "seed", "priority", "backend", *SAMPLING_PARAMS, "steps", "play")
+PARAMS = ("prompt", "duration_sec", "seed", "priority", "backend", *SAMPLING_PARAMS, "steps", *MUSIC_PARAMS, "play")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class GenerateRequest:
     backend: str
     priority: str = "normal"
     options: SamplingOptions = field(default_factory=SamplingOptions)
+    music: MusicalControls = field(default_factory=MusicalControls)
+    """Tempo, key and time signature, when asked for (part of the track id)."""
     play: bool = False
     """Play it as it is composed (the service's player; not part of the track id)."""
 
@@ -81,21 +84,24 @@ class GenerateRequest:
             backend=backend,
             priority=_priority(values.get("priority", "normal")),
             options=_options(values, backend),
+            music=MusicalControls.parse(values),
             play=_play(values.get("play", False)),
         )
 
     def track_id(self, model_version: str) -> str:
-        """Short stable hash of prompt + seed + duration + model version + backend (+ sampling options, when any are
-        given): the same request gives the same id."""
+        """Short stable hash of prompt + seed + duration + model version + backend (+ sampling options and musical
+        controls, when any are given): the same request gives the same id."""
         key: list[Any] = [self.prompt, self.seed, self.duration_sec, model_version, self.backend]
         if self.options.given():
             key.append(self.options.given())
+        if self.music.given():
+            key.append({"music": self.music.given()})
         text = json.dumps(key, ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
         """The fields a job shows in the queue and in `generation_start`."""
-        return {"prompt": self.prompt, "duration_sec": self.duration_sec, "seed": self.seed, "backend": self.backend}
+        return {"prompt": self.prompt, "duration_sec": self.duration_sec, "seed": self.seed, "backend": self.backend, **self.music.given()}
 
 
 def _play(play: object) -> bool:

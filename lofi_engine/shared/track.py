@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from lofi_engine.shared.music import MusicalControls
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -22,8 +24,9 @@ class Finished(Protocol):
     backend: str
 
 
-def track_metadata(generation: Finished, track_id: str, path: Path) -> dict:
-    """Every field of the spec's `generation_complete` notification, and the backend."""
+def track_metadata(generation: Finished, track_id: str, path: Path, music: MusicalControls | None = None) -> dict:
+    """Every field of the spec's `generation_complete` notification, the backend, and the musical controls asked
+    for (bpm, key, time_signature)."""
     return {
         "track_id": track_id,
         "path": str(path),
@@ -35,4 +38,5 @@ def track_metadata(generation: Finished, track_id: str, path: Path) -> dict:
         "model_version": generation.model_version,
         "backend": generation.backend,
         "channels": 1 if generation.audio.ndim == 1 else generation.audio.shape[1],
+        **(music.given() if music is not None else {}),
     }

@@ -90,6 +90,9 @@ function M.generate(opts, callback)
     seed = opts.seed,
     priority = opts.priority,
     backend = opts.backend,
+    bpm = opts.bpm, -- tempo, key and time signature: the engine checks them (INVALID_PARAMS with the range)
+    key = opts.key,
+    time_signature = opts.time_signature,
   }
   -- autoplay: the service plays it while it is composed (after what plays, if anything does); never over the radio
   local plays = opts.play

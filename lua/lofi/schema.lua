@@ -34,7 +34,7 @@ return {
     },
     ["generation_complete"] = {
       ["doc"] = "the track is written and cached",
-      ["optional"] = { "cached", "created_at", "last_played_at", "size_bytes" },
+      ["optional"] = { "cached", "created_at", "last_played_at", "size_bytes", "bpm", "key", "time_signature" },
       ["required"] = { "track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version", "backend", "channels" },
     },
     ["generation_error"] = {
@@ -48,8 +48,8 @@ return {
       ["required"] = { "track_id", "percent", "tokens_generated", "tokens_estimated", "eta_sec" },
     },
     ["generation_start"] = {
-      ["doc"] = "the engine began a job",
-      ["optional"] = {},
+      ["doc"] = "the engine began a job (bpm, key, time_signature: when asked for)",
+      ["optional"] = { "bpm", "key", "time_signature" },
       ["required"] = { "track_id", "prompt", "duration_sec", "seed", "backend" },
     },
     ["model_load_progress"] = {
@@ -99,7 +99,7 @@ return {
     },
     ["radio_state"] = {
       ["doc"] = "the radio started, stopped, was steered, or changed mode: live (generation keeps up) or rotation",
-      ["optional"] = { "strategy", "prompt", "stream_id", "realtime_factor", "pieces" },
+      ["optional"] = { "strategy", "prompt", "stream_id", "realtime_factor", "pieces", "bpm", "key", "time_signature" },
       ["required"] = { "active", "mode" },
     },
     ["service_warning"] = {
@@ -108,7 +108,7 @@ return {
       ["required"] = { "code", "message" },
     },
   },
-  ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps", "play" },
+  ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps", "bpm", "key", "time_signature", "play" },
   ["max_pending"] = 10,
   ["max_seed"] = 4294967295,
   ["priorities"] = { "normal", "high" },

@@ -97,4 +97,27 @@ function M.jobs()
   return vim.list_extend(vim.list_extend({}, queue.pending or {}), { queue.running }), nil
 end
 
+---The command's words, a double-quoted stretch kept as one: `key="C minor"` is one word, `key=C minor` two.
+---@param line string
+---@return string[]
+function M.split_words(line)
+  local words, current, quoted = {}, {}, false
+  for char in line:gmatch(".") do
+    if char == '"' then
+      quoted = not quoted
+    elseif char:match("%s") and not quoted then
+      if #current > 0 then
+        table.insert(words, table.concat(current))
+        current = {}
+      end
+    else
+      table.insert(current, char)
+    end
+  end
+  if #current > 0 then
+    table.insert(words, table.concat(current))
+  end
+  return words
+end
+
 return M

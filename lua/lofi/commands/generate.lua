@@ -10,11 +10,21 @@ local wording = require("lofi.ui.wording")
 
 local M = {}
 
-local OPTIONS = { duration = "duration_sec", duration_sec = "duration_sec", seed = "seed", priority = "priority", backend = "backend" }
-local OPTION_NAMES = { "duration", "seed", "priority", "backend" }
+local OPTIONS = {
+  duration = "duration_sec",
+  duration_sec = "duration_sec",
+  seed = "seed",
+  priority = "priority",
+  backend = "backend",
+  bpm = "bpm",
+  key = "key",
+  time_signature = "time_signature",
+}
+local OPTION_NAMES = { "duration", "seed", "priority", "backend", "bpm", "key", "time_signature" }
+local NUMBERS = { duration_sec = true, seed = true, bpm = true, time_signature = true }
 
----Split `lofi hip hop duration=20 seed=3 priority=high backend=ace-step` into a prompt and options (numbers where
----they look like numbers). `word=value` with an unknown word is an error; the values are the engine's to judge.
+---Split `lofi hip hop duration=20 seed=3 bpm=80 key="C minor"` into a prompt and options (numbers where they
+---look like numbers). `word=value` with an unknown word is an error; the values are the engine's to judge.
 ---@param args string[]
 ---@return lofi.GenerateOpts? opts, string? err
 function M.parse_generate(args)
@@ -26,7 +36,7 @@ function M.parse_generate(args)
       local hint = near and (" (did you mean %s=?)"):format(near) or ""
       return nil, ("%s is not an option of :LofiGenerate%s; options: %s"):format(key, hint, table.concat(OPTION_NAMES, "=, ") .. "=")
     elseif key then
-      opts[OPTIONS[key]] = (key == "duration" or key == "duration_sec" or key == "seed") and tonumber(value) or value
+      opts[OPTIONS[key]] = NUMBERS[OPTIONS[key]] and tonumber(value) or value -- not a number: the engine says so
     else
       table.insert(words, arg)
     end
@@ -43,7 +53,7 @@ local function generate(opts)
 end
 
 function M.generate(cmd)
-  local opts, err = M.parse_generate(cmd.fargs)
+  local opts, err = M.parse_generate(common.split_words(cmd.args))
   if not opts then
     common.invalid(err)
     return
@@ -64,7 +74,8 @@ function M.generate(cmd)
 end
 
 function M.complete_generate(arg_lead)
-  return common.starting_with({ "duration=", "seed=", "priority=high", "priority=normal", "backend=musicgen", "backend=ace-step" }, arg_lead)
+  local options = { "duration=", "seed=", "priority=high", "priority=normal", "backend=musicgen", "backend=ace-step", "bpm=", 'key="', "time_signature=" }
+  return common.starting_with(options, arg_lead)
 end
 
 ---:LofiQueue: the running and pending jobs, in a window that updates while it is open.

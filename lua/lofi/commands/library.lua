@@ -39,7 +39,13 @@ function M.track_action(action, track)
       end
     end)
   elseif action == "regenerate with a new seed" then
-    local _, err = lofi.generate({ prompt = track.prompt, duration_sec = track.duration_sec, backend = track.backend })
+    local again = { prompt = track.prompt, duration_sec = track.duration_sec, backend = track.backend }
+    for _, name in ipairs({ "bpm", "key", "time_signature" }) do -- the same music, another take
+      if track[name] ~= vim.NIL then
+        again[name] = track[name]
+      end
+    end
+    local _, err = lofi.generate(again)
     if err then
       common.report(err)
     end

@@ -6,7 +6,8 @@ local player = require("lofi.state.player")
 
 local M = {}
 
-local RADIO_OPTIONS = { strategy = true, seed = true, backend = true }
+local RADIO_OPTIONS = { strategy = true, seed = true, backend = true, bpm = true, key = true, time_signature = true }
+local NUMBERS = { seed = true, bpm = true, time_signature = true }
 
 ---`:LofiRadio lofi hip hop strategy=same_prompt seed=3` → the radio's options; `word=value` with another word is an
 ---error, not part of the prompt.
@@ -17,9 +18,9 @@ function M.parse_radio(args)
   for _, arg in ipairs(args) do
     local key, value = arg:match("^([%a_][%w_]*)=(.*)$")
     if key and not RADIO_OPTIONS[key] then
-      return nil, ("%s is not an option of :LofiRadio; options: strategy=, seed=, backend="):format(key)
-    elseif key == "seed" then
-      opts.seed = tonumber(value) or value -- the engine judges it
+      return nil, ("%s is not an option of :LofiRadio; options: strategy=, seed=, backend=, bpm=, key=, time_signature="):format(key)
+    elseif NUMBERS[key] then
+      opts[key] = tonumber(value) or value -- the engine judges it
     elseif key then
       opts[key] = value
     else
@@ -65,7 +66,7 @@ function M.radio(cmd)
     end
     return
   end
-  local opts, err = M.parse_radio(cmd.fargs)
+  local opts, err = M.parse_radio(common.split_words(cmd.args))
   if not opts then
     common.invalid(err)
     return
@@ -81,7 +82,8 @@ function M.radio(cmd)
 end
 
 function M.complete_radio(arg_lead)
-  return common.starting_with({ "stop", "strategy=continue", "strategy=same_prompt", "seed=", "backend=musicgen", "backend=ace-step" }, arg_lead)
+  local options = { "stop", "strategy=continue", "strategy=same_prompt", "seed=", "backend=musicgen", "backend=ace-step", "bpm=", 'key="', "time_signature=" }
+  return common.starting_with(options, arg_lead)
 end
 
 return M

@@ -22,14 +22,33 @@ function M.age(at)
   return ("%d days ago"):format(math.floor(seconds / 86400))
 end
 
----One picker line: prompt, duration, backend, seed, age and the id's start (two takes of a prompt differ by seed).
+---Tempo, key and time signature when the track was asked for with them: "  80 bpm  C minor  3/4".
+---@param track table
+---@return string
+local function music(track)
+  local parts = {}
+  if track.bpm ~= nil and track.bpm ~= vim.NIL then
+    table.insert(parts, ("%g bpm"):format(track.bpm))
+  end
+  if track.key ~= nil and track.key ~= vim.NIL then
+    table.insert(parts, track.key)
+  end
+  if track.time_signature ~= nil and track.time_signature ~= vim.NIL then
+    table.insert(parts, ("%d/%d"):format(track.time_signature, track.time_signature == 6 and 8 or 4))
+  end
+  return #parts > 0 and ("  " .. table.concat(parts, "  ")) or ""
+end
+
+---One picker line: prompt, duration, backend, tempo/key/time signature when asked for, seed, age and the id's
+---start (two takes of a prompt differ by seed).
 ---@param track table
 ---@return string
 function M.track_line(track)
-  return ("%s  %ss  %s  seed %s  %s  %s"):format(
+  return ("%s  %ss  %s%s  seed %s  %s  %s"):format(
     track.prompt or track.track_id,
     track.duration_sec and ("%g"):format(track.duration_sec) or "?",
     track.backend or "?",
+    music(track),
     track.seed ~= nil and tostring(track.seed) or "?",
     M.age(track.created_at),
     (track.track_id or ""):sub(1, 8)
