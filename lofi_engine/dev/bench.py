@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from lofi_engine.dev.bench_editor import measure_editor
+from lofi_engine.dev.bench_encoder import measure_encoder
 from lofi_engine.dev.bench_live import measure_first_sound, measure_radio_live
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.text import encode_prompt
@@ -334,7 +335,13 @@ def report(results: dict[str, Any]) -> str:
         r = results.get(f"radio live {variant}")
         if r:
             lines.append(f"radio, {variant}, {r['minutes']:g} min through lofi serve with mpv: honest RTF {r['continuing_rtf']:.2f} (generation s per s of new "
-                         f"music, continuing windows), {r['new_music_sec']:.0f} s of new music, {r['rotation_sec']:.0f} s heard again in rotation")
+                         f"music, continuing windows), {r['new_music_sec']:.0f} s of new music, {r['rotation_sec']:.0f} s heard again in rotation"
+                         + (f"; cores used: {r['cores_used_by']}" if r.get("cores_used_by") else ""))
+    if results.get("encoder"):
+        r = results["encoder"]
+        lines.append(f"EnCodec encoder (encodec_32khz config, random weights): {r['audio_sec']:g} s of audio in {r['encode_sec']:.2f} s, transformers' "
+                     f"encode {r['transformers_encode_sec']:.2f} s ({r['transformers_encode_sec'] / r['encode_sec']:.2f}×); derived and loaded in "
+                     f"{r['derive_and_load_sec']:.1f} s; codes equal to transformers': {r['codes_equal']} ({r['codes_differing']} of {r['codes']} differ)")
     lines.append("")
     if results.get("editor"):
         e = results["editor"]
@@ -396,7 +403,7 @@ def floors(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="directory made by `make bench-models`")
-    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor", "first-sound", "radio-live"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor", "first-sound", "radio-live", "encoder"], help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="small", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["inplace", "published", "naive"], default="inplace", help=argparse.SUPPRESS)
     parser.add_argument("--quantize", choices=["int4"], help=argparse.SUPPRESS)
@@ -418,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "editor": lambda: measure_editor(args.model_dir, "small", args.threads),
         "first-sound": lambda: measure_first_sound(args.model_dir, args.variant, args.threads),
         "radio-live": lambda: measure_radio_live(args.model_dir, args.variant, args.threads),
+        "encoder": lambda: measure_encoder(args.threads),
     }
     if args.step:
         print(json.dumps(steps[args.step]()))
@@ -455,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant, directory in (("small-int8", "musicgen-full-int8"), ("small", "musicgen-full")):
         results[f"first sound {variant}"] = in_subprocess("--step", "first-sound", "--model-dir", str(args.models / directory), "--variant", variant, *common)
         results[f"radio live {variant}"] = in_subprocess("--step", "radio-live", "--model-dir", str(args.models / directory), "--variant", variant, *common)
+    results["encoder"] = in_subprocess("--step", "encoder", *common)
     save()
     if not args.skip_transformers:
         try:

@@ -230,6 +230,39 @@ def reference_outputs(model, tokenizer_path: Path, out: Path) -> None:
     (out / "reference.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+ENCODEC_SECONDS = (1.0, 1.3)
+"""Lengths of the encoder's references: a whole number of frames, and one that is not (the engine drops the first
+samples that do not fill a frame)."""
+
+
+def write_encodec(model, out: Path, reference: Path) -> None:
+    """MusicGen's own EnCodec (the one whose decoder the fixture's ``encodec_decode.onnx`` is) as the Hub lays out
+    ``facebook/encodec_32khz``: ``config.json`` + ``model.safetensors``, the latter holding only what encoding reads
+    (the encoder and the codebooks: the fixtures stay small); and transformers' ``EncodecModel.encode`` of noise and
+    a tone (stored as float16, encoded as float32), the codes the engine's encoder must give exactly."""
+    from safetensors.torch import save_file
+
+    encodec = model.audio_encoder
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    encodec.config.to_json_file(out / "config.json")
+    kept = {k: v.contiguous() for k, v in encodec.state_dict().items() if k.startswith("encoder.") or k.endswith("codebook.embed")}
+    save_file(kept, out / "model.safetensors", metadata={"format": "pt"})
+    rate, arrays = encodec.config.sampling_rate, {}
+    rng = np.random.default_rng(SEED)
+    for seconds in ENCODEC_SECONDS:
+        samples = int(seconds * rate)
+        t = np.arange(samples) / rate
+        for kind, audio in (("noise", 0.3 * rng.standard_normal(samples)), ("tone", 0.5 * np.sin(2 * np.pi * 220 * t))):
+            stored = audio.astype(np.float16)
+            with torch.no_grad():
+                codes = encodec.encode(torch.from_numpy(stored.astype(np.float32))[None, None], bandwidth=2.2).audio_codes[0, 0].numpy()
+            name = f"{kind}_{seconds:g}s"
+            arrays[f"{name}_audio"], arrays[f"{name}_codes"] = stored, codes.astype(np.int64)
+    reference.mkdir(parents=True, exist_ok=True)
+    np.savez(reference / "encodec.npz", **arrays)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
@@ -252,6 +285,7 @@ def main() -> None:
     if args.size == "tiny":
         make_fp16(fp32, args.out / f"{name}-fp16")
         reference_outputs(model, fp32 / "tokenizer.json", args.out / f"{name}-reference")
+        write_encodec(model, args.out / "encodec-tiny", args.out / f"{name}-reference")
     print(f"wrote {args.out}")
 
 

@@ -25,6 +25,8 @@ NOT_PLAYING = "NOT_PLAYING"
 """A player request that acts on what plays (pause, resume, toggle, skip, seek) while nothing does."""
 PLAYBACK_FAILED = "PLAYBACK_FAILED"
 """The player stopped with an error (its own message says why)."""
+INVALID_AUDIO = "INVALID_AUDIO"
+"""Audio to continue that cannot be: missing, unreadable, not a regular file, silent or too short (names the file)."""
 INTERNAL_ERROR = "INTERNAL_ERROR"
 """`lofi serve`: a failure no other code describes (a bug); the server keeps serving."""
 
