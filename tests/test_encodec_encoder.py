@@ -69,3 +69,26 @@ def test_the_safetensors_reader_reads_what_the_file_holds() -> None:
     weights = read_safetensors(ENCODEC / "model.safetensors")
     assert weights["quantizer.layers.0.codebook.embed"].shape == (2048, 16)
     assert weights["encoder.layers.0.conv.bias"].dtype == np.float32
+
+
+@pytest.mark.parametrize("form", ["merged", "split"])
+def test_continuing_the_encoded_audio_is_token_exact_with_transformers_audio_prompt(encoder: EncodecEncoder, form: str) -> None:
+    """transformers' generate(input_values=a 1 s tone), greedy, guidance 3.0, 2 s more: the tone's codes from our
+    encoder, continued by our decoder with the tone in both guidance branches, are its codes token for token."""
+    from conftest import PROMPT, TINY
+
+    from lofi_engine import MusicGen
+    from lofi_engine.musicgen.sampling import TokenSampler
+    from lofi_engine.musicgen.text import encode_prompt
+    from lofi_engine.musicgen.windows import Window
+
+    expected = np.load(FIXTURES / "musicgen-tiny-reference" / "audio_prompt_g3_codes.npy")
+    prompt = encoder.encode(REFERENCE["tone_1s_audio"].astype(np.float32))
+    model = MusicGen.load(TINY, device="cpu", decoder=form)
+    hidden, mask = encode_prompt(model.tokenizer, model.text_encoder, PROMPT, guidance=True)
+    sampler = TokenSampler(np.random.default_rng(0), top_k=1, temperature=1.0, guidance_scale=3.0)
+    composition = model.compose([Window(prompt.shape[1], 100, 103)], hidden, mask, sampler, context=prompt)
+    for _ in composition:
+        pass
+    assert expected.shape == (4, 150)
+    np.testing.assert_array_equal(composition.codes, expected)

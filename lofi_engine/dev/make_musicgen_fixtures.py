@@ -263,6 +263,31 @@ def write_encodec(model, out: Path, reference: Path) -> None:
     np.savez(reference / "encodec.npz", **arrays)
 
 
+AUDIO_PROMPT_NEW_FRAMES = 100
+
+
+def audio_prompt_reference(model, tokenizer_path: Path, reference: Path) -> None:
+    """transformers' ``generate(input_values=…)``: greedy, guidance 3.0, continuing the 1 s tone of ``encodec.npz``
+    by 2 s; the codes it decodes (the tone's own codes first, as it returns them)."""
+    from tokenizers import Tokenizer
+
+    ids = torch.tensor([Tokenizer.from_file(str(tokenizer_path)).encode(PROMPT).ids])
+    audio = torch.from_numpy(np.load(reference / "encodec.npz")["tone_1s_audio"].astype(np.float32))[None, None]
+    captured: list[torch.Tensor] = []
+    decode = model.audio_encoder.decode
+
+    def capture(audio_codes, *args, **kwargs):
+        captured.append(audio_codes.clone())
+        return decode(audio_codes, *args, **kwargs)
+
+    model.audio_encoder.decode = capture
+    with torch.no_grad():
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), input_values=audio, padding_mask=torch.ones(1, audio.shape[-1], dtype=torch.long),
+                       do_sample=False, guidance_scale=3.0, max_new_tokens=AUDIO_PROMPT_NEW_FRAMES + 3)
+    model.audio_encoder.decode = decode
+    np.save(reference / "audio_prompt_g3_codes.npy", captured[-1][0, 0].numpy().astype(np.int64))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
@@ -286,6 +311,7 @@ def main() -> None:
         make_fp16(fp32, args.out / f"{name}-fp16")
         reference_outputs(model, fp32 / "tokenizer.json", args.out / f"{name}-reference")
         write_encodec(model, args.out / "encodec-tiny", args.out / f"{name}-reference")
+        audio_prompt_reference(model, fp32 / "tokenizer.json", args.out / f"{name}-reference")
     print(f"wrote {args.out}")
 
 
