@@ -30,10 +30,11 @@ LAYERS: dict[str, tuple[set[str], set[str]]] = {
     "shared": (set(), {"shared"}),
     "store": (set(), {"shared", "store"}),
     "inference": ({"numpy", "onnxruntime"}, {"shared", "inference"}),
-    "musicgen": (ENGINE_PACKAGES | {"onnx"}, {"shared", "store", "inference", "musicgen"}),  # onnx: derived decoders
+    "audio": ({"numpy"}, {"audio"}),
+    "musicgen": (ENGINE_PACKAGES | {"onnx", "soundfile"}, {"shared", "store", "inference", "audio", "musicgen"}),  # onnx: derived graphs; soundfile: audio to continue
     "ace_step": (ENGINE_PACKAGES, {"shared", "store", "inference", "ace_step"}),
-    "engine": (ENGINE_PACKAGES | {"soundfile", "huggingface_hub"}, {"shared", "store", "inference", "musicgen", "ace_step", "engine"}),
-    "playback": ({"numpy", "soundfile"}, {"shared", "playback"}),
+    "engine": (ENGINE_PACKAGES | {"soundfile", "huggingface_hub"}, {"shared", "store", "inference", "audio", "musicgen", "ace_step", "engine"}),
+    "playback": ({"numpy", "soundfile"}, {"shared", "audio", "playback"}),
     "service": (set(), {"shared", "store", "service", "engine.entry", "playback.entry"}),
 }
 

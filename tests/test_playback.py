@@ -17,7 +17,7 @@ import soundfile
 
 from lofi_engine import LofiError
 from lofi_engine.engine.wav import write_wav
-from lofi_engine.playback.audio import resample
+from lofi_engine.audio.resample import resample
 from lofi_engine.service.client import EngineClient
 from lofi_engine.store.tracks import TrackCache
 

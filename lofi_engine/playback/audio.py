@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
+from lofi_engine.audio.resample import resample
 from lofi_engine.playback.mixer import CHANNELS, RATE
 from lofi_engine.shared.errors import PLAYBACK_FAILED, LofiError
-
-TAPS_PER_PHASE = 32
-
 
 JOIN_CONTEXT = 64
 """Input samples of a track kept for the one that continues it (more than the filter's reach, and even, so they
@@ -44,18 +41,3 @@ def continue_resampled(previous_tail: np.ndarray, audio: np.ndarray, rate: int) 
     joined = to_mixer_rate(np.concatenate([previous_tail, audio]), rate)
     split = len(previous_tail) * RATE // rate
     return joined[split // 2 : split], joined[split:]
-
-
-def resample(signal: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Rational resampling (up by L, windowed-sinc low-pass, down by M): MusicGen's 32 kHz to 48 kHz is L=3, M=2."""
-    divisor = gcd(rate_in, rate_out)
-    up, down = rate_out // divisor, rate_in // divisor
-    cutoff = 0.5 / max(up, down) * 0.95  # of the upsampled rate, a little below the lower Nyquist
-    half = TAPS_PER_PHASE * max(up, down) // 2
-    n = np.arange(-half, half + 1)
-    taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(len(n), 8.0) * up
-    stuffed = np.zeros(len(signal) * up, dtype=np.float64)
-    stuffed[::up] = signal
-    filtered = np.convolve(stuffed, taps)[half : half + len(stuffed)]
-    frames = len(signal) * up // down
-    return filtered[::down][:frames].astype(np.float32)

@@ -1,0 +1,1 @@
+"""Audio arithmetic both the engine and the player use (numpy only)."""
