@@ -263,12 +263,12 @@ def write_encodec(model, out: Path, reference: Path) -> None:
     np.savez(reference / "encodec.npz", **arrays)
 
 
-AUDIO_PROMPT_NEW_FRAMES = 100
+AUDIO_PROMPT_NEW_FRAMES = 250
 
 
 def audio_prompt_reference(model, tokenizer_path: Path, reference: Path) -> None:
     """transformers' ``generate(input_values=…)``: greedy, guidance 3.0, continuing the 1 s tone of ``encodec.npz``
-    by 2 s; the codes it decodes (the tone's own codes first, as it returns them)."""
+    by 5 s; the codes it decodes (the tone's own codes first, as it returns them)."""
     from tokenizers import Tokenizer
 
     ids = torch.tensor([Tokenizer.from_file(str(tokenizer_path)).encode(PROMPT).ids])

@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 from lofi_engine.inference.optimized_graphs import open_optimized
 from lofi_engine.inference.providers import CPU, CUDA, providers_for
 from lofi_engine.inference.session import is_int8, run
+from lofi_engine.musicgen.audio_prompt import DEFAULT_CONTEXT_SEC, JOIN_FRAMES, AudioPrompt, join, read_audio_prompt
 from lofi_engine.musicgen.costs import CostStore, DecoderEta, StepCosts
 from lofi_engine.musicgen.decoder import (
     DECODER_INPUTS,
@@ -30,9 +31,10 @@ from lofi_engine.musicgen.delay_pattern import (
     undelay,
     window_length,
 )
+from lofi_engine.musicgen.encodec_encoder import EncodecEncoder
 from lofi_engine.musicgen.sampling import TokenSampler
 from lofi_engine.musicgen.settings import ModelSettings
-from lofi_engine.musicgen.streaming import AudioStreamer, ChunkCallback, chunk_schedule, tail_frames
+from lofi_engine.musicgen.streaming import DECODE_CONTEXT, LOOKAHEAD, AudioStreamer, ChunkCallback, chunk_schedule, tail_frames
 from lofi_engine.musicgen.text import described, encode_prompt
 from lofi_engine.musicgen.windows import Window, finished_frames, plan_windows
 from lofi_engine.shared.errors import (
@@ -107,6 +109,8 @@ class MusicGen:
     """What a job's parts cost here: learned from every finished job, priced into the ETA."""
     cost_store: CostStore | None = None
     cost_key: str = ""
+    audio_encoder: EncodecEncoder | None = None
+    """EnCodec's encoder (``load(encodec_dir=…)``): what continuing the user's audio needs."""
 
     @classmethod
     def load(
@@ -120,6 +124,7 @@ class MusicGen:
         optimized_cache: str | Path | None = None,
         in_place: bool = True,
         quantize: str | None = None,
+        encodec_dir: str | Path | None = None,
     ) -> "MusicGen":
         """Open a model directory laid out like the Hub's (fp32, fp16 or int8 files; merged or split decoder).
 
@@ -129,7 +134,8 @@ class MusicGen:
         ``in_place``: on the CPU, run the decoder derived with an in-place key/value cache
         (:mod:`lofi_engine.musicgen.inplace_graph`); when the published graph's structure is not the expected one,
         the published graph is used as it is and the reason is logged. ``quantize="int4"``: derive a weight-only
-        4-bit decoder from the fp32 files (the ``small-int4`` variant).
+        4-bit decoder from the fp32 files (the ``small-int4`` variant). ``encodec_dir``: EnCodec's weights
+        (``config.json`` + ``model.safetensors``), from which the encoder that continuing audio needs is derived.
         """
         model_dir = Path(model_dir).expanduser()
         form = files.choose_decoder_form(model_dir, decoder)
@@ -190,8 +196,9 @@ class MusicGen:
         costs = (cost_store.load(cost_key) if cost_store is not None else None) or StepCosts.prior(
             decoder.cache_bytes_per_position(rows=2), (model_dir / files.DECODER_FILES[form][-1]).stat().st_size
         )
+        audio_encoder = EncodecEncoder.load(Path(encodec_dir).expanduser(), cache, threads) if encodec_dir is not None else None
         return cls(tokenizer, sessions[files.TEXT_ENCODER], decoder, sessions[files.AUDIO_DECODER], settings, model_version,
-                   costs, cost_store, cost_key)
+                   costs, cost_store, cost_key, audio_encoder)
 
     @property
     def sample_rate(self) -> int:
@@ -204,9 +211,10 @@ class MusicGen:
         chunks = chunk_schedule(finished_frames(windows, self.settings.num_codebooks))  # decoded as it composes
         return DecoderEta(windows, tail_frames(sum(w.new_frames for w in windows)), self.costs, chunks)
 
-    def windows(self, duration_sec: float) -> list[Window]:
-        """The decoder windows that make ``duration_sec`` of audio; their steps sum to the job's total work."""
-        return plan_windows(duration_sec, self.settings.frame_rate, self.settings.num_codebooks)
+    def windows(self, duration_sec: float, prompt_frames: int = 0) -> list[Window]:
+        """The decoder windows that make ``duration_sec`` of audio (after ``prompt_frames`` of audio to continue);
+        their steps sum to the job's total work."""
+        return plan_windows(duration_sec, self.settings.frame_rate, self.settings.num_codebooks, prompt_frames, self.settings.max_positions)
 
     def generate(
         self,
@@ -221,13 +229,23 @@ class MusicGen:
         bpm: float | None = None,
         key: str | None = None,
         time_signature: int | None = None,
+        continue_from: str | Path | np.ndarray | None = None,
+        continue_rate: int | None = None,
+        context_sec: float = DEFAULT_CONTEXT_SEC,
     ) -> Generation:
         """Compose ``duration_sec`` of music; the same arguments and seed give bit-identical audio (a library call:
         the parameters go through the one request parser, like every other way in). ``bpm`` (30–300), ``key``
-        ("C minor") and ``time_signature`` (2, 3, 4, 6) are read as words after the prompt."""
+        ("C minor") and ``time_signature`` (2, 3, 4, 6) are read as words after the prompt.
+
+        ``continue_from``: audio to continue (a file soundfile reads, or float samples at ``continue_rate``), as
+        transformers' ``generate(input_values=…)`` does: its last ``context_sec`` are encoded (``load(encodec_dir=…)``)
+        and continued, the prompt's codes in both guidance branches; the codes returned start with the prompt's,
+        and the audio is the whole input followed by ``duration_sec`` of new music."""
         params = {"prompt": prompt, "duration_sec": duration_sec, "seed": seed, "top_k": top_k, "temperature": temperature, "guidance_scale": guidance_scale,
                   "bpm": bpm, "key": key, "time_signature": time_signature}
-        return self.run(GenerateRequest.parse(params, "musicgen"), on_step=on_step, on_chunk=on_chunk)
+        request = GenerateRequest.parse(params, "musicgen")
+        audio = None if continue_from is None else read_audio_prompt(continue_from, self.sample_rate, continue_rate, context_sec)
+        return self.run(request, on_step=on_step, on_chunk=on_chunk, continue_from=audio)
 
     def run(
         self,
@@ -235,6 +253,7 @@ class MusicGen:
         on_step: StepCallback | None = None,
         on_chunk: ChunkCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
+        continue_from: AudioPrompt | None = None,
     ) -> Generation:
         """Compose a parsed request (:meth:`stream` with callbacks).
 
@@ -242,7 +261,7 @@ class MusicGen:
         audio every 2 s of finished frames, long before the track is done (the chunks joined are the track).
         ``should_stop()`` is asked after every decoder step: True ends the job with CANCELLED.
         """
-        for item in self.stream(request, should_stop, chunks=on_chunk is not None):
+        for item in self.stream(request, should_stop, chunks=on_chunk is not None, continue_from=continue_from):
             if isinstance(item, Step) and on_step is not None:
                 on_step(item.done, item.total)
             elif isinstance(item, Chunk) and on_chunk is not None:
@@ -251,16 +270,25 @@ class MusicGen:
                 return item
         raise AssertionError("a stream ends with its Generation")
 
-    def stream(self, request: GenerateRequest, should_stop: Callable[[], bool] | None = None, chunks: bool = True) -> Iterator[Step | Chunk | Generation]:
+    def stream(
+        self, request: GenerateRequest, should_stop: Callable[[], bool] | None = None, chunks: bool = True, continue_from: AudioPrompt | None = None
+    ) -> Iterator[Step | Chunk | Generation]:
         """One generation as it happens: a :class:`Step` after every decoder step, a :class:`Chunk` of playable audio
         whenever 2 s more are final (``chunks``), and the :class:`Generation` last, whose audio is those chunks
         joined (every sample decoded once: see :mod:`.streaming`). ``should_stop()`` is asked after every step:
-        True ends it with CANCELLED. Its time (not the consumer's) teaches the ETA's prices."""
+        True ends it with CANCELLED. Its time (not the consumer's) teaches the ETA's prices.
+
+        ``continue_from``: the piece continues that audio (its codes start the codes; its audio starts the track,
+        joined by :func:`.audio_prompt.join`); the chunks are the new music, placed after it in the track."""
         started = time.perf_counter()
         sampler = TokenSampler.for_request(request, self.settings)
         hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, described(request.prompt, request.music), sampler.uses_guidance)
-        windows = self.windows(request.duration_sec)
-        finished = finished_frames(windows, self.settings.num_codebooks)
+        context = self._encode_prompt_audio(continue_from)
+        given = context.shape[1] if context is not None else 0
+        hop = self.settings.hop_length
+        offset = len(continue_from.audio) - given * hop if continue_from is not None else 0  # track sample of codes frame 0
+        windows = self.windows(request.duration_sec, given)
+        finished = [given + f for f in finished_frames(windows, self.settings.num_codebooks)]
         decoded: list[tuple[np.ndarray, float]] = []  # each stretch's audio and its decode's seconds
 
         def timed_decode(codes: np.ndarray) -> np.ndarray:
@@ -274,10 +302,10 @@ class MusicGen:
 
         def kept(audio: np.ndarray, first: int) -> None:
             parts.append(audio)
-            fresh.append(Chunk(audio, first))
+            fresh.append(Chunk(audio, first + offset))
 
-        streamer = AudioStreamer(timed_decode, self.settings.hop_length, kept)
-        composition = self.compose(windows, hidden, mask, sampler, should_stop, clock_from=started)
+        streamer = AudioStreamer(timed_decode, hop, kept, emitted_frames=given)
+        composition = self.compose(windows, hidden, mask, sampler, should_stop, context=context, clock_from=started)
         for step in composition:
             yield Step(step.done, step.total)
             streamer.feed(finished[step.done - 1], step.codes_so_far)
@@ -288,15 +316,19 @@ class MusicGen:
             raise LofiError(CANCELLED, f"cancelled after decoder step {composition.total} of {composition.total}")
         codes, unit_sec = composition.codes, composition.unit_sec
         self.decoder.release()  # the cache is not needed for the last decode: the job's peak memory is one or the other
-        streamer_chunks = len(decoded)
+        streamer_chunks, emitted = len(decoded), streamer.emitted_frames
         streamer.finish(codes)
         tail_sec = sum(sec for _, sec in decoded[streamer_chunks:])
         chunk_sec = [sec for _, sec in decoded[:streamer_chunks]]
-        self.learn_costs(windows, unit_sec, tail_frames(codes.shape[1]), tail_sec, sum(chunk_sec) / len(chunk_sec) if chunk_sec else None)
+        tail = codes.shape[1] - emitted + min(DECODE_CONTEXT, emitted)
+        self.learn_costs(windows, unit_sec, tail, tail_sec, sum(chunk_sec) / len(chunk_sec) if chunk_sec else None)
         if chunks:
             yield from fresh
+        audio = np.concatenate(parts)
+        if continue_from is not None:
+            audio = join(continue_from.audio, self._rendered_end(codes, given), audio)
         yield Generation(
-            audio=np.concatenate(parts),
+            audio=audio,
             sample_rate=self.settings.sample_rate,
             codes=codes,
             seed=request.seed,
@@ -353,6 +385,22 @@ class MusicGen:
             complete = frames_complete(position, prompt_frames, new_frames, codebooks)
             yield complete, lambda complete=complete: undelay(grid, complete)
         return undelay(grid, prompt_frames + new_frames)
+
+    def _encode_prompt_audio(self, prompt: AudioPrompt | None) -> np.ndarray | None:
+        """The codes of the audio to continue (its last seconds), by EnCodec's encoder."""
+        if prompt is None:
+            return None
+        if self.audio_encoder is None:
+            raise LofiError(MODEL_LOAD_FAILED, "continuing audio needs EnCodec's encoder: load the model with encodec_dir (EnCodec's config.json and model.safetensors)")
+        return self.audio_encoder.encode(prompt.context)
+
+    def _rendered_end(self, codes: np.ndarray, given: int) -> np.ndarray:
+        """EnCodec's rendering of the last :data:`JOIN_FRAMES` frames of the audio continued, decoded like a stream's
+        stretch (context before, lookahead after), so the new music continues it exactly."""
+        start = given - JOIN_FRAMES
+        lo, hi = max(0, start - DECODE_CONTEXT), min(codes.shape[1], given + LOOKAHEAD)
+        hop = self.settings.hop_length
+        return self.decode_audio(codes[:, lo:hi])[(start - lo) * hop : (given - lo) * hop]
 
     def decode_audio(self, codes: np.ndarray) -> np.ndarray:
         """EnCodec: codes ``[codebooks, frames]`` to float32 samples (``frames × hop``)."""

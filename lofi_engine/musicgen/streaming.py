@@ -45,7 +45,8 @@ class AudioStreamer:
     decode: Callable[[np.ndarray], np.ndarray]
     hop: int
     on_chunk: ChunkCallback
-    emitted_frames: int = field(default=0, init=False)
+    emitted_frames: int = 0
+    """Frames whose audio went out (from the start: the frames of audio being continued, whose own audio is given)."""
 
     def feed(self, frames: int, codes: Callable[[], np.ndarray]) -> None:
         """``frames`` of the track are finished; ``codes()`` returns them ``[codebooks, frames]`` (only called

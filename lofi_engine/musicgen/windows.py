@@ -30,12 +30,15 @@ class Window:
         return range(self.prompt_frames + 1, self.prompt_frames + 1 + self.steps)
 
 
-def plan_windows(duration_sec: float, frame_rate: float, num_codebooks: int) -> list[Window]:
-    """The decoder windows that make ``duration_sec`` of audio at ``frame_rate`` codec frames a second."""
+def plan_windows(duration_sec: float, frame_rate: float, num_codebooks: int, prompt_frames: int = 0, max_positions: int = 2048) -> list[Window]:
+    """The decoder windows that make ``duration_sec`` of audio at ``frame_rate`` codec frames a second, the first
+    continuing ``prompt_frames`` of given codes (audio to continue): that window holds the prompt and new frames up
+    to the window's length (at least its stride, within the decoder's ``max_positions``)."""
     total = round(duration_sec * frame_rate)
     window, context = round(WINDOW_SEC * frame_rate), round(CONTEXT_SEC * frame_rate)
     delay = num_codebooks - 1
-    windows = [Window(0, min(total, window), min(total, window) + delay)]
+    first = min(total, max(window - prompt_frames, window - context), max_positions - prompt_frames - delay - 1)
+    windows = [Window(prompt_frames, first, first + delay)]
     done = windows[0].new_frames
     while done < total:
         new = min(window - context, total - done)

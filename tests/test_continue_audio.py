@@ -1,0 +1,86 @@
+"""Issue 21 item 2 (library): MusicGen continues the user's audio exactly as transformers' generate(input_values=…)
+does, and the track is that audio followed by the new music, joined without a click."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import PROMPT, TINY
+
+from lofi_engine import LofiError, MusicGen
+from lofi_engine.audio.resample import resample
+from lofi_engine.musicgen.audio_prompt import JOIN_FRAMES
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TONE = np.load(FIXTURES / "musicgen-tiny-reference" / "encodec.npz")["tone_1s_audio"].astype(np.float32)
+EXPECTED = np.load(FIXTURES / "musicgen-tiny-reference" / "audio_prompt_g3_codes.npy")
+HOP = 640
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> MusicGen:
+    return MusicGen.load(TINY, device="cpu", encodec_dir=FIXTURES / "encodec-tiny", optimized_cache=tmp_path_factory.mktemp("optimized"))
+
+
+@pytest.mark.parametrize("form", ["merged", "split"])
+def test_continuing_audio_is_token_exact_with_transformers(form: str, tmp_path: Path) -> None:
+    """Greedy, guidance 3.0, 5 s more: the codes start with the audio's own, then transformers' continuation."""
+    model = MusicGen.load(TINY, device="cpu", decoder=form, encodec_dir=FIXTURES / "encodec-tiny", optimized_cache=tmp_path)
+    out = model.generate(PROMPT, 5, top_k=1, guidance_scale=3.0, continue_from=TONE)
+    assert out.codes.shape == (4, 50 + 250)
+    np.testing.assert_array_equal(out.codes, EXPECTED)
+
+
+def test_the_track_is_the_audio_then_the_new_music_joined_without_a_click(model: MusicGen) -> None:
+    out = model.generate(PROMPT, 5, seed=3, continue_from=TONE)
+    assert len(out.audio) == len(TONE) + 5 * 32000 and out.duration_sec == 5
+    fade = JOIN_FRAMES * HOP
+    np.testing.assert_array_equal(out.audio[: len(TONE) - fade], TONE[: len(TONE) - fade])  # the user's audio as it was
+    rendered = model.decode_audio(out.codes)  # what transformers returns: EnCodec's rendering of all the codes
+    np.testing.assert_allclose(out.audio[len(TONE) :], rendered[50 * HOP :], atol=1e-3, rtol=0)  # the new music, exactly
+    ramp = np.linspace(0, 1, fade, dtype=np.float32)
+    seam = TONE[-fade:] * (1 - ramp) + rendered[50 * HOP - fade : 50 * HOP] * ramp
+    np.testing.assert_allclose(out.audio[len(TONE) - fade : len(TONE)], seam, atol=1e-3, rtol=0)  # a crossfade, no jump
+
+
+def test_chunks_are_the_new_music_placed_after_the_audio(model: MusicGen) -> None:
+    chunks: list[tuple[int, np.ndarray]] = []
+    out = model.generate(PROMPT, 5, seed=3, continue_from=TONE, on_chunk=lambda audio, first: chunks.append((first, audio.copy())))
+    assert chunks[0][0] == len(TONE) and [first for first, _ in chunks] == sorted(first for first, _ in chunks)
+    np.testing.assert_array_equal(np.concatenate([a for _, a in chunks]), out.audio[len(TONE) :])
+
+
+def test_any_file_at_any_rate_and_channel_count_is_read(model: MusicGen, tmp_path: Path) -> None:
+    stereo = np.stack([TONE, 0.5 * TONE], axis=1)
+    for name, rate, audio in (("a.flac", 32000, stereo), ("b.ogg", 44100, resample(TONE, 32000, 44100)), ("c.wav", 48000, resample(TONE, 32000, 48000))):
+        soundfile.write(tmp_path / name, audio, rate)
+        out = model.generate(PROMPT, 5, seed=1, continue_from=tmp_path / name)
+        expected = (audio.mean(axis=1) if audio.ndim == 2 else resample(audio, rate, 32000))
+        assert len(out.audio) == len(expected) + 5 * 32000, name
+    long = np.tile(TONE, 40)  # 40 s: its last 10 s are continued
+    out = model.generate(PROMPT, 5, seed=1, continue_from=long, top_k=1)
+    short = model.generate(PROMPT, 5, seed=1, continue_from=long[-10 * 32000 :], top_k=1)
+    assert np.array_equal(out.codes, short.codes) and len(out.audio) == len(long) + 5 * 32000
+
+
+def test_bad_audio_gets_invalid_audio_naming_it(model: MusicGen, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not audio")
+    soundfile.write(tmp_path / "silent.wav", np.zeros(32000 * 2, dtype=np.float32), 32000)
+    soundfile.write(tmp_path / "short.wav", TONE[:8000], 32000)
+    for source, words in (
+        (tmp_path / "missing.wav", "missing.wav: no such file"), (tmp_path, "is not a regular file"),
+        (tmp_path / "notes.txt", "notes.txt cannot be read as audio"), (tmp_path / "silent.wav", "silent.wav is silent"),
+        (tmp_path / "short.wav", "short.wav is too short to continue: 0.25 s"), (Path("/dev/null"), "/dev/null is not a regular file"),
+    ):
+        with pytest.raises(LofiError) as err:
+            model.generate(PROMPT, 5, continue_from=source)
+        assert err.value.code == "INVALID_AUDIO" and words in err.value.message, err.value.message
+
+
+def test_without_the_encoder_it_says_what_to_load(tiny: MusicGen) -> None:
+    with pytest.raises(LofiError) as err:
+        tiny.generate(PROMPT, 5, continue_from=TONE)
+    assert err.value.code == "MODEL_LOAD_FAILED" and "encodec_dir" in err.value.message
