@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from lofi_engine.shared.errors import MODEL_NOT_FOUND, PLAYBACK_FAILED, LofiError
+from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, PLAYBACK_FAILED, LofiError
 from lofi_engine.shared.request import GenerateRequest
 from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig, Settings
 from lofi_engine.shared.track import track_metadata
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--bpm", type=float, default=None, help="tempo, 30 to 300 beats a minute")
     generate.add_argument("--key", default=None, help='key and scale, e.g. "C minor", "F# major", "Bb minor"')
     generate.add_argument("--time-signature", type=int, default=None, help="beats in a bar: 2, 3, 4 or 6 (2/4, 3/4, 4/4, 6/8)")
+    generate.add_argument("--continue-from", type=Path, default=None, metavar="FILE",
+                          help="MusicGen: continue this audio (any file soundfile reads); the WAV is it followed by --duration seconds of new music")
+    generate.add_argument("--encodec-dir", type=Path, default=None, metavar="DIR",
+                          help="EnCodec's weights for --continue-from: config.json and model.safetensors of facebook/encodec_32khz")
     generate.add_argument("--yes", "-y", action="store_true", help="agree to downloading the model if it is missing, without asking")
     Settings.add_arguments(generate)
 
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hints: "Hints | None" = None) -> dict:
     from lofi_engine.engine.backends import load_backend
     from lofi_engine.engine.wav import write_wav
+    from lofi_engine.musicgen.audio_prompt import read_audio_prompt
+    from lofi_engine.musicgen.settings import ModelSettings
 
     config = Settings.from_arguments(args).engine
     flags = {
@@ -116,18 +122,36 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     }
     request = GenerateRequest.parse({name: value for name, value in flags.items() if value is not None})
     version = model_version(config, request.backend)
+    continue_from = getattr(args, "continue_from", None)
+    encodec_dir = _encodec_dir(continue_from, getattr(args, "encodec_dir", None), request.backend)
     if request.backend == "musicgen" and not is_available(config):
         obtain_model(config, args.yes, hints or CLI_HINTS)
     where = config.ace_step_dir if request.backend == "ace-step" else locate_model(config)
+    # the audio is checked before the model loads (a bad file is said at once)
+    prompt = read_audio_prompt(continue_from, ModelSettings.read(where).sample_rate) if continue_from is not None else None
     print(f"loading {request.backend} from {where} …", file=sys.stderr)
-    model = load_backend(config, request.backend, version)
+    model = load_backend(config, request.backend, version, encodec_dir=encodec_dir)
     unit = "DiT steps and decode chunks" if request.backend == "ace-step" else "steps"
-    generation = model.run(request, on_step=TerminalProgress(sys.stderr, unit=unit))
-    track_id = request.track_id(version)
+    extra = {"continue_from": prompt} if prompt is not None else {}
+    generation = model.run(request, on_step=TerminalProgress(sys.stderr, unit=unit), **extra)
+    track_id = request.track_id(version, prompt.digest if prompt is not None else None)
     path = write_wav(args.output or (default_dir or Path()) / f"{track_id}.wav", generation.audio, generation.sample_rate)
     meta = track_metadata(generation, track_id, path, request.music)
     print(json.dumps(meta, ensure_ascii=False), flush=True)
     return meta
+
+
+def _encodec_dir(continue_from: Path | None, encodec_dir: Path | None, backend: str) -> Path | None:
+    """EnCodec's weights when audio is continued (MusicGen only); the errors a user can act on otherwise."""
+    if continue_from is None:
+        if encodec_dir is not None:
+            raise LofiError(INVALID_PARAMS, "--encodec-dir is for --continue-from")
+        return None
+    if backend != "musicgen":
+        raise LofiError(INVALID_PARAMS, "--continue-from works with musicgen (ACE-Step continues no audio here)")
+    if encodec_dir is None:
+        raise LofiError(MODEL_NOT_FOUND, "--continue-from needs --encodec-dir DIR: a folder with facebook/encodec_32khz's config.json and model.safetensors")
+    return encodec_dir.expanduser()
 
 
 PLAYERS = (

@@ -84,3 +84,37 @@ def test_without_the_encoder_it_says_what_to_load(tiny: MusicGen) -> None:
     with pytest.raises(LofiError) as err:
         tiny.generate(PROMPT, 5, continue_from=TONE)
     assert err.value.code == "MODEL_LOAD_FAILED" and "encodec_dir" in err.value.message
+
+
+def test_the_cli_continues_a_file_and_writes_it_followed_by_the_new_music(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    soundfile.write(tmp_path / "mine.flac", np.stack([TONE, TONE], axis=1), 32000)
+
+    def lofi(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lofi_engine", "generate", PROMPT, "--model-dir", str(TINY), *args], cwd=repo, capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+
+    done = lofi("--continue-from", str(tmp_path / "mine.flac"), "--encodec-dir", str(FIXTURES / "encodec-tiny"), "--duration", "5", "--seed", "2",
+                "--output", str(tmp_path / "out.wav"))
+    assert done.returncode == 0, done.stderr
+    meta = json.loads(done.stdout)
+    written, rate = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    assert rate == 32000 and meta["duration_sec"] == 6.0 and len(written) == len(TONE) + 5 * 32000
+    fade = JOIN_FRAMES * HOP
+    given = soundfile.read(tmp_path / "mine.flac", dtype="float32")[0].mean(axis=1)  # as FLAC stored it (16 bits)
+    np.testing.assert_allclose(written[: len(TONE) - fade], given[: len(TONE) - fade], atol=1e-6)
+    plain = lofi("--duration", "5", "--seed", "2", "--output", str(tmp_path / "plain.wav"))
+    assert json.loads(plain.stdout)["track_id"] != meta["track_id"]  # the audio continued is part of the id
+    for args, words in (
+        (("--continue-from", str(tmp_path / "mine.flac")), "MODEL_NOT_FOUND: --continue-from needs --encodec-dir DIR"),
+        (("--continue-from", str(tmp_path / "nope.wav"), "--encodec-dir", str(FIXTURES / "encodec-tiny")), "INVALID_AUDIO: " + str(tmp_path / "nope.wav")),
+        (("--encodec-dir", str(FIXTURES / "encodec-tiny")), "INVALID_PARAMS: --encodec-dir is for --continue-from"),
+    ):
+        bad = lofi(*args, "--output", str(tmp_path / "bad.wav"))
+        assert bad.returncode != 0 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert not (tmp_path / "bad.wav").exists()

@@ -88,10 +88,13 @@ class GenerateRequest:
             play=_play(values.get("play", False)),
         )
 
-    def track_id(self, model_version: str) -> str:
+    def track_id(self, model_version: str, continues: str | None = None) -> str:
         """Short stable hash of prompt + seed + duration + model version + backend (+ sampling options and musical
-        controls, when any are given): the same request gives the same id."""
+        controls, when any are given, + ``continues``: a digest of the audio continued): the same request gives the
+        same id."""
         key: list[Any] = [self.prompt, self.seed, self.duration_sec, model_version, self.backend]
+        if continues is not None:
+            key.append({"continues": continues})
         if self.options.given():
             key.append(self.options.given())
         if self.music.given():
