@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, PLAYBACK_FAILED, LofiError
-from lofi_engine.shared.request import GenerateRequest
+from lofi_engine.shared.request import GenerateRequest, file_digest
 from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig, Settings
 from lofi_engine.shared.track import track_metadata
 from lofi_engine.store.ace_step_manifest import HOW_TO_EXPORT
@@ -80,8 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--time-signature", type=int, default=None, help="beats in a bar: 2, 3, 4 or 6 (2/4, 3/4, 4/4, 6/8)")
     generate.add_argument("--continue-from", type=Path, default=None, metavar="FILE",
                           help="MusicGen: continue this audio (any file soundfile reads); the WAV is it followed by --duration seconds of new music")
-    generate.add_argument("--encodec-dir", type=Path, default=None, metavar="DIR",
-                          help="EnCodec's weights for --continue-from: config.json and model.safetensors of facebook/encodec_32khz")
     generate.add_argument("--yes", "-y", action="store_true", help="agree to downloading the model if it is missing, without asking")
     Settings.add_arguments(generate)
 
@@ -123,7 +121,7 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     request = GenerateRequest.parse({name: value for name, value in flags.items() if value is not None})
     version = model_version(config, request.backend)
     continue_from = getattr(args, "continue_from", None)
-    encodec_dir = _encodec_dir(continue_from, getattr(args, "encodec_dir", None), request.backend)
+    encodec_dir = _encodec_dir(continue_from, config.encodec_dir, request.backend)
     if request.backend == "musicgen" and not is_available(config):
         obtain_model(config, args.yes, hints or CLI_HINTS)
     where = config.ace_step_dir if request.backend == "ace-step" else locate_model(config)
@@ -134,7 +132,7 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     unit = "DiT steps and decode chunks" if request.backend == "ace-step" else "steps"
     extra = {"continue_from": prompt} if prompt is not None else {}
     generation = model.run(request, on_step=TerminalProgress(sys.stderr, unit=unit), **extra)
-    track_id = request.track_id(version, prompt.digest if prompt is not None else None)
+    track_id = request.track_id(version, file_digest(continue_from) if continue_from is not None else None)
     path = write_wav(args.output or (default_dir or Path()) / f"{track_id}.wav", generation.audio, generation.sample_rate)
     meta = track_metadata(generation, track_id, path, request.music)
     print(json.dumps(meta, ensure_ascii=False), flush=True)
@@ -144,8 +142,6 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
 def _encodec_dir(continue_from: Path | None, encodec_dir: Path | None, backend: str) -> Path | None:
     """EnCodec's weights when audio is continued (MusicGen only); the errors a user can act on otherwise."""
     if continue_from is None:
-        if encodec_dir is not None:
-            raise LofiError(INVALID_PARAMS, "--encodec-dir is for --continue-from")
         return None
     if backend != "musicgen":
         raise LofiError(INVALID_PARAMS, "--continue-from works with musicgen (ACE-Step continues no audio here)")

@@ -113,8 +113,35 @@ def test_the_cli_continues_a_file_and_writes_it_followed_by_the_new_music(tmp_pa
     for args, words in (
         (("--continue-from", str(tmp_path / "mine.flac")), "MODEL_NOT_FOUND: --continue-from needs --encodec-dir DIR"),
         (("--continue-from", str(tmp_path / "nope.wav"), "--encodec-dir", str(FIXTURES / "encodec-tiny")), "INVALID_AUDIO: " + str(tmp_path / "nope.wav")),
-        (("--encodec-dir", str(FIXTURES / "encodec-tiny")), "INVALID_PARAMS: --encodec-dir is for --continue-from"),
     ):
         bad = lofi(*args, "--output", str(tmp_path / "bad.wav"))
         assert bad.returncode != 0 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
         assert not (tmp_path / "bad.wav").exists()
+
+
+def test_json_rpc_continues_a_file_or_a_cached_track(tmp_path: Path) -> None:
+    """`generate {continue_from: path | track id}` through `lofi serve` with the encodec_dir setting: the track is
+    the audio followed by the new music; the source is recorded; bad sources get coded errors."""
+    from test_rpc import Server
+
+    soundfile.write(tmp_path / "mine.wav", TONE, 32000)
+    server = Server(tmp_path / "cache", "--encodec-dir", str(FIXTURES / "encodec-tiny"))
+    try:
+        first = server.call("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 2, "continue_from": str(tmp_path / "mine.wav")})["result"]
+        done = server.read_until(lambda m: m.get("method") == "generation_complete" and m["params"]["track_id"] == first["track_id"])["params"]
+        assert done["continue_from"] == str(tmp_path / "mine.wav") and done["duration_sec"] == 6.0
+        audio, given = soundfile.read(done["path"], dtype="float32")[0], soundfile.read(tmp_path / "mine.wav", dtype="float32")[0]
+        np.testing.assert_allclose(audio[: len(given) - JOIN_FRAMES * HOP], given[: len(given) - JOIN_FRAMES * HOP], atol=1e-6)
+        again = server.call("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 2, "continue_from": first["track_id"]}, id=2)["result"]
+        assert again["track_id"] != first["track_id"]
+        longer = server.read_until(lambda m: m.get("method") == "generation_complete" and m["params"]["track_id"] == again["track_id"])["params"]
+        assert longer["duration_sec"] == 11.0  # the 6 s track, then 5 s more
+        for n, (source, code) in enumerate(((str(tmp_path / "nope.wav"), "INVALID_AUDIO"), (str(tmp_path), "INVALID_AUDIO"), ("0123456789abcdef", "TRACK_NOT_FOUND")), 3):
+            refused = server.call("generate", {"prompt": PROMPT, "continue_from": source}, id=n)
+            assert refused["error"]["data"]["code"] == code, refused
+        soundfile.write(tmp_path / "quiet.wav", np.zeros(64000, dtype=np.float32), 32000)
+        quiet = server.call("generate", {"prompt": PROMPT, "duration_sec": 5, "continue_from": str(tmp_path / "quiet.wav")}, id=9)["result"]
+        failed = server.read_until(lambda m: m.get("method") == "generation_error" and m["params"]["track_id"] == quiet["track_id"])["params"]
+        assert failed["code"] == "INVALID_AUDIO" and "quiet.wav is silent" in failed["message"]
+    finally:
+        assert server.close() == 0

@@ -33,7 +33,8 @@ def load_backend(
     on_verify: LoadCallback | None = None,
     encodec_dir: Path | None = None,
 ) -> Backend:
-    """The backend's model; ``encodec_dir`` (MusicGen): EnCodec's weights, for continuing audio."""
+    """The backend's model; ``encodec_dir`` (MusicGen): EnCodec's weights, for continuing audio (default: the
+    ``encodec_dir`` setting's)."""
     started = time.perf_counter()
     if backend == "ace-step":
         model: Backend = AceStep.load(
@@ -47,7 +48,7 @@ def load_backend(
             model = MusicGen.load(
                 source, device=config.device, threads=config.threads, decoder=config.decoder, model_version=model_version,
                 on_progress=on_load, optimized_cache=config.optimized_dir,
-                quantize="int4" if config.variant == "small-int4" and config.model_dir is None else None, encodec_dir=encodec_dir,
+                quantize="int4" if config.variant == "small-int4" and config.model_dir is None else None, encodec_dir=encodec_dir or config.encodec_dir,
             )
         except LofiError as exc:
             if exc.code == MODEL_LOAD_FAILED and exc.path is not None and config.model_dir is None:

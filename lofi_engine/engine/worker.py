@@ -20,6 +20,7 @@ from lofi_engine.engine.download import download_variant
 from lofi_engine.engine.progress import ProgressReporter
 from lofi_engine.engine.wav import write_wav
 from lofi_engine.shared.backend import Backend
+from lofi_engine.musicgen.audio_prompt import read_audio_prompt
 from lofi_engine.musicgen.model import Chunk, Step
 from lofi_engine.musicgen.radio import ContinuousStream
 from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, LofiError
@@ -91,7 +92,8 @@ class Worker:
             if isinstance(model, AceStep):
                 generation = self.run_cancellable(model, job, reporter)
             else:  # MusicGen stops between decoder steps (past FR-009: see README) and plays while it composes
-                for item in model.stream(request, self.cancel.is_set):
+                prompt = read_audio_prompt(job.continue_from, model.sample_rate) if job.continue_from is not None else None
+                for item in model.stream(request, self.cancel.is_set, continue_from=prompt):
                     if isinstance(item, Step):
                         reporter(item.done, item.total)
                     elif isinstance(item, Chunk):
@@ -100,6 +102,8 @@ class Worker:
                         generation = item
             path = write_wav(self.cache.wav_path(track_id), generation.audio, generation.sample_rate)
             meta = track_metadata(generation, track_id, path, request.music)
+            if request.continue_from is not None:
+                meta["continue_from"] = request.continue_from
             self.cache.put(meta)
             self.emit("generation_complete", meta)
         except LofiError as exc:

@@ -34,13 +34,6 @@ class AudioPrompt:
     name: str
     """How errors name it."""
 
-    @property
-    def digest(self) -> str:
-        """What identifies it in a track id: a hash of the samples continued."""
-        import hashlib
-
-        return hashlib.sha256(self.audio.tobytes()).hexdigest()[:16]
-
 
 def read_audio_prompt(source: str | Path | np.ndarray, sample_rate: int, source_rate: int | None = None,
                       context_sec: float = DEFAULT_CONTEXT_SEC) -> AudioPrompt:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -24,21 +26,23 @@ from lofi_engine.service.child_link import ChildLink
 from lofi_engine.service.queue import JobQueue, QueuedJob
 from lofi_engine.shared.errors import (
     CANCELLED,
+    INVALID_AUDIO,
     INVALID_PARAMS,
     MODEL_DOWNLOAD_FAILED,
     MODEL_INFERENCE_FAILED,
     MODEL_LOAD_FAILED,
     MODEL_NOT_FOUND,
+    TRACK_NOT_FOUND,
     WRITE_FAILED,
     LofiError,
 )
 from lofi_engine.shared.log_dir import writable_log_dir
 from lofi_engine.shared.protocol import GenerateJob, RadioWindowJob
-from lofi_engine.shared.request import GenerateRequest
+from lofi_engine.shared.request import GenerateRequest, file_digest
 from lofi_engine.shared.settings import EngineConfig, Settings, default_state_dir
 from lofi_engine.store.catalogue import download_question, is_available, model_version
 from lofi_engine.store.consent import ConsentStore
-from lofi_engine.store.tracks import TrackCache
+from lofi_engine.store.tracks import TRACK_ID, TrackCache
 
 METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
 FINISHING_EVENTS = ("generation_complete", "generation_error", "download_complete", "download_error", "radio_segment", "radio_error")
@@ -145,7 +149,8 @@ class EngineClient:
     def _generate(self, params: dict[str, Any]) -> dict[str, Any]:
         request = GenerateRequest.parse(params, self.config.backend)
         version = self.model_version if request.backend == "musicgen" else model_version(self.config, request.backend)
-        tid = request.track_id(version)
+        source = self._continue_source(request.continue_from)
+        tid = request.track_id(version, file_digest(source) if source is not None else None)
         plays = request.play and self._radio.session is None  # the radio keeps the player while it plays
         cached = self.cache.get(tid)
         if cached is not None:
@@ -156,18 +161,38 @@ class EngineClient:
                 except LofiError as exc:  # the track is there; the player is not
                     self._events.emit("playback_end", {"track_id": tid, "reason": "error", **exc.to_dict()})
             return {"track_id": tid, "status": "cached", "position": 0, "seed": request.seed, "path": cached["path"]}
-        if plays:
-            self._live.watch(tid, request.duration_sec, {"prompt": request.prompt, "duration_sec": request.duration_sec, "backend": request.backend})
+        if plays:  # a piece continuing audio plays once finished (its chunks are only the new music)
+            self._live.watch(tid, request.duration_sec, {"prompt": request.prompt, "duration_sec": request.duration_sec, "backend": request.backend},
+                             live=source is None)
         found = self._queue.find(tid)
         if found is not None:
             position, job = found
             return {"track_id": tid, "status": "running" if job is self._queue.running else "queued", "position": position, "seed": request.seed}
-        job = QueuedJob(GenerateJob(request, tid, version), self.config, request.priority)
+        job = QueuedJob(GenerateJob(request, tid, version, str(source) if source is not None else None), self.config, request.priority)
         position = self._queue.add(job)
         if job.needs_download:
             self._ask_for_download(job)
         self._advance()
         return {"track_id": tid, "status": "queued", "position": position, "seed": request.seed}
+
+    def _continue_source(self, continue_from: str | None) -> Path | None:
+        """The file a piece continues: a cached track's WAV for a track id, else the path given (absolute, or the
+        server's working directory's), which must be a regular file; INVALID_AUDIO naming it otherwise."""
+        if continue_from is None:
+            return None
+        if TRACK_ID.fullmatch(continue_from):
+            track = self.cache.get(continue_from)
+            if track is None:
+                raise LofiError(TRACK_NOT_FOUND, f"no cached track {continue_from} to continue")
+            return Path(track["path"])
+        path = Path(continue_from).expanduser().absolute()
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError as exc:
+            raise LofiError(INVALID_AUDIO, f"{path}: {exc.strerror or exc}") from None
+        if not regular:
+            raise LofiError(INVALID_AUDIO, f"{path} is not a regular file")
+        return path
 
     def _check_generate(self, params: dict[str, Any]) -> dict[str, Any]:
         """The parser's verdict on a generation's options before its prompt is known (a command asks for the prompt

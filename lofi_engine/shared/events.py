@@ -27,7 +27,8 @@ EVENTS: dict[str, EventSpec] = {
     spec.name: spec
     for spec in (
         EventSpec(
-            "generation_start", ("track_id", "prompt", "duration_sec", "seed", "backend"), _MUSIC, "the engine began a job (bpm, key, time_signature: when asked for)"
+            "generation_start", ("track_id", "prompt", "duration_sec", "seed", "backend"), (*_MUSIC, "continue_from"),
+            "the engine began a job (bpm, key, time_signature, continue_from: when asked for)"
         ),
         EventSpec(
             "generation_progress",
@@ -36,7 +37,7 @@ EVENTS: dict[str, EventSpec] = {
             "every 5 % of a job; stage names ACE-Step's unit kind (dit, decode)",
         ),
         EventSpec("generation_chunk", ("track_id", "path", "start_sec", "duration_sec"), (), "playable audio before the track is done"),
-        EventSpec("generation_complete", _TRACK, ("cached", "created_at", "last_played_at", "size_bytes", *_MUSIC), "the track is written and cached"),
+        EventSpec("generation_complete", _TRACK, ("cached", "created_at", "last_played_at", "size_bytes", *_MUSIC, "continue_from"), "the track is written and cached"),
         EventSpec("generation_error", ("track_id", "code", "message"), (), "the job failed or was cancelled"),
         EventSpec(
             "model_load_progress",

@@ -25,6 +25,8 @@ class GenerateJob:
     request: GenerateRequest
     track_id: str
     model_version: str
+    continue_from: str | None = None
+    """The audio file the piece continues (``request.continue_from`` resolved: a track id's WAV)."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import numbers
+import os
 import secrets
 import unicodedata
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,7 @@ the text encoder's 512-token window; a longer prompt would cost time and memory 
 MAX_ACE_STEPS = 100
 SAMPLING_PARAMS = ("top_k", "temperature", "guidance_scale")
 """MusicGen's sampling; ACE-Step samples by diffusion and takes ``steps`` instead."""
-PARAMS = ("prompt", "duration_sec", "seed", "priority", "backend", *SAMPLING_PARAMS, "steps", *MUSIC_PARAMS, "play")
+PARAMS = ("prompt", "duration_sec", "seed", "priority", "backend", *SAMPLING_PARAMS, "steps", *MUSIC_PARAMS, "continue_from", "play")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class GenerateRequest:
     options: SamplingOptions = field(default_factory=SamplingOptions)
     music: MusicalControls = field(default_factory=MusicalControls)
     """Tempo, key and time signature, when asked for (part of the track id)."""
+    continue_from: str | None = None
+    """Audio to continue (MusicGen): a file's path or a cached track's id (the audio's digest is part of the id)."""
     play: bool = False
     """Play it as it is composed (the service's player; not part of the track id)."""
 
@@ -85,6 +88,7 @@ class GenerateRequest:
             priority=_priority(values.get("priority", "normal")),
             options=_options(values, backend),
             music=MusicalControls.parse(values),
+            continue_from=_continue_from(values.get("continue_from"), backend),
             play=_play(values.get("play", False)),
         )
 
@@ -104,7 +108,27 @@ class GenerateRequest:
 
     def describe(self) -> dict[str, Any]:
         """The fields a job shows in the queue and in `generation_start`."""
-        return {"prompt": self.prompt, "duration_sec": self.duration_sec, "seed": self.seed, "backend": self.backend, **self.music.given()}
+        continues = {"continue_from": self.continue_from} if self.continue_from is not None else {}
+        return {"prompt": self.prompt, "duration_sec": self.duration_sec, "seed": self.seed, "backend": self.backend, **self.music.given(), **continues}
+
+
+def _continue_from(source: object, backend: str) -> str | None:
+    if source is None:
+        return None
+    if not isinstance(source, str) or not source.strip() or "\0" in source:
+        raise LofiError(INVALID_PARAMS, f"continue_from must be an audio file's path or a track id, not {source!r}")
+    if backend != "musicgen":
+        raise LofiError(INVALID_PARAMS, "continue_from works with musicgen (ACE-Step continues no audio here)")
+    return source
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """What identifies audio to continue in a track id: a hash of the file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _play(play: object) -> bool:

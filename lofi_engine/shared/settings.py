@@ -152,6 +152,9 @@ class EngineConfig(_Group):
         "(the default with --device cuda or metal) or small-int4 (4-bit weights made locally from small's files; CPU)",
     )
     model_dir: Path | None = setting(None, kind="path", optional=True, help="a directory of model files laid out like the Hub's; skips the download")
+    encodec_dir: Path | None = setting(
+        None, kind="path", optional=True,
+        help="EnCodec's weights for continuing audio: a folder with facebook/encodec_32khz's config.json and model.safetensors")
     ace_step_model_dir: Path | None = setting(
         None, kind="path", optional=True, help="an ACE-Step export (its manifest.json and ONNX files; default: cache_dir/models/ace-step)")
     ace_step_variant: str = setting(

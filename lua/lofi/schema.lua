@@ -34,7 +34,7 @@ return {
     },
     ["generation_complete"] = {
       ["doc"] = "the track is written and cached",
-      ["optional"] = { "cached", "created_at", "last_played_at", "size_bytes", "bpm", "key", "time_signature" },
+      ["optional"] = { "cached", "created_at", "last_played_at", "size_bytes", "bpm", "key", "time_signature", "continue_from" },
       ["required"] = { "track_id", "path", "duration_sec", "sample_rate", "prompt", "seed", "generation_time_sec", "model_version", "backend", "channels" },
     },
     ["generation_error"] = {
@@ -48,8 +48,8 @@ return {
       ["required"] = { "track_id", "percent", "tokens_generated", "tokens_estimated", "eta_sec" },
     },
     ["generation_start"] = {
-      ["doc"] = "the engine began a job (bpm, key, time_signature: when asked for)",
-      ["optional"] = { "bpm", "key", "time_signature" },
+      ["doc"] = "the engine began a job (bpm, key, time_signature, continue_from: when asked for)",
+      ["optional"] = { "bpm", "key", "time_signature", "continue_from" },
       ["required"] = { "track_id", "prompt", "duration_sec", "seed", "backend" },
     },
     ["model_load_progress"] = {
@@ -108,7 +108,7 @@ return {
       ["required"] = { "code", "message" },
     },
   },
-  ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps", "bpm", "key", "time_signature", "play" },
+  ["generate_params"] = { "prompt", "duration_sec", "seed", "priority", "backend", "top_k", "temperature", "guidance_scale", "steps", "bpm", "key", "time_signature", "continue_from", "play" },
   ["max_pending"] = 10,
   ["max_seed"] = 4294967295,
   ["priorities"] = { "normal", "high" },
@@ -174,6 +174,13 @@ return {
       ["group"] = "engine",
       ["help"] = "auto, cpu, cuda or metal",
       ["kind"] = "choice",
+    },
+    ["encodec_dir"] = {
+      ["expects"] = "a path, or unset",
+      ["group"] = "engine",
+      ["help"] = "EnCodec's weights for continuing audio: a folder with facebook/encodec_32khz's config.json and model.safetensors",
+      ["kind"] = "path",
+      ["optional"] = true,
     },
     ["model_dir"] = {
       ["expects"] = "a path, or unset",

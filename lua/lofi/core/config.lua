@@ -1,6 +1,7 @@
 ---@class lofi.ModelConfig
 ---@field variant "small"|"small-int8"|"small-fp16"|"small-int4"|nil Model variant (nil: small, or small-fp16 with device cuda/metal)
 ---@field dir string? A folder of model files (Hub layout); skips the download
+---@field encodec_dir string? EnCodec's weights (facebook/encodec_32khz's config.json and model.safetensors), to continue your own audio
 ---@field device "auto"|"cpu"|"cuda"|"metal" Where inference runs
 ---@field threads integer? CPU threads (nil: all cores)
 
@@ -57,7 +58,7 @@ local M = {}
 ---@type lofi.Config
 M.defaults = {
   backend = settings.backend.default,
-  model = { variant = nil, dir = nil, device = settings.device.default, threads = nil },
+  model = { variant = nil, dir = nil, encodec_dir = nil, device = settings.device.default, threads = nil },
   ace_step = { dir = nil, variant = settings.ace_step_variant.default },
   cache = { dir = nil, max_size = settings.cache_max_bytes.default, optimized = settings.optimized_cache.default },
   duration_sec = schema.default_duration_sec,
@@ -87,6 +88,7 @@ M.SETTING_OF = {
   backend = "backend",
   ["model.variant"] = "variant",
   ["model.dir"] = "model_dir",
+  ["model.encodec_dir"] = "encodec_dir",
   ["model.device"] = "device",
   ["model.threads"] = "threads",
   ["ace_step.dir"] = "ace_step_model_dir",
@@ -227,7 +229,7 @@ end
 ---Every option setup() knows (also those whose default is nil), by table.
 M.known = {
   [""] = { "backend", "model", "ace_step", "cache", "duration_sec", "notify", "player", "radio", "keymaps", "autoplay", "python" },
-  model = { "variant", "dir", "device", "threads" },
+  model = { "variant", "dir", "encodec_dir", "device", "threads" },
   ace_step = { "dir", "variant" },
   cache = { "dir", "max_size", "optimized" },
   player = { "cmd", "loop", "crossfade_sec", "volume" },
@@ -361,6 +363,7 @@ function M.remote_settings()
       ace_step_variant = o.ace_step.variant,
       variant = o.model.variant or vim.NIL,
       model_dir = expand(o.model.dir),
+      encodec_dir = expand(o.model.encodec_dir),
       device = o.model.device,
       threads = o.model.threads or vim.NIL,
       cache_dir = expand(o.cache.dir),
