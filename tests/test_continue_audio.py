@@ -145,3 +145,17 @@ def test_json_rpc_continues_a_file_or_a_cached_track(tmp_path: Path) -> None:
         assert failed["code"] == "INVALID_AUDIO" and "quiet.wav is silent" in failed["message"]
     finally:
         assert server.close() == 0
+
+
+def test_a_long_continuation_runs_several_windows_and_its_progress_counts_them(model: MusicGen) -> None:
+    """30 s after 1 s of audio: two windows, the first holding the audio's codes; the ETA's units are its steps."""
+    from lofi_engine.musicgen.audio_prompt import read_audio_prompt
+    from lofi_engine.shared.request import GenerateRequest
+
+    request = GenerateRequest.parse({"prompt": PROMPT, "duration_sec": 30, "seed": 1})
+    prompt = read_audio_prompt(TONE, 32000)
+    eta = model.progress_model(request, prompt)
+    steps: list[int] = []
+    out = model.run(request, on_step=lambda done, total: steps.append(total), continue_from=prompt)
+    assert eta.total == steps[0] == len(steps) and len(model.windows(30, 50)) == 2
+    assert out.codes.shape == (4, 50 + 1500) and len(out.audio) == len(TONE) + 30 * 32000

@@ -188,3 +188,35 @@ def test_lofigenerate_takes_tempo_key_and_time_signature_and_lofitracks_shows_th
     nvim.command("LofiGenerate night drive bpm=500")
     said = notes(nvim)
     assert len(said) == 1 and "INVALID_PARAMS: bpm must be a whole number from 30 to 300" in said[0], said
+
+
+def test_lofi_continue_continues_a_track_or_a_file_and_the_picker_offers_it(editor, tmp_path: Path) -> None:
+    """Issue 21 items 2-3 in the editor: :LofiContinue <track> keeps its prompt, :LofiContinue <file> <prompt> takes a
+    file; each new track is its source followed by the new music; the picker's "continue it" does the same."""
+    import numpy as np
+    import soundfile
+    from conftest import TINY
+
+    fixtures = Path(__file__).parent / "fixtures"
+    nvim, out = editor(model={"dir": str(TINY), "encodec_dir": str(fixtures / "encodec-tiny")})
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiContinue")
+    assert notes(nvim) == ["lofi: INVALID_PARAMS: nothing to continue: give a file or a track (:LofiContinue <Tab>), or play one"], notes(nvim)
+    track = nvim.exec_lua(GENERATE, {"prompt": "dawn", "duration_sec": 5, "seed": 1})
+    nvim.command(f"LofiContinue {track['track_id']} duration=5 seed=2")
+    done = wait_event(nvim, "generation_complete", {"continue_from": track["track_id"]})["data"]
+    assert done["prompt"] == "dawn" and done["duration_sec"] == 10.0, done
+    tone = np.load(fixtures / "musicgen-tiny-reference" / "encodec.npz")["tone_1s_audio"].astype(np.float32)
+    soundfile.write(tmp_path / "mine.wav", tone, 32000, subtype="FLOAT")
+    nvim.command(f"LofiContinue {tmp_path / 'mine.wav'} night walk duration=5")
+    done = wait_event(nvim, "generation_complete", {"continue_from": str(tmp_path / "mine.wav")})["data"]
+    assert done["prompt"] == "night walk" and done["duration_sec"] == 6.0, done
+    np.testing.assert_allclose(soundfile.read(done["path"], dtype="float32")[0][:16000], tone[:16000], atol=1e-4)  # as 16-bit samples
+    first = nvim.exec_lua("return require('lofi').tracks()[1]")  # what the picker lists first
+    nvim.exec_lua("""
+      local answers = {1, 5}
+      vim.ui.select = function(items, opts, choice) choice(items[table.remove(answers, 1)]) end
+      vim.cmd('LofiTracks')
+    """)
+    done = wait_event(nvim, "generation_complete", {"continue_from": first["track_id"]})["data"]
+    assert done["prompt"] == first["prompt"] and done["duration_sec"] == first["duration_sec"] + 30, done  # the default 30 s more

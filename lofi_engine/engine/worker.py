@@ -88,11 +88,11 @@ class Worker:
         self.emit("generation_start", {"track_id": track_id, **request.describe()})
         try:
             model = self.ensure_model(track_id, request.backend, job.model_version)
-            reporter = ProgressReporter(track_id, model.progress_model(request), self.emit)
             if isinstance(model, AceStep):
-                generation = self.run_cancellable(model, job, reporter)
+                generation = self.run_cancellable(model, job, ProgressReporter(track_id, model.progress_model(request), self.emit))
             else:  # MusicGen stops between decoder steps (past FR-009: see README) and plays while it composes
                 prompt = read_audio_prompt(job.continue_from, model.sample_rate) if job.continue_from is not None else None
+                reporter = ProgressReporter(track_id, model.progress_model(request, prompt), self.emit)
                 for item in model.stream(request, self.cancel.is_set, continue_from=prompt):
                     if isinstance(item, Step):
                         reporter(item.done, item.total)

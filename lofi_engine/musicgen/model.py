@@ -204,10 +204,11 @@ class MusicGen:
     def sample_rate(self) -> int:
         return self.settings.sample_rate
 
-    def progress_model(self, request: GenerateRequest) -> DecoderEta:
+    def progress_model(self, request: GenerateRequest, continue_from: AudioPrompt | None = None) -> DecoderEta:
         """One unit of work per decoder step, priced from what this machine measured (:mod:`.costs`), with the
-        chunks the engine streams while it composes."""
-        windows = self.windows(request.duration_sec)
+        chunks the engine streams while it composes (after the frames of the audio it continues, if any)."""
+        given = len(continue_from.context) // self.settings.hop_length if continue_from is not None else 0
+        windows = self.windows(request.duration_sec, given)
         chunks = chunk_schedule(finished_frames(windows, self.settings.num_codebooks))  # decoded as it composes
         return DecoderEta(windows, tail_frames(sum(w.new_frames for w in windows)), self.costs, chunks)
 

@@ -93,6 +93,9 @@ function M.generate(opts, callback)
     bpm = opts.bpm, -- tempo, key and time signature: the engine checks them (INVALID_PARAMS with the range)
     key = opts.key,
     time_signature = opts.time_signature,
+    -- a file (made absolute here: the service's working directory is not the user's) or a cached track's id
+    continue_from = opts.continue_from and (opts.continue_from:match("^%x+$") and #opts.continue_from == 16 and opts.continue_from
+      or vim.fn.fnamemodify(vim.fn.expand(opts.continue_from), ":p")) or nil,
   }
   -- autoplay: the service plays it while it is composed (after what plays, if anything does); never over the radio
   local plays = opts.play

@@ -73,6 +73,63 @@ function M.generate(cmd)
   end)
 end
 
+---:LofiContinue [file|track] [prompt] [duration=N] [bpm=…]: a piece continuing a file or a cached track (default:
+---the track playing); without a prompt, the track's own (a file's: asked for).
+function M.continue(cmd)
+  local words = common.split_words(cmd.args)
+  local tracks = lofi.tracks()
+  local source, track = nil, nil
+  if words[1] and not words[1]:find("=", 1, true) then
+    local id = common.resolve(words[1], tracks)
+    if id and id == words[1] then
+      source = id
+    elseif vim.fn.filereadable(vim.fn.expand(words[1])) == 1 or vim.fn.isdirectory(vim.fn.expand(words[1])) == 1 then
+      source = words[1] -- the engine judges it (a folder is refused there, with its name)
+    end
+    if source then
+      table.remove(words, 1)
+    end
+  end
+  if not source then
+    local now = lofi.now_playing()
+    source = now and now.state ~= "stopped" and now.track_id ~= vim.NIL and now.track_id or nil
+  end
+  if not source then
+    common.invalid("nothing to continue: give a file or a track (:LofiContinue <Tab>), or play one")
+    return
+  end
+  for _, item in ipairs(tracks) do
+    if item.track_id == source then
+      track = item
+    end
+  end
+  local opts, err = M.parse_generate(words)
+  if not opts then
+    common.invalid(err)
+    return
+  end
+  opts.continue_from = source
+  if opts.prompt == "" and track then
+    opts.prompt = track.prompt
+  end
+  if opts.prompt ~= "" then
+    generate(opts)
+    return
+  end
+  common.ask_prompt("lofi prompt: ", nil, function(prompt)
+    opts.prompt = prompt
+    generate(opts)
+  end)
+end
+
+function M.complete_continue(arg_lead)
+  local items = common.complete_items((lofi.tracks()), arg_lead)
+  local ids = vim.tbl_map(function(item)
+    return item:match("^(%S+)")
+  end, items)
+  return vim.list_extend(ids, vim.fn.getcompletion(arg_lead, "file"))
+end
+
 function M.complete_generate(arg_lead)
   local options = { "duration=", "seed=", "priority=high", "priority=normal", "backend=musicgen", "backend=ace-step", "bpm=", 'key="', "time_signature=" }
   return common.starting_with(options, arg_lead)

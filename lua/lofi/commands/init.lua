@@ -1,4 +1,4 @@
--- The :Lofi* commands, with completion: :LofiGenerate, :LofiQueue, :LofiCancel (generate.lua); the player's :LofiPlay,
+-- The :Lofi* commands, with completion: :LofiGenerate, :LofiContinue, :LofiQueue, :LofiCancel (generate.lua); the player's :LofiPlay,
 -- :LofiPause, :LofiResume, :LofiToggle, :LofiSkip, :LofiStop, :LofiVolume, :LofiSeek, :LofiShuffle, :LofiNow (player.lua); :LofiRadio (radio.lua); the
 -- library's :LofiTracks and :LofiSave (library.lua); :LofiDownload and :LofiLog (misc.lua). Each module reads the
 -- command's arguments and calls the Lua API (or a lower layer); the commands are where errors are notified (the Lua
@@ -17,6 +17,11 @@ function M.register()
     nargs = "*",
     complete = generate.complete_generate,
     desc = "Generate music from a prompt: :LofiGenerate lofi hip hop duration=30 seed=1 priority=high backend=ace-step",
+  })
+  create("LofiContinue", generate.continue, {
+    nargs = "*",
+    complete = generate.complete_continue,
+    desc = "Continue a file or a track (default: the one playing): :LofiContinue song.wav [prompt] duration=30",
   })
   create("LofiQueue", generate.queue, { desc = "Show the running and pending generations (updates while open)" })
   create("LofiPlay", player.play, { nargs = "?", complete = player.complete_tracks, desc = "Play a cached track (default: the most recently played)" })

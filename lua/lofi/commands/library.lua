@@ -49,6 +49,11 @@ function M.track_action(action, track)
     if err then
       common.report(err)
     end
+  elseif action == "continue it" then
+    local _, err = lofi.generate({ prompt = track.prompt, backend = "musicgen", continue_from = track.track_id })
+    if err then
+      common.report(err)
+    end
   end
 end
 

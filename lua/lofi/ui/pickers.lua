@@ -71,7 +71,7 @@ function M.confirm(question, yes, on_yes)
 end
 
 ---What the picker can do with a track, in the order offered.
-M.TRACK_ACTIONS = { "play", "add to playlist", "delete", "regenerate with a new seed" }
+M.TRACK_ACTIONS = { "play", "add to playlist", "delete", "regenerate with a new seed", "continue it" }
 
 ---Pick one of `tracks`, then one of TRACK_ACTIONS for it; `on_action(action, track)` runs once both are chosen.
 ---@param tracks table[]
