@@ -423,7 +423,7 @@ def test_lofitracks_lists_plays_adds_regenerates_and_deletes(editor) -> None:
     assert asked[0]["prompt"] == "lofi tracks"
     assert asked[0]["items"] == [f"night drive synth  6s  musicgen  seed 2  just now  {night['track_id'][:8]}",
                                  f"rainy piano  5s  musicgen  seed 1  just now  {rain['track_id'][:8]}"]
-    assert asked[1]["items"] == ["play", "add to playlist", "delete", "regenerate with a new seed"]
+    assert asked[1]["items"] == ["play", "add to playlist", "delete", "regenerate with a new seed", "continue it"]
     wait_event(nvim, "playback_start", {"track_id": rain["track_id"]})
     assert nvim.exec_lua("return require('lofi').statusline()") == "▶ rainy piano"
     assert f'lofi: playing {rain["track_id"]} "rainy piano" (5s, musicgen)' in notes(nvim)

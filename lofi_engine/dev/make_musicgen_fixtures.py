@@ -17,6 +17,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -180,13 +181,9 @@ def make_fp16(src: Path, out: Path) -> None:
         shutil.copy(src / name, out / name)
 
 
-def reference_outputs(model, tokenizer_path: Path, out: Path) -> None:
-    """transformers' own generate, greedy, guidance 3.0 and 1.0, and a greedy continuation from codes."""
-    from tokenizers import Tokenizer
-
-    ids = Tokenizer.from_file(str(tokenizer_path)).encode(PROMPT).ids
-    input_ids = torch.tensor([ids])
-    mask = torch.ones_like(input_ids)
+def capture_decodes(model) -> tuple[list, Any]:
+    """Every code tensor the model's EnCodec decodes from now on (what ``generate`` composed, prompt included) is
+    appended to the list returned, with EnCodec's own ``decode`` (to put back)."""
     captured: list[torch.Tensor] = []
     decode = model.audio_encoder.decode
 
@@ -195,6 +192,17 @@ def reference_outputs(model, tokenizer_path: Path, out: Path) -> None:
         return decode(audio_codes, *args, **kwargs)
 
     model.audio_encoder.decode = capture
+    return captured, decode
+
+
+def reference_outputs(model, tokenizer_path: Path, out: Path) -> None:
+    """transformers' own generate, greedy, guidance 3.0 and 1.0, and a greedy continuation from codes."""
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(tokenizer_path)).encode(PROMPT).ids
+    input_ids = torch.tensor([ids])
+    mask = torch.ones_like(input_ids)
+    captured, decode = capture_decodes(model)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"prompt": PROMPT, "input_ids": ids, "cases": {}}
     with torch.no_grad():
@@ -273,14 +281,7 @@ def audio_prompt_reference(model, tokenizer_path: Path, reference: Path) -> None
 
     ids = torch.tensor([Tokenizer.from_file(str(tokenizer_path)).encode(PROMPT).ids])
     audio = torch.from_numpy(np.load(reference / "encodec.npz")["tone_1s_audio"].astype(np.float32))[None, None]
-    captured: list[torch.Tensor] = []
-    decode = model.audio_encoder.decode
-
-    def capture(audio_codes, *args, **kwargs):
-        captured.append(audio_codes.clone())
-        return decode(audio_codes, *args, **kwargs)
-
-    model.audio_encoder.decode = capture
+    captured, decode = capture_decodes(model)
     with torch.no_grad():
         model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), input_values=audio, padding_mask=torch.ones(1, audio.shape[-1], dtype=torch.long),
                        do_sample=False, guidance_scale=3.0, max_new_tokens=AUDIO_PROMPT_NEW_FRAMES + 3)

@@ -52,6 +52,18 @@ local function generate(opts)
   end
 end
 
+---Generate `opts`, asking for the prompt first when it has none.
+local function generate_asking(opts)
+  if opts.prompt ~= "" then
+    generate(opts)
+    return
+  end
+  common.ask_prompt("lofi prompt: ", nil, function(prompt)
+    opts.prompt = prompt
+    generate(opts)
+  end)
+end
+
 function M.generate(cmd)
   local opts, err = M.parse_generate(common.split_words(cmd.args))
   if not opts then
@@ -67,10 +79,7 @@ function M.generate(cmd)
     common.report(bad)
     return
   end
-  common.ask_prompt("lofi prompt: ", nil, function(prompt)
-    opts.prompt = prompt
-    generate(opts)
-  end)
+  generate_asking(opts)
 end
 
 ---:LofiContinue [file|track] [prompt] [duration=N] [bpm=…]: a piece continuing a file or a cached track (default:
@@ -112,14 +121,7 @@ function M.continue(cmd)
   if opts.prompt == "" and track then
     opts.prompt = track.prompt
   end
-  if opts.prompt ~= "" then
-    generate(opts)
-    return
-  end
-  common.ask_prompt("lofi prompt: ", nil, function(prompt)
-    opts.prompt = prompt
-    generate(opts)
-  end)
+  generate_asking(opts)
 end
 
 function M.complete_continue(arg_lead)
