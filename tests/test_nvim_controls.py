@@ -212,6 +212,9 @@ def test_lofi_continue_continues_a_track_or_a_file_and_the_picker_offers_it(edit
     done = wait_event(nvim, "generation_complete", {"continue_from": str(tmp_path / "mine.wav")})["data"]
     assert done["prompt"] == "night walk" and done["duration_sec"] == 6.0, done
     np.testing.assert_allclose(soundfile.read(done["path"], dtype="float32")[0][:16000], tone[:16000], atol=1e-4)  # as 16-bit samples
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command(f"LofiContinue {tmp_path / 'nope.wav'} nice")  # a path that is not there: said, not taken for a prompt
+    assert notes(nvim) == [f"lofi: INVALID_AUDIO: {tmp_path / 'nope.wav'}: No such file or directory"], notes(nvim)
     first = nvim.exec_lua("return require('lofi').tracks()[1]")  # what the picker lists first
     nvim.exec_lua("""
       local answers = {1, 5}

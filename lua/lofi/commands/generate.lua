@@ -89,11 +89,12 @@ function M.continue(cmd)
   local tracks = lofi.tracks()
   local source, track = nil, nil
   if words[1] and not words[1]:find("=", 1, true) then
-    local id = common.resolve(words[1], tracks)
-    if id and id == words[1] then
+    local first = words[1]
+    local id = common.resolve(first, tracks)
+    if id and id == first then
       source = id
-    elseif vim.fn.filereadable(vim.fn.expand(words[1])) == 1 or vim.fn.isdirectory(vim.fn.expand(words[1])) == 1 then
-      source = words[1] -- the engine judges it (a folder is refused there, with its name)
+    elseif first:find("/", 1, true) or first:match("^[~.]") or vim.fn.filereadable(vim.fn.expand(first)) == 1 then
+      source = first -- a path: the engine judges it (a missing file or a folder is refused there, with its name)
     end
     if source then
       table.remove(words, 1)

@@ -8,6 +8,16 @@ local wording = require("lofi.ui.wording")
 
 local M = {}
 
+---`opts` with the track's tempo, key and time signature, when it was asked for with them.
+local function with_music(track, opts)
+  for _, name in ipairs({ "bpm", "key", "time_signature" }) do
+    if track[name] ~= vim.NIL then
+      opts[name] = track[name]
+    end
+  end
+  return opts
+end
+
 ---Do `action` with `track` (one of the picker's TRACK_ACTIONS).
 ---@param action string
 ---@param track table
@@ -39,18 +49,13 @@ function M.track_action(action, track)
       end
     end)
   elseif action == "regenerate with a new seed" then
-    local again = { prompt = track.prompt, duration_sec = track.duration_sec, backend = track.backend }
-    for _, name in ipairs({ "bpm", "key", "time_signature" }) do -- the same music, another take
-      if track[name] ~= vim.NIL then
-        again[name] = track[name]
-      end
-    end
-    local _, err = lofi.generate(again)
+    local again = with_music(track, { prompt = track.prompt, duration_sec = track.duration_sec, backend = track.backend })
+    local _, err = lofi.generate(again) -- the same music, another take
     if err then
       common.report(err)
     end
   elseif action == "continue it" then
-    local _, err = lofi.generate({ prompt = track.prompt, backend = "musicgen", continue_from = track.track_id })
+    local _, err = lofi.generate(with_music(track, { prompt = track.prompt, backend = "musicgen", continue_from = track.track_id }))
     if err then
       common.report(err)
     end
