@@ -262,16 +262,18 @@ def test_the_radios_first_window_is_heard_while_it_is_composed(radio, tmp_path) 
     from lofi_engine.playback.mixer import WAIT_FADE_FRAMES
     from lofi_engine.service.live_play import can_start
 
-    window = 12.0  # composed at about 2× real time here: it starts once the ETA says so, seconds before it is done
+    window = 12.0  # its first window (10 s) composed at about 2× real time here: it starts once the ETA says so
     client, events, out = radio(model_dir=slow_copy(tmp_path / "slow-model", products=16), threads=1, radio_window_sec=window, stall_timeout_sec=120)
     sid = client.request("radio_start", {"prompt": PROMPT, "seed": 5})["stream_id"]
     events.wait_event("playback_start", track_id=f"{sid}-000000", timeout=300)
     assert not events.names("radio_segment"), "heard before its window is finished"
     chunks = events.names("radio_chunk")
-    assert chunks and {c["stream_id"] for c in chunks} == {sid} and can_start(window, chunks[-1]["eta_sec"])
+    first_window = 10.0 - 0.2  # the first window is 10 s (its last 0.2 s come with the next)
+    assert chunks and {c["stream_id"] for c in chunks} == {sid} and {c["window_sec"] for c in chunks} == {first_window}
+    assert can_start(first_window, chunks[-1]["eta_sec"])
     assert [c["start_sec"] for c in chunks] == [2.0 * n for n in range(len(chunks))]
     first = events.wait_event("radio_segment", timeout=300)
-    assert first["start_sec"] == 0.0 and first["duration_sec"] == pytest.approx(window - 0.2)
+    assert first["start_sec"] == 0.0 and first["duration_sec"] == pytest.approx(first_window)
     segment = soundfile.read(first["path"], dtype="float32")[0]
     # the rotation plays it again (crossfaded), or the next window follows it: either way it was heard to its end
     events.wait_for(lambda evs: sum(1 for n, d in evs if n == "playback_start") >= 2, timeout=300)
@@ -280,7 +282,7 @@ def test_the_radios_first_window_is_heard_while_it_is_composed(radio, tmp_path) 
     expected = to_mixer_rate(np.stack([segment, segment], axis=1), 32000)
     heard = _heard(out)
     played = min(len(heard), len(expected)) - int(48000 * (2.0 + 0.3))  # before the (default 2 s) crossfade
-    assert played > (window - 5) * 48000  # the chunks heard while it was composed, and more
+    assert played > (first_window - 5) * 48000  # the chunks heard while it was composed (up to the rotation's crossfade)
     heard, expected = heard[:played], expected[:played]
     pauses = sum(1 for n, d in events.events if n == "playback_state" and d["state"] == "buffering")
     differs = np.flatnonzero(np.abs(heard - expected).max(axis=1) > 1e-3)

@@ -23,6 +23,7 @@ from lofi_engine.shared.backend import Backend
 from lofi_engine.musicgen.audio_prompt import read_audio_prompt
 from lofi_engine.musicgen.model import Chunk, Step
 from lofi_engine.musicgen.radio import ContinuousStream
+from lofi_engine.musicgen.streaming import LOOKAHEAD
 from lofi_engine.shared.errors import MODEL_INFERENCE_FAILED, LofiError
 from lofi_engine.shared.events import event
 from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN, DownloadJob, GenerateJob, RadioWindowJob
@@ -154,6 +155,7 @@ class Worker:
         if not (job.chunks and stream.streams_next_window()):
             return {}
         eta = stream.progress_model(chunks=True)
+        window_sec = (stream.new_frames() - LOOKAHEAD) * stream.model.settings.hop_length / rate  # the audio it will give
         steps_done, last_step = 0, time.perf_counter()
 
         def on_step(done: int, total: int) -> None:
@@ -167,7 +169,7 @@ class Worker:
             path = write_wav(segment.with_name(f"{segment.stem}.{first_sample:012d}.wav"), audio, rate)
             self.emit("radio_chunk", {
                 "stream_id": job.stream_id, "segment_path": job.segment_path, "path": str(path), "start_sec": first_sample / rate,
-                "duration_sec": len(audio) / rate, "eta_sec": round(eta.eta(steps_done), 1),
+                "duration_sec": len(audio) / rate, "eta_sec": round(eta.eta(steps_done), 1), "window_sec": round(window_sec, 3),
             })
 
         return {"on_step": on_step, "on_chunk": on_chunk}

@@ -24,6 +24,9 @@ from lofi_engine.musicgen.windows import Window, finished_frames
 from lofi_engine.shared.errors import INVALID_PARAMS, LofiError
 from lofi_engine.shared.request import GenerateRequest
 
+FIRST_WINDOW_SEC = 10.0
+"""The stream's first window is at most this long: it is heard while composed, and a shorter one starts sooner
+(playing may start once what is left to compose is shorter than the window); the windows after it are full."""
 REWINDABLE = 4
 """Windows a stream keeps the codes to go back over (the radio composes 2 ahead of what plays)."""
 
@@ -89,9 +92,14 @@ class ContinuousStream:
         del self._marks[windows:]
 
     def steps_per_window(self) -> int:
-        first = self.frames == 0
-        new = self.window_frames if first else self.window_frames - self.context_frames
-        return new + self.model.settings.num_codebooks - 1
+        return self.new_frames() + self.model.settings.num_codebooks - 1
+
+    def new_frames(self) -> int:
+        """Frames the next window adds: the first window's (at most :data:`FIRST_WINDOW_SEC`), else the window's
+        length less its context."""
+        if self.frames == 0:
+            return min(self.window_frames, round(FIRST_WINDOW_SEC * self.model.settings.frame_rate))
+        return self.window_frames - self.context_frames
 
     def streams_next_window(self) -> bool:
         """Whether the next window's audio can be heard while it is composed: the stream's first window (it has no
@@ -112,7 +120,7 @@ class ContinuousStream:
     def _plan(self) -> tuple[np.ndarray, Window]:
         """The next window: the context codes it continues and its shape."""
         context = self._tail[:, max(0, self._tail.shape[1] - self.context_frames) :]
-        return context, Window(context.shape[1], self.window_frames - context.shape[1], self.steps_per_window())
+        return context, Window(context.shape[1], self.new_frames(), self.steps_per_window())
 
     def next_window(
         self,

@@ -272,7 +272,7 @@ class Radio:
         s = self.session
         assert s is not None
         s.live_chunks.append(fields["path"])
-        if s.live_piece is None and can_start(self._config().radio.radio_window_sec, fields["eta_sec"]):
+        if s.live_piece is None and can_start(fields["window_sec"], fields["eta_sec"]):
             s.live_piece = self._piece_id(s, fields["segment_path"])
             first = s.live_chunks.pop(0)
             log.info("radio %s: its first window plays while it is composed (ETA %.1f s)", s.stream_id, fields["eta_sec"])

@@ -75,10 +75,11 @@ EVENTS: dict[str, EventSpec] = {
         ),
         EventSpec(
             "radio_chunk",
-            ("stream_id", "segment_path", "path", "start_sec", "duration_sec", "eta_sec"),
+            ("stream_id", "segment_path", "path", "start_sec", "duration_sec", "eta_sec", "window_sec"),
             (),
             "2 s of the radio's first window while it is composed (its segment_path is the segment it becomes part of; "
-            "eta_sec: until the window is done): the radio is heard before its first window is finished",
+            "eta_sec: until the window is done; window_sec: the audio it gives): the radio is heard before its first "
+            "window is finished",
         ),
         EventSpec("radio_error", ("stream_id", "code", "message"), (), "a radio window failed (CANCELLED once the radio is stopped)"),
         EventSpec(

@@ -83,9 +83,9 @@ return {
       ["required"] = { "state", "track_id", "volume" },
     },
     ["radio_chunk"] = {
-      ["doc"] = "2 s of the radio's first window while it is composed (its segment_path is the segment it becomes part of; eta_sec: until the window is done): the radio is heard before its first window is finished",
+      ["doc"] = "2 s of the radio's first window while it is composed (its segment_path is the segment it becomes part of; eta_sec: until the window is done; window_sec: the audio it gives): the radio is heard before its first window is finished",
       ["optional"] = {},
-      ["required"] = { "stream_id", "segment_path", "path", "start_sec", "duration_sec", "eta_sec" },
+      ["required"] = { "stream_id", "segment_path", "path", "start_sec", "duration_sec", "eta_sec", "window_sec" },
     },
     ["radio_error"] = {
       ["doc"] = "a radio window failed (CANCELLED once the radio is stopped)",
