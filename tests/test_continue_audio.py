@@ -159,3 +159,18 @@ def test_a_long_continuation_runs_several_windows_and_its_progress_counts_them(m
     out = model.run(request, on_step=lambda done, total: steps.append(total), continue_from=prompt)
     assert eta.total == steps[0] == len(steps) and len(model.windows(30, 50)) == 2
     assert out.codes.shape == (4, 50 + 1500) and len(out.audio) == len(TONE) + 30 * 32000
+
+
+def test_the_last_decode_is_priced_on_the_frames_it_decodes(model: MusicGen) -> None:
+    """The ETA's last decode of a continued piece: the frames after the last chunk (counted from the audio's
+    end), with the decode's context, exactly the frames the streamer's last decode reads."""
+    from lofi_engine.musicgen.streaming import DECODE_CONTEXT, AudioStreamer, tail_frames
+
+    read: list[int] = []
+    streamer = AudioStreamer(lambda codes: (read.append(codes.shape[1]), np.zeros(codes.shape[1] * HOP, np.float32))[1], HOP,
+                             lambda audio, first: None, emitted_frames=50)
+    codes = np.zeros((4, 50 + 250), dtype=np.int64)
+    streamer.feed(300, lambda: codes)
+    streamer.finish(codes)
+    assert read[-1] == tail_frames(300, 50) == 300 - 250 + DECODE_CONTEXT
+    assert tail_frames(300) == 300 - 200 + DECODE_CONTEXT  # a piece of its own: chunks from frame 0

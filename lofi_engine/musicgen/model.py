@@ -210,7 +210,7 @@ class MusicGen:
         given = len(continue_from.context) // self.settings.hop_length if continue_from is not None else 0
         windows = self.windows(request.duration_sec, given)
         chunks = chunk_schedule(finished_frames(windows, self.settings.num_codebooks))  # decoded as it composes
-        return DecoderEta(windows, tail_frames(sum(w.new_frames for w in windows)), self.costs, chunks)
+        return DecoderEta(windows, tail_frames(given + sum(w.new_frames for w in windows), given), self.costs, chunks)
 
     def windows(self, duration_sec: float, prompt_frames: int = 0) -> list[Window]:
         """The decoder windows that make ``duration_sec`` of audio (after ``prompt_frames`` of audio to continue);
@@ -317,12 +317,11 @@ class MusicGen:
             raise LofiError(CANCELLED, f"cancelled after decoder step {composition.total} of {composition.total}")
         codes, unit_sec = composition.codes, composition.unit_sec
         self.decoder.release()  # the cache is not needed for the last decode: the job's peak memory is one or the other
-        streamer_chunks, emitted = len(decoded), streamer.emitted_frames
+        streamer_chunks = len(decoded)
         streamer.finish(codes)
         tail_sec = sum(sec for _, sec in decoded[streamer_chunks:])
         chunk_sec = [sec for _, sec in decoded[:streamer_chunks]]
-        tail = codes.shape[1] - emitted + min(DECODE_CONTEXT, emitted)
-        self.learn_costs(windows, unit_sec, tail, tail_sec, sum(chunk_sec) / len(chunk_sec) if chunk_sec else None)
+        self.learn_costs(windows, unit_sec, tail_frames(codes.shape[1], given), tail_sec, sum(chunk_sec) / len(chunk_sec) if chunk_sec else None)
         if chunks:
             yield from fresh
         audio = np.concatenate(parts)

@@ -34,9 +34,10 @@ def chunk_schedule(finished: list[int]) -> list[int]:
     return due
 
 
-def tail_frames(total: int) -> int:
-    """Frames the last decode of a ``total``-frame piece runs on (the rest after the chunks, with its context)."""
-    emitted = max(0, (total - LOOKAHEAD) // CHUNK_FRAMES) * CHUNK_FRAMES
+def tail_frames(total: int, start: int = 0) -> int:
+    """Frames the last decode of a ``total``-frame piece runs on (the rest after the chunks, with its context),
+    its chunks streamed from frame ``start`` (the frames before it are audio being continued)."""
+    emitted = start + max(0, (total - start - LOOKAHEAD) // CHUNK_FRAMES) * CHUNK_FRAMES
     return total - emitted + min(DECODE_CONTEXT, emitted)
 
 
