@@ -19,8 +19,9 @@ from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig, Sett
 from lofi_engine.shared.track import track_metadata
 from lofi_engine.store.ace_step_manifest import HOW_TO_EXPORT
 from lofi_engine.store.catalogue import (
-    HUB_REPO,
-    download_question,
+    ENCODEC,
+    download_plan,
+    encodec_location,
     is_available,
     locate_model,
     model_version,
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     download = commands.add_parser("download", help="download a model variant from the HuggingFace Hub")
     download.add_argument("--yes", "-y", action="store_true", help="agree to the download without asking")
+    download.add_argument("--encodec", action="store_true", help="download EnCodec's weights (what --continue-from needs) instead of the model")
     Settings.add_arguments(download)
     return parser
 
@@ -121,12 +123,14 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     request = GenerateRequest.parse({name: value for name, value in flags.items() if value is not None})
     version = model_version(config, request.backend)
     continue_from = getattr(args, "continue_from", None)
-    encodec_dir = _encodec_dir(continue_from, config.encodec_dir, request.backend)
+    if continue_from is not None and request.backend != "musicgen":
+        raise LofiError(INVALID_PARAMS, "--continue-from works with musicgen (ACE-Step continues no audio here)")
     if request.backend == "musicgen" and not is_available(config):
         obtain_model(config, args.yes, hints or CLI_HINTS)
     where = config.ace_step_dir if request.backend == "ace-step" else locate_model(config)
-    # the audio is checked before the model loads (a bad file is said at once)
+    # the audio is checked before EnCodec's weights are asked for and the model loads (a bad file is said at once)
     prompt = read_audio_prompt(continue_from, ModelSettings.read(where).sample_rate) if continue_from is not None else None
+    encodec_dir = None if continue_from is None else encodec_location(config) or obtain_model(config, args.yes, ENCODEC_HINTS, ENCODEC)
     print(f"loading {request.backend} from {where} …", file=sys.stderr)
     model = load_backend(config, request.backend, version, encodec_dir=encodec_dir)
     unit = "DiT steps and decode chunks" if request.backend == "ace-step" else "steps"
@@ -137,17 +141,6 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     meta = track_metadata(generation, track_id, path, request.music)
     print(json.dumps(meta, ensure_ascii=False), flush=True)
     return meta
-
-
-def _encodec_dir(continue_from: Path | None, encodec_dir: Path | None, backend: str) -> Path | None:
-    """EnCodec's weights when audio is continued (MusicGen only); the errors a user can act on otherwise."""
-    if continue_from is None:
-        return None
-    if backend != "musicgen":
-        raise LofiError(INVALID_PARAMS, "--continue-from works with musicgen (ACE-Step continues no audio here)")
-    if encodec_dir is None:
-        raise LofiError(MODEL_NOT_FOUND, "--continue-from needs --encodec-dir DIR: a folder with facebook/encodec_32khz's config.json and model.safetensors")
-    return encodec_dir.expanduser()
 
 
 PLAYERS = (
@@ -207,6 +200,14 @@ def run_serve(args: argparse.Namespace) -> None:
 
 def run_download(args: argparse.Namespace) -> None:
     config = Settings.from_arguments(args).engine
+    if args.encodec:
+        found = encodec_location(config)
+        if found is not None:
+            print(f"EnCodec's weights are already here: {found}", file=sys.stderr)
+            return
+        path = obtain_model(config, args.yes, ENCODEC_HINTS, ENCODEC)
+        print(json.dumps({"variant": ENCODEC, "path": str(path), "size_bytes": sum(f.stat().st_size for f in path.iterdir())}), flush=True)
+        return
     if config.backend == "ace-step":
         raise LofiError(MODEL_NOT_FOUND, f"lofi download fetches MusicGen only. {HOW_TO_EXPORT}")
     if is_available(config):
@@ -227,35 +228,34 @@ class Hints:
 
 
 CLI_HINTS = Hints("--yes", "--model-dir DIR", "run it again")
+ENCODEC_HINTS = Hints("--yes", "--encodec-dir DIR", "run it again")
 RUN_HINTS = Hints("YES=1 (make run YES=1)", "make run MODEL_DIR=DIR", "run `make run` again")
 
 
-def obtain_model(config: EngineConfig, agreed: bool, hints: Hints = CLI_HINTS) -> Path:
-    """Download the configured MusicGen variant once the user agreed: before now, with --yes, or on the terminal.
-    The answer is kept in the same consent store the editor's queue reads."""
-    from lofi_engine.engine.download import download_variant
+def obtain_model(config: EngineConfig, agreed: bool, hints: Hints = CLI_HINTS, name: str | None = None) -> Path:
+    """Download the configured MusicGen variant (or ``name``: ENCODEC) once the user agreed: before now, with --yes,
+    or on the terminal. The answer is kept in the same consent store the editor's queue reads."""
+    from lofi_engine.engine.download import download
 
+    plan = download_plan(config, name)
     consent = ConsentStore(config)
-    if not (agreed or consent.granted(str(config.variant))):
-        question = download_question(config)
+    if not (agreed or consent.granted(plan.name)):
         text = (
-            f"Download the {config.variant} model (≈ {question['size_bytes'] / 1e9:.2f} GB, weights licensed {question['license']}) "
-            f"from the HuggingFace Hub ({HUB_REPO})? [y/N] "
+            f"Download {plan.description} (≈ {plan.download_bytes / 1e9:.2f} GB, weights licensed {plan.license}) "
+            f"from the HuggingFace Hub ({plan.repo})? [y/N] "
         )
         if not sys.stdin.isatty():
-            raise LofiError(MODEL_NOT_FOUND, f"the {config.variant} model is not downloaded. {text.strip()} Pass {hints.agree} to agree without a terminal")
+            raise LofiError(MODEL_NOT_FOUND, f"not downloaded: {plan.title}. {text.strip()} Pass {hints.agree} to agree without a terminal")
         print(text, end="", file=sys.stderr, flush=True)
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            consent.record(str(config.variant), False)
+            consent.record(plan.name, False)
             raise LofiError(
                 MODEL_NOT_FOUND,
-                f"download declined: nothing was downloaded. To compose, agree ({hints.agree}), or use model files you have ({hints.model_dir})",
+                f"download declined: nothing was downloaded. To go on, agree ({hints.agree}), or use files you have ({hints.model_dir})",
             )
-    consent.record(str(config.variant), True)
+    consent.record(plan.name, True)
     bar = TerminalProgress(sys.stderr, unit="bytes")
-    return download_variant(
-        config, lambda p: bar(p["bytes_downloaded"], p["bytes_total"]), f"once online, {hints.again}; or use model files you have ({hints.model_dir})"
-    )
+    return download(plan, lambda p: bar(p["bytes_downloaded"], p["bytes_total"]), f"once online, {hints.again}; or use files you have ({hints.model_dir})")
 
 
 def main(argv: list[str] | None = None) -> int:

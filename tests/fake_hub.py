@@ -43,6 +43,8 @@ class FakeHub:
     corrupt: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     catalogue: object = None  # set by serve_tiny: where the LOFI_CATALOGUE override describing these files lives
+    other_repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    """More repos served beside ``repo`` (EnCodec's weights): repo → path → bytes."""
 
     def start(self) -> str:
         hub = self
@@ -54,19 +56,21 @@ class FakeHub:
                 pass
 
             def _lookup(self) -> str | None:
-                prefix = f"/{hub.repo}/resolve/"
                 path = self.path.split("?")[0]
-                if not path.startswith(prefix) or "/" not in path[len(prefix):]:
-                    return None
-                self.revision, name = path[len(prefix):].split("/", 1)
-                return name if name in hub.files else None
+                for repo, files in ((hub.repo, hub.files), *hub.other_repos.items()):
+                    prefix = f"/{repo}/resolve/"
+                    if path.startswith(prefix) and "/" in path[len(prefix):]:
+                        self.revision, name = path[len(prefix):].split("/", 1)
+                        self.store = files
+                        return name if name in files else None
+                return None
 
             def _headers(self, name: str, length: int, status: int = 200, extra: dict | None = None) -> None:
-                data = hub.files[name]
+                data = self.store[name]
                 self.send_response(status)
                 is_commit = len(self.revision) == 40 and all(c in "0123456789abcdef" for c in self.revision)
                 self.send_header("X-Repo-Commit", self.revision if is_commit else COMMIT)
-                if name.endswith(".onnx"):  # LFS files: the etag is the content's sha256
+                if name.endswith((".onnx", ".safetensors")):  # LFS files: the etag is the content's sha256
                     self.send_header("X-Linked-Etag", f'"{hashlib.sha256(data).hexdigest()}"')
                     self.send_header("X-Linked-Size", str(len(data)))
                 else:
@@ -83,7 +87,7 @@ class FakeHub:
                 if name is None:
                     self.send_error(404)
                     return
-                self._headers(name, len(hub.files[name]))
+                self._headers(name, len(self.store[name]))
 
             def do_POST(self) -> None:
                 hub.requests.append(("POST", self.path, None))
@@ -95,7 +99,7 @@ class FakeHub:
                 if name is None:
                     self.send_error(404)
                     return
-                data = hub.files[name]
+                data = self.store[name]
                 if name in hub.corrupt:  # the announced size, the wrong bytes
                     data = bytes(len(data))
                 if name in hub.truncate:  # a complete response, but of a file shorter than the Hub announced
@@ -172,3 +176,24 @@ def serve_tiny(monkeypatch, tmp_path, variant: str = "small", pin: set[str] | No
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     return fake
+
+
+def serve_encodec(fake: FakeHub) -> dict[str, bytes]:
+    """Serve the tiny EnCodec fixture as ``facebook/encodec_32khz`` beside the model, pinned in the catalogue override
+    (as serve_tiny left it); returns its files."""
+    import json
+    from pathlib import Path
+
+    from lofi_engine.store.catalogue import ENCODEC_REPO, ENCODEC_REVISION
+
+    folder = Path(__file__).parent / "fixtures" / "encodec-tiny"
+    files = {name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    fake.other_repos[ENCODEC_REPO] = files
+    path = Path(str(fake.catalogue))
+    table = json.loads(path.read_text())
+    table["encodec"] = {
+        "repo": ENCODEC_REPO, "revision": ENCODEC_REVISION,
+        "files": {name: {"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()},
+    }
+    path.write_text(json.dumps(table))
+    return files

@@ -111,7 +111,7 @@ def test_the_cli_continues_a_file_and_writes_it_followed_by_the_new_music(tmp_pa
     plain = lofi("--duration", "5", "--seed", "2", "--output", str(tmp_path / "plain.wav"))
     assert json.loads(plain.stdout)["track_id"] != meta["track_id"]  # the audio continued is part of the id
     for args, words in (
-        (("--continue-from", str(tmp_path / "mine.flac")), "MODEL_NOT_FOUND: --continue-from needs --encodec-dir DIR"),
+        (("--continue-from", str(tmp_path / "mine.flac")), "MODEL_NOT_FOUND: not downloaded: EnCodec's weights. Download EnCodec's weights"),
         (("--continue-from", str(tmp_path / "nope.wav"), "--encodec-dir", str(FIXTURES / "encodec-tiny")), "INVALID_AUDIO: " + str(tmp_path / "nope.wav")),
     ):
         bad = lofi(*args, "--output", str(tmp_path / "bad.wav"))

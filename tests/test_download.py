@@ -37,7 +37,7 @@ def test_first_request_asks_consent_and_refusal_downloads_nothing(engine, hub: F
     asked = events.wait_event("consent_required")
     published = variants()["small"].download_bytes  # known without the network: nothing reaches the Hub before the answer
     assert published == TOTAL
-    assert asked == {"track_id": reply["track_id"], "variant": "small", "size_bytes": published, "files": sorted(SMALL), "license": LICENSE}
+    assert asked == {"track_id": reply["track_id"], "variant": "small", "what": "the MusicGen small model", "size_bytes": published, "files": sorted(SMALL), "license": LICENSE}
     assert hub.requests == []
     assert client.engine_pid is None  # decided in the queue: the job was never sent to the engine
     assert client.request("queue")["awaiting_consent"] is True

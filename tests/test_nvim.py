@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import soundfile
-from conftest import PROMPT
+from conftest import PROMPT, TINY
 from lofi_engine.dev.processes import descendants, pid_alive
 
 WAIT_GENERATION = """
@@ -306,9 +306,82 @@ def test_first_generation_asks_consent_then_downloads_with_progress(tmp_path: Pa
     assert out["done"].get("err") is None and out["done"]["track"]["model_version"] == "musicgen-small-fp32-v1"
     assert out["second"].get("err") is None
     assert len(out["asked"]) == 1 and "small" in out["asked"][0] and "GB" in out["asked"][0]
-    assert any(line.startswith("lofi: downloading the model ") and "%" in line for line in out["progress"])
+    assert any(line.startswith("lofi: downloading the MusicGen small model ") and "%" in line for line in out["progress"])
     assert not any("%" in n for n in out["notes"]), "progress is not a notification"
     assert len(hub.gets()) == len(VARIANTS["small"].files)
+
+
+def test_lofi_continue_asks_for_encodecs_weights_downloads_them_and_continues(tmp_path: Path, monkeypatch) -> None:
+    """Issue 21 item 1 from the editor: continuing audio asks for EnCodec's weights (what they are for, size, licence),
+    downloads them with progress, and the continuation completes; "Not now" is kept for that download only."""
+    import numpy as np
+    import soundfile
+    from fake_hub import serve_encodec, serve_tiny
+    from nvim_session import quit_nvim, start_nvim
+
+    hub = serve_tiny(monkeypatch, tmp_path)
+    encodec = serve_encodec(hub)
+    soundfile.write(tmp_path / "mine.wav", np.sin(np.arange(32000) * 0.05).astype(np.float32) * 0.3, 32000)
+    nvim = start_nvim(tmp_path / "home", monkeypatch.setenv)
+    try:
+        out = nvim.exec_lua(
+            """
+            local cache, tiny, mine = ...
+            local lofi = require('lofi')
+            lofi.setup({cache = {dir = cache}, model = {dir = tiny}, autoplay = false})
+            _G.asked, _G.answer = {}, 2
+            vim.ui.select = function(items, opts, on_choice)
+              table.insert(_G.asked, opts.prompt)
+              on_choice(items[_G.answer])
+            end
+            local function continued(seed)
+              local done
+              lofi.generate({prompt = 'go on', duration_sec = 5, seed = seed, continue_from = mine}, function(err, track) done = {err = err, track = track} end)
+              vim.wait(60000, function() return done ~= nil end, 10)
+              return done
+            end
+            local declined = continued(1)
+            local declined_again = continued(2)  -- "Not now" is kept: not asked again
+            local plain
+            lofi.generate({prompt = 'plain', duration_sec = 5, seed = 3}, function(err, track) plain = {err = err, track = track} end)
+            vim.wait(60000, function() return plain ~= nil end, 10)
+            return {declined = declined, declined_again = declined_again, plain = plain, asked = vim.deepcopy(_G.asked)}
+            """,
+            str(tmp_path / "cache"), str(TINY), str(tmp_path / "mine.wav"),
+        )
+    finally:
+        quit_nvim(nvim)
+    assert out["declined"]["err"]["code"] == "MODEL_NOT_FOUND" and "EnCodec" in out["declined"]["err"]["message"]
+    assert out["declined_again"]["err"]["code"] == "MODEL_NOT_FOUND" and out["plain"].get("err") is None
+    assert len(out["asked"]) == 1, out["asked"]
+    assert out["asked"][0].startswith("lofi.nvim: download EnCodec's weights (facebook/encodec_32khz), which continuing your own audio needs (")
+    assert "CC BY-NC 4.0" in out["asked"][0] and hub.gets() == []
+    nvim = start_nvim(tmp_path / "home", monkeypatch.setenv)  # a new session: asked again, and this time agreed
+    try:
+        out = nvim.exec_lua(
+            """
+            local cache, tiny, mine = ...
+            local lofi = require('lofi')
+            lofi.setup({cache = {dir = cache}, model = {dir = tiny}, autoplay = false})
+            _G.asked = {}
+            vim.ui.select = function(items, opts, on_choice)
+              table.insert(_G.asked, opts.prompt)
+              on_choice(items[1])
+            end
+            local done
+            lofi.generate({prompt = 'go on', duration_sec = 5, seed = 1, continue_from = mine}, function(err, track) done = {err = err, track = track} end)
+            vim.wait(60000, function() return done ~= nil end, 10)
+            return {done = done, asked = _G.asked, progress = require('lofi.ui.messages').progress_log}
+            """,
+            str(tmp_path / "cache"), str(TINY), str(tmp_path / "mine.wav"),
+        )
+    finally:
+        quit_nvim(nvim)
+        hub.stop()
+    assert out["done"].get("err") is None and out["done"]["track"]["duration_sec"] == 6.0, out["done"]
+    assert len(out["asked"]) == 1 and "EnCodec" in out["asked"][0]
+    assert any(line.startswith("lofi: downloading EnCodec's weights ") and "%" in line for line in out["progress"])
+    assert len(hub.gets()) == len(encodec)
 
 
 def test_lofi_cancel_drops_the_last_queued_job(nvim) -> None:

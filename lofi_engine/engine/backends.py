@@ -14,11 +14,12 @@ from typing import Callable
 
 from lofi_engine.ace_step.pipeline import AceStep
 from lofi_engine.engine.download import forget_file
+from lofi_engine.musicgen.encodec_encoder import EncodecEncoder
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.shared.backend import Backend
-from lofi_engine.shared.errors import MODEL_LOAD_FAILED, LofiError
+from lofi_engine.shared.errors import MODEL_LOAD_FAILED, MODEL_NOT_FOUND, LofiError
 from lofi_engine.shared.settings import EngineConfig
-from lofi_engine.store.catalogue import locate_model
+from lofi_engine.store.catalogue import ENCODEC, encodec_location, locate_model
 
 LoadCallback = Callable[[str, int, int], None]
 """``(file, bytes_done, bytes_total)`` while files are opened (or, for ACE-Step's check, hashed)."""
@@ -33,8 +34,8 @@ def load_backend(
     on_verify: LoadCallback | None = None,
     encodec_dir: Path | None = None,
 ) -> Backend:
-    """The backend's model; ``encodec_dir`` (MusicGen): EnCodec's weights, for continuing audio (default: the
-    ``encodec_dir`` setting's)."""
+    """The backend's model; ``encodec_dir`` (MusicGen): EnCodec's weights, loaded now (else, for the engine's
+    jobs, at the first one that continues audio: :func:`attach_encoder`)."""
     started = time.perf_counter()
     if backend == "ace-step":
         model: Backend = AceStep.load(
@@ -48,7 +49,7 @@ def load_backend(
             model = MusicGen.load(
                 source, device=config.device, threads=config.threads, decoder=config.decoder, model_version=model_version,
                 on_progress=on_load, optimized_cache=config.optimized_dir,
-                quantize="int4" if config.variant == "small-int4" and config.model_dir is None else None, encodec_dir=encodec_dir or config.encodec_dir,
+                quantize="int4" if config.variant == "small-int4" and config.model_dir is None else None, encodec_dir=encodec_dir,
             )
         except LofiError as exc:
             if exc.code == MODEL_LOAD_FAILED and exc.path is not None and config.model_dir is None:
@@ -56,6 +57,17 @@ def load_backend(
             raise
     log.info("%s loaded from %s in %.1f s", backend, source, time.perf_counter() - started)
     return model
+
+
+def attach_encoder(model: MusicGen, config: EngineConfig) -> None:
+    """EnCodec's encoder, for a job that continues audio: from the ``encodec_dir`` setting or the downloaded weights
+    (the service asks for that download before the job comes here), derived and loaded once."""
+    if model.audio_encoder is not None:
+        return
+    where = encodec_location(config)
+    if where is None:
+        raise LofiError(MODEL_NOT_FOUND, f"continuing audio needs EnCodec's weights: set encodec_dir, or agree to download them ({ENCODEC})")
+    model.audio_encoder = EncodecEncoder.load(where, config.optimized_dir, config.threads)
 
 
 def _forget_broken_download(exc: LofiError) -> None:

@@ -1,9 +1,9 @@
-"""Fetching a model variant from the HuggingFace Hub, only after the user agreed (FR-024…FR-027).
+"""Fetching a model variant (or EnCodec's weights) from the HuggingFace Hub, only after the user agreed (FR-024…FR-027).
 
-Every file comes from the pinned revision (``catalogue.hub_revision()``) and is checked before it is used: against the
+Every file comes from the pinned revision (``catalogue.download_plan``) and is checked before it is used: against the
 catalogue's size and sha256 where the pinned record has them, else against the Hub's own metadata (the LFS sha256,
 or the git blob hash of a small file, and the announced size). Nothing here touches the network at import: the first
-request is the metadata of the first file, made by ``download_variant`` once the user agreed.
+request is the metadata of the first file, made by ``download`` once the user agreed.
 
 Files land in huggingface_hub's cache layout (``HF_HOME``/``HF_HUB_CACHE``: ``blobs/<etag>`` and
 ``snapshots/<commit>/<path>``; ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are honoured); the engine's variant directory
@@ -35,8 +35,7 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, 
 from huggingface_hub.file_download import repo_folder_name  # noqa: E402
 
 from lofi_engine.shared.errors import MODEL_DOWNLOAD_FAILED, LofiError  # noqa: E402
-from lofi_engine.shared.settings import EngineConfig  # noqa: E402
-from lofi_engine.store.catalogue import HUB_REPO, FileCheck, hub_revision, variant_dir, variants  # noqa: E402
+from lofi_engine.store.catalogue import Download, FileCheck  # noqa: E402
 
 ProgressCallback = Callable[[dict], None]
 log = logging.getLogger("lofi.engine")
@@ -74,31 +73,32 @@ class _Corrupt(Exception):
     """The Hub served a complete response that is not the file it announced: not worth another try."""
 
 
-def download_variant(config: EngineConfig, on_progress: ProgressCallback, what_to_do: str = WHAT_TO_DO) -> Path:
-    """Download every file of ``config.variant`` and assemble its directory; returns that directory. A failure
-    that the user can mend ends with ``what_to_do``."""
+def download(plan: Download, on_progress: ProgressCallback, what_to_do: str = WHAT_TO_DO) -> Path:
+    """Download every file of ``plan`` and assemble its directory; returns that directory. A failure that the user
+    can mend ends with ``what_to_do``."""
     if _offline():
         raise LofiError(
             MODEL_DOWNLOAD_FAILED,
-            f"HF_HUB_OFFLINE is set, so the {config.variant} model cannot be downloaded: unset it; {what_to_do}",
+            f"HF_HUB_OFFLINE is set, so {plan.description} cannot be downloaded: unset it; {what_to_do}",
         )
     try:
-        return _download(config, on_progress)
+        return _download(plan, on_progress)
     except _GaveUp as exc:  # the cause and what to do first: a shortened line keeps them
         cause, detail = exc.args
         raise LofiError(MODEL_DOWNLOAD_FAILED, f"{cause}: {what_to_do} ({detail})") from None
 
 
-def _download(config: EngineConfig, on_progress: ProgressCallback) -> Path:
-    variant = variants()[config.variant]
-    revision = hub_revision()
-    storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=HUB_REPO, repo_type="model")
+def _download(download: Download, on_progress: ProgressCallback) -> Path:
+    revision = download.revision
+    storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=download.repo, repo_type="model")
     plan = []
-    for name, repo_path in variant.files.items():  # metadata of every file first: the total, and nothing half-done
+    for name, repo_path in download.files.items():  # metadata of every file first: the total, and nothing half-done
         # Offline, the first request cannot connect: said at once, not after 14 s of retries. Once the Hub has
         # answered, a lost connection is worth the retries.
-        meta = _retrying(f"the metadata of {repo_path}", lambda p=repo_path: _metadata(p, revision), retry_unreachable=bool(plan))
-        plan.append((name, repo_path, meta, _expected(variant.check(name), meta, repo_path)))
+        meta = _retrying(
+            f"the metadata of {repo_path}", lambda p=repo_path: _metadata(download.repo, p, revision), retry_unreachable=bool(plan)
+        )
+        plan.append((name, repo_path, meta, _expected(download.check(name), meta, repo_path)))
     total = sum(size for *_, (size, _) in plan)
     done = 0
     reporter = _Reporter(on_progress, total)
@@ -111,7 +111,7 @@ def _download(config: EngineConfig, on_progress: ProgressCallback) -> Path:
         blobs[name] = blob
         done += size
         reporter(name, done, force=True)
-    return _assemble(variant_dir(config), blobs)
+    return _assemble(download.target, blobs)
 
 
 def _offline() -> bool:
@@ -119,13 +119,13 @@ def _offline() -> bool:
     return bool(check() if callable(check) else constants.HF_HUB_OFFLINE)
 
 
-def _metadata(repo_path: str, revision: str) -> dict:
+def _metadata(repo: str, repo_path: str, revision: str) -> dict:
     """One HEAD request: the blob's etag (its sha256 for LFS files, git blob hash otherwise), size and commit."""
-    url = hf_hub_url(HUB_REPO, repo_path, revision=revision)
+    url = hf_hub_url(repo, repo_path, revision=revision)
     try:
         meta = get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise LofiError(MODEL_DOWNLOAD_FAILED, f"{repo_path} is not on the Hub at revision {revision}: {_reason(exc)}") from None
+        raise LofiError(MODEL_DOWNLOAD_FAILED, f"{repo}/{repo_path} is not on the Hub at revision {revision}: {_reason(exc)}") from None
     except Exception as exc:  # no connection, DNS, a proxy, a server error: all worth a retry
         lost = _Unreachable if _cannot_connect(exc) else _Lost
         raise lost("cannot reach the HuggingFace Hub", f"at {constants.ENDPOINT}: {_reason(exc)}") from None

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lofi_engine.ace_step.pipeline import AceStep
-from lofi_engine.engine.backends import LoadCallback, load_backend
-from lofi_engine.engine.download import download_variant
+from lofi_engine.engine.backends import LoadCallback, attach_encoder, load_backend
+from lofi_engine.engine.download import download
 from lofi_engine.engine.progress import ProgressReporter
 from lofi_engine.engine.wav import write_wav
 from lofi_engine.shared.backend import Backend
@@ -29,7 +29,7 @@ from lofi_engine.shared.events import event
 from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN, DownloadJob, GenerateJob, RadioWindowJob
 from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.shared.track import Finished, track_metadata
-from lofi_engine.store.catalogue import locate_model, model_version
+from lofi_engine.store.catalogue import download_plan, model_version
 from lofi_engine.store.tracks import TrackCache
 
 log = logging.getLogger("lofi.engine")
@@ -92,7 +92,10 @@ class Worker:
             if isinstance(model, AceStep):
                 generation = self.run_cancellable(model, job, ProgressReporter(track_id, model.progress_model(request), self.emit))
             else:  # MusicGen stops between decoder steps (past FR-009: see README) and plays while it composes
-                prompt = read_audio_prompt(job.continue_from, model.sample_rate) if job.continue_from is not None else None
+                prompt = None
+                if job.continue_from is not None:
+                    prompt = read_audio_prompt(job.continue_from, model.sample_rate)
+                    attach_encoder(model, self.config)
                 reporter = ProgressReporter(track_id, model.progress_model(request, prompt), self.emit)
                 for item in model.stream(request, self.cancel.is_set, continue_from=prompt):
                     if isinstance(item, Step):
@@ -202,10 +205,11 @@ class Worker:
         )
 
     def download(self, job: DownloadJob) -> None:
-        """The variant the user agreed to download, reporting `download_progress`."""
+        """What the user agreed to download (the variant, or EnCodec's weights), reporting `download_progress`."""
         try:
-            download_variant(self.config, lambda progress: self.emit("download_progress", {"variant": job.variant, **progress}))
-            self.emit("download_complete", {"variant": job.variant, "path": str(locate_model(self.config))})
+            plan = download_plan(self.config, job.variant)
+            path = download(plan, lambda progress: self.emit("download_progress", {"variant": job.variant, "what": plan.title, **progress}))
+            self.emit("download_complete", {"variant": job.variant, "what": plan.title, "path": str(path)})
         except LofiError as exc:
             self.emit("download_error", {"variant": job.variant, **exc.to_dict()})
 

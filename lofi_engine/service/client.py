@@ -37,10 +37,10 @@ from lofi_engine.shared.errors import (
     LofiError,
 )
 from lofi_engine.shared.log_dir import writable_log_dir
-from lofi_engine.shared.protocol import GenerateJob, RadioWindowJob
+from lofi_engine.shared.protocol import DownloadJob, GenerateJob, RadioWindowJob
 from lofi_engine.shared.request import GenerateRequest, file_digest
 from lofi_engine.shared.settings import EngineConfig, Settings, default_state_dir
-from lofi_engine.store.catalogue import download_question, is_available, model_version
+from lofi_engine.store.catalogue import ENCODEC, download_plan, download_question, have, is_available, model_version
 from lofi_engine.store.consent import ConsentStore
 from lofi_engine.store.tracks import TRACK_ID, TrackCache
 
@@ -234,38 +234,63 @@ class EngineClient:
         timer.start()
 
     def _ask_for_download(self, job: QueuedJob) -> None:
-        """A job needs the model: download it if the user agreed before, else ask (for this job too, when a
-        question is already out)."""
-        if self.consent.granted(str(job.config.variant)):
-            self._queue.add_download(job.config)
+        """A job needs a download (the model, or EnCodec's weights): start it if the user agreed before, else ask
+        (for this job too, when the same question is already out)."""
+        name = job.missing_download
+        assert name is not None
+        if self.consent.granted(name):
+            self._queue.add_download(job.config, name)
             return
-        self._queue.question = download_question(job.config)
+        if self._queue.question is not None and self._queue.question["variant"] != name:
+            return  # one question at a time: this one is asked once that one is answered (_ask_next)
+        self._queue.question = download_question(job.config, name)
         about = {"track_id": job.track_id} if job.track_id is not None else {}
         self._events.emit("consent_required", {**self._queue.question, **about})
+
+    def _ask_next(self) -> None:
+        """The next download a waiting job needs, once no question is out and no download is under way (a continued
+        piece needs the model, then EnCodec's weights)."""
+        if self._queue.question is not None or self._queue.downloads():
+            return
+        job = next((j for j in self._queue.pending if j.needs_download), None)
+        if job is not None:
+            self._ask_for_download(job)
 
     def _download(self, params: dict[str, Any]) -> dict[str, Any]:
         consent = params.get("consent")
         if not isinstance(consent, bool):
             raise LofiError(INVALID_PARAMS, "download needs consent: true (download now) or false (decline)")
-        variant = str(self.config.variant)
-        self.consent.record(variant, consent)
-        self._queue.question = None
+        asked = self._queue.question["variant"] if self._queue.question is not None else None
+        name = params.get("variant", asked or self.config.variant)
+        if not isinstance(name, str):
+            raise LofiError(INVALID_PARAMS, f"variant must be a variant's name or {ENCODEC!r}")
+        plan = download_plan(self.config, name)
+        self.consent.record(name, consent)
+        if asked == name:
+            self._queue.question = None
         if not consent:  # only the jobs that need this download fail
-            declined = self._queue.waiting_for_download()
+            declined = self._queue.waiting_for_download(name)
             self._queue.remove(declined)
             for job in declined:
-                message = (
-                    f"the {job.config.variant} model is not downloaded and its download was declined; "
-                    "ask for it again with :LofiDownload (Neovim) or `lofi download` (terminal)"
-                )
-                self._generation_error(job.track_id, MODEL_NOT_FOUND, message)
-            return {"status": "declined", "variant": variant}
-        if is_available(self.config):
+                if name == ENCODEC:
+                    message = (
+                        "continuing audio needs EnCodec's weights, and their download was declined; "
+                        "continue again to be asked again, or set encodec_dir to a folder with them"
+                    )
+                else:
+                    message = (
+                        f"the {name} model is not downloaded and its download was declined; "
+                        "ask for it again with :LofiDownload (Neovim) or `lofi download` (terminal)"
+                    )
+                self._job_error(job, MODEL_NOT_FOUND, message)
+            self._ask_next()
+            return {"status": "declined", "variant": name}
+        if have(self.config, plan.name):
             self._advance()
-            return {"status": "available", "variant": variant}
-        self._queue.add_download(self.config)
+            return {"status": "available", "variant": name}
+        self._queue.add_download(self.config, name)
         self._advance()
-        return {"status": "downloading", "variant": variant}
+        return {"status": "downloading", "variant": name}
 
     def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
         """Drop a queued job at once, or stop the running one (MusicGen between decoder steps, ACE-Step between or
@@ -332,6 +357,7 @@ class EngineClient:
         """Start the next job that can run when the engine is free (called with the lock held)."""
         if self._closed:
             return
+        self._ask_next()
         job = self._queue.start_next()
         if job is None:
             return
@@ -356,7 +382,7 @@ class EngineClient:
             if name in RADIO_EVENTS:
                 self._radio.on_event(name, fields)
             if name == "download_error":  # the jobs that waited for it cannot run
-                self._fail_waiting(MODEL_DOWNLOAD_FAILED, f"the model download failed: {fields['message']}")
+                self._fail_waiting(fields["variant"], f"the download failed: {fields['message']}")
             self._advance()
 
     def _on_engine_exit(self, process: multiprocessing.process.BaseProcess) -> None:
@@ -374,6 +400,14 @@ class EngineClient:
         job = self._queue.finish()
         if job is None:
             return
+        if isinstance(job.work, DownloadJob):
+            self._events.emit("download_error", {"variant": job.work.variant, "code": MODEL_DOWNLOAD_FAILED, "message": message})
+            self._fail_waiting(job.work.variant, f"the download failed: {message}")
+        else:
+            self._job_error(job, code, message)
+
+    def _job_error(self, job: QueuedJob, code: str, message: str) -> None:
+        """A generation or radio window the service ends (not the engine): its requester is told."""
         if isinstance(job.work, GenerateJob):
             self._generation_error(job.work.track_id, code, message)
             self._radio.on_event("generation_error", {"track_id": job.work.track_id, "code": code, "message": message})
@@ -381,15 +415,13 @@ class EngineClient:
             fields = {"stream_id": job.work.stream_id, "code": code, "message": message}
             self._events.emit("radio_error", fields)
             self._radio.on_event("radio_error", fields)
-        else:
-            self._events.emit("download_error", {"variant": job.work.variant, "code": MODEL_DOWNLOAD_FAILED, "message": message})
-            self._fail_waiting(MODEL_DOWNLOAD_FAILED, f"the model download failed: {message}")
 
-    def _fail_waiting(self, code: str, message: str) -> None:
-        waiting = self._queue.waiting_for_download()
+    def _fail_waiting(self, name: str, message: str) -> None:
+        """The jobs waiting for the download ``name`` cannot run: it failed."""
+        waiting = self._queue.waiting_for_download(name)
         self._queue.remove(waiting)
         for job in waiting:
-            self._generation_error(job.track_id, code, message)
+            self._job_error(job, MODEL_DOWNLOAD_FAILED, message)
 
     def _generation_error(self, track_id: str, code: str, message: str) -> None:
         """A job the service ends (not the engine): its requester is told, and a piece playing as it is composed

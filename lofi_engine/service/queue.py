@@ -13,7 +13,7 @@ from typing import Any, Union
 from lofi_engine.shared.errors import QUEUE_FULL, LofiError
 from lofi_engine.shared.protocol import DownloadJob, GenerateJob, RadioWindowJob
 from lofi_engine.shared.settings import MAX_PENDING, EngineConfig
-from lofi_engine.store.catalogue import is_available
+from lofi_engine.store.catalogue import ENCODEC, encodec_location, is_available
 
 
 @dataclass
@@ -32,10 +32,21 @@ class QueuedJob:
         return self.work.track_id if isinstance(self.work, GenerateJob) else None
 
     @property
-    def needs_download(self) -> bool:
-        """A MusicGen job (or radio window) whose model is not on this machine yet."""
+    def missing_download(self) -> str | None:
+        """What this job waits for: its MusicGen variant while that is not on this machine, then EnCodec's weights
+        (ENCODEC) when it continues audio and they are not here either; None when it can run."""
         musicgen = isinstance(self.work, RadioWindowJob) or (isinstance(self.work, GenerateJob) and self.work.request.backend == "musicgen")
-        return musicgen and not is_available(self.config)
+        if not musicgen or isinstance(self.work, DownloadJob):
+            return None
+        if not is_available(self.config):
+            return str(self.config.variant)
+        if self.work.continue_from is not None and encodec_location(self.config) is None:
+            return ENCODEC
+        return None
+
+    @property
+    def needs_download(self) -> bool:
+        return self.missing_download is not None
 
 
     def view(self, position: int) -> dict[str, Any]:
@@ -71,13 +82,17 @@ class JobQueue:
         self.pending.insert(index, job)
         return self.jobs().index(job)
 
-    def add_download(self, config: EngineConfig) -> None:
-        """The agreed download, ahead of everything (once)."""
-        if not any(isinstance(j.work, DownloadJob) for j in self.jobs()):
-            self.pending.insert(0, QueuedJob(DownloadJob(str(config.variant)), config, "high"))
+    def add_download(self, config: EngineConfig, name: str) -> None:
+        """The agreed download (a variant, or ENCODEC), ahead of everything (once)."""
+        if name not in self.downloads():
+            self.pending.insert(0, QueuedJob(DownloadJob(name), config, "high"))
 
-    def waiting_for_download(self) -> list[QueuedJob]:
-        return [j for j in self.pending if j.needs_download]
+    def downloads(self) -> set[str]:
+        """The downloads queued or running."""
+        return {j.work.variant for j in self.jobs() if isinstance(j.work, DownloadJob)}
+
+    def waiting_for_download(self, name: str) -> list[QueuedJob]:
+        return [j for j in self.pending if j.missing_download == name]
 
     def remove(self, jobs: list[QueuedJob]) -> None:
         self.pending = [j for j in self.pending if j not in jobs]

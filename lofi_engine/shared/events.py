@@ -47,15 +47,16 @@ EVENTS: dict[str, EventSpec] = {
         ),
         EventSpec(
             "consent_required",
-            ("variant", "size_bytes", "files", "license"),
+            ("variant", "what", "size_bytes", "files", "license"),
             ("track_id",),
-            "a job needs a model download the user has not agreed to",
+            "a job needs a download the user has not agreed to (variant: the model's, or encodec-32khz: EnCodec's weights, "
+            "which continuing audio needs; what: it in words)",
         ),
         EventSpec(
             "download_progress",
             ("variant", "file", "bytes_downloaded", "bytes_total", "percent"),
-            ("track_id",),
-            "bytes of the model download so far",
+            ("track_id", "what"),
+            "bytes of the download so far (what: the model or EnCodec's weights, in words)",
         ),
         EventSpec(
             "service_warning",
@@ -64,8 +65,8 @@ EVENTS: dict[str, EventSpec] = {
             "something is wrong that did not stop the work, said once (log_dir: the logs moved there, the state folder "
             "cannot be written)",
         ),
-        EventSpec("download_complete", ("variant", "path"), (), "the model is downloaded"),
-        EventSpec("download_error", ("variant", "code", "message"), (), "the model download failed"),
+        EventSpec("download_complete", ("variant", "path"), ("what",), "the download is complete (the model, or EnCodec's weights)"),
+        EventSpec("download_error", ("variant", "code", "message"), (), "the download failed"),
         EventSpec(
             "radio_segment",
             ("stream_id", "path", "start_sec", "duration_sec", "prompt", "generation_time_sec"),

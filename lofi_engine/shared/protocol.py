@@ -32,6 +32,7 @@ class GenerateJob:
 @dataclass(frozen=True)
 class DownloadJob:
     variant: str
+    """A variant's name, or ``catalogue.ENCODEC`` (EnCodec's weights)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class RadioWindowJob:
     chunks: bool = False
     """Its audio goes out 2 s at a time while it is composed (`radio_chunk`, with the window's ETA), when the window
     is the stream's first: the radio is heard before its first window is finished."""
+    continue_from: str | None = None
+    """The audio file the stream continues (the user's own music, or a track's WAV): its codes start the stream."""
 
 
 Job = Union[GenerateJob, DownloadJob, RadioWindowJob]

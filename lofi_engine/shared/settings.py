@@ -154,7 +154,7 @@ class EngineConfig(_Group):
     model_dir: Path | None = setting(None, kind="path", optional=True, help="a directory of model files laid out like the Hub's; skips the download")
     encodec_dir: Path | None = setting(
         None, kind="path", optional=True,
-        help="EnCodec's weights for continuing audio: a folder with facebook/encodec_32khz's config.json and model.safetensors")
+        help="EnCodec's weights for continuing audio: a folder with facebook/encodec_32khz's config.json and model.safetensors (default: downloaded once you agree)")
     ace_step_model_dir: Path | None = setting(
         None, kind="path", optional=True, help="an ACE-Step export (its manifest.json and ONNX files; default: cache_dir/models/ace-step)")
     ace_step_variant: str = setting(

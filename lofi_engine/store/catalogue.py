@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lofi_engine.shared.errors import MODEL_NOT_FOUND, LofiError
+from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, LofiError
 from lofi_engine.shared.settings import EngineConfig
 from lofi_engine.store import musicgen_files as files
 from lofi_engine.store.ace_step_manifest import Manifest
@@ -21,10 +21,18 @@ HUB_REVISION = "675386ca686a378fe9ff739b60fdf29c310b3560"
 """The Hub commit every file is downloaded from: the sizes and sha256s below are this commit's."""
 LICENSE = "CC BY-NC 4.0 (non-commercial use only)"
 """The licence of MusicGen's weights; the user sees it before agreeing to the download."""
+ENCODEC = "encodec-32khz"
+"""The download that continuing the user's audio needs: EnCodec's weights, from which its encoder is derived."""
+ENCODEC_REPO = "facebook/encodec_32khz"
+ENCODEC_REVISION = "4a85b2dcb3d26bb32fa2a64f1f0d36441a6cf629"
+"""The commit of MusicGen's audio tokenizer's weights (../shared/reference/encodec-encoder.md; a later commit adds
+only the README)."""
+ENCODEC_LICENSE = "CC BY-NC 4.0, as MusicGen's weights (the repo shows no licence of its own)"
 OVERRIDE_ENV = "LOFI_CATALOGUE"
 """Test/dev hook: the path of a JSON file that replaces the Hub revision and some variants' files, e.g.
 ``{"revision": "…", "variants": {"small": {"files": {"config.json": {"path": "small/config.json", "size": 7791,
-"sha256": "…"}, …}}}}`` (variants it does not name keep the published table). The tests point it at the tiny fixture
+"sha256": "…"}, …}}}}`` (variants it does not name keep the published table), and EnCodec's record
+(``"encodec": {"repo": …, "revision": …, "files": {"model.safetensors": {"path": …, "size": …, "sha256": …}, …}}``). The tests point it at the tiny fixture
 model that their local stand-in Hub serves; users have no reason to set it."""
 
 
@@ -115,13 +123,49 @@ VARIANTS: dict[str, Variant] = {
 """The published table, keyed by the settings' variant names (``shared.settings.VARIANTS``, the vocabulary; a test
 keeps them equal). Read it through ``variants()``, which applies the LOFI_CATALOGUE hook."""
 
-_override_cache: dict[tuple[str, float], tuple[str, dict[str, Variant]]] = {}
+_override_cache: dict[tuple[str, float], tuple[str, dict[str, Variant], dict]] = {}
 
 
-def _catalogue() -> tuple[str, dict[str, Variant]]:
+@dataclass(frozen=True)
+class Download:
+    """Something the user may agree to download: a model variant, or EnCodec's weights."""
+
+    name: str
+    """A variant's name, or ENCODEC: the consent store's key and the `download` request's ``variant``."""
+    title: str
+    """What it is, in a few words ("the MusicGen small model")."""
+    description: str
+    """What it is and what it is for, for the question."""
+    repo: str
+    revision: str
+    files: dict[str, str]
+    """The file name on this machine → the file's path in the Hub repo."""
+    checks: dict[str, FileCheck]
+    download_bytes: int
+    license: str
+    target: Path
+    """The folder the files are assembled in, named as the engine reads them."""
+
+    def check(self, name: str) -> FileCheck:
+        return self.checks.get(name, FileCheck())
+
+    def question(self) -> dict:
+        """What the user is asked before it is downloaded (no network needed): `consent_required`'s fields."""
+        return {"variant": self.name, "what": self.description, "size_bytes": self.download_bytes, "files": sorted(self.files), "license": self.license}
+
+
+_ENCODEC_FILES = {"config.json": "config.json", "model.safetensors": "model.safetensors"}
+_ENCODEC_BYTES = 239_000_757
+"""config.json (757 B) and model.safetensors (≈ 239 MB) at ENCODEC_REVISION; checked against the Hub's metadata (the
+LFS sha256 and size) once the user agreed."""
+
+
+def _catalogue() -> tuple[str, dict[str, Variant], dict]:
+    """The Hub revision, the variant table and EnCodec's record (repo, revision, files) in force."""
+    encodec = {"repo": ENCODEC_REPO, "revision": ENCODEC_REVISION, "files": {n: {"path": p} for n, p in _ENCODEC_FILES.items()}}
     path = os.environ.get(OVERRIDE_ENV)
     if not path:
-        return HUB_REVISION, VARIANTS
+        return HUB_REVISION, VARIANTS, encodec
     try:
         key = (path, os.stat(path).st_mtime)
         if key not in _override_cache:
@@ -134,7 +178,7 @@ def _catalogue() -> tuple[str, dict[str, Variant]]:
                 total = sum(sizes) if None not in sizes else int(spec["download_bytes"])
                 version = spec.get("version", VARIANTS[name].version if name in VARIANTS else f"musicgen-{name}-v1")
                 table[name] = Variant({f: e["path"] for f, e in entries.items()}, version, total, checks)
-            _override_cache[key] = (str(data.get("revision", HUB_REVISION)), table)
+            _override_cache[key] = (str(data.get("revision", HUB_REVISION)), table, {**encodec, **data.get("encodec", {})})
         return _override_cache[key]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LofiError(MODEL_NOT_FOUND, f"{OVERRIDE_ENV}={path} is not a usable catalogue: {exc!r}") from None
@@ -150,9 +194,54 @@ def hub_revision() -> str:
     return _catalogue()[0]
 
 
+def assembled_dir(config: EngineConfig, name: str) -> Path:
+    """Where a download's files are assembled (links into huggingface_hub's cache, named as the engine reads them)."""
+    return config.cache_dir / "models" / name
+
+
+def encodec_location(config: EngineConfig) -> Path | None:
+    """EnCodec's weights: the ``encodec_dir`` setting, else the downloaded ones; None when neither is there."""
+    if config.encodec_dir is not None:
+        return config.encodec_dir.expanduser()
+    path = assembled_dir(config, ENCODEC)
+    return path if all((path / name).is_file() for name in _catalogue()[2]["files"]) else None
+
+
+def download_plan(config: EngineConfig, name: str | None = None) -> Download:
+    """The download called ``name`` (default: the configured variant): a variant of MusicGen, or ENCODEC."""
+    revision, table, encodec = _catalogue()
+    if name == ENCODEC:
+        entries = encodec["files"]
+        checks = {f: FileCheck(e.get("size"), e.get("sha256")) for f, e in entries.items()}
+        sizes = [c.size for c in checks.values()]
+        total = sum(sizes) if None not in sizes else _ENCODEC_BYTES  # type: ignore[arg-type]
+        return Download(
+            ENCODEC, "EnCodec's weights", f"EnCodec's weights ({encodec['repo']}), which continuing your own audio needs", encodec["repo"], encodec["revision"],
+            {f: e["path"] for f, e in entries.items()}, checks, total, ENCODEC_LICENSE, assembled_dir(config, ENCODEC),
+        )
+    variant_name = name or str(config.variant)
+    if variant_name not in table:
+        raise LofiError(INVALID_PARAMS, f"nothing called {variant_name!r} to download: a variant ({', '.join(table)}) or {ENCODEC}")
+    variant = table[variant_name]
+    return Download(
+        variant_name, f"the MusicGen {variant_name} model", f"the MusicGen {variant_name} model", HUB_REPO, revision, variant.files, variant.checks, variant.download_bytes, LICENSE,
+        assembled_dir(config, variant_name),
+    )
+
+
+def have(config: EngineConfig, name: str) -> bool:
+    """Whether the download ``name`` is not needed: its files are on this machine (or the settings name others)."""
+    if name == ENCODEC:
+        return encodec_location(config) is not None
+    if name == config.variant:
+        return is_available(config)
+    plan = download_plan(config, name)
+    return all((plan.target / file).is_file() for file in plan.files)
+
+
 def variant_dir(config: EngineConfig) -> Path:
-    """Where a downloaded variant is assembled: links named as the engine expects, into huggingface_hub's cache."""
-    return config.cache_dir / "models" / config.variant
+    """Where the configured variant is assembled once downloaded."""
+    return assembled_dir(config, str(config.variant))
 
 
 def is_available(config: EngineConfig) -> bool:
@@ -175,10 +264,9 @@ def locate_model(config: EngineConfig) -> Path:
     return variant_dir(config)
 
 
-def download_question(config: EngineConfig) -> dict:
-    """What the user is asked before the variant is downloaded (no network needed): `consent_required`'s fields."""
-    variant = variants()[config.variant]
-    return {"variant": config.variant, "size_bytes": variant.download_bytes, "files": sorted(variant.files), "license": LICENSE}
+def download_question(config: EngineConfig, name: str | None = None) -> dict:
+    """What the user is asked before the variant (or ``name``) is downloaded (no network needed)."""
+    return download_plan(config, name).question()
 
 
 def model_version(config: EngineConfig, backend: str = "musicgen") -> str:

@@ -399,7 +399,7 @@ function M.download(on_answer)
     messages.notify(("lofi: the %s model is already available"):format(status.variant))
     return
   end
-  consent.ask(status.download_question or { variant = status.variant or "configured" }, on_answer, true)
+  consent.ask(status.download_question or { variant = status.variant or "configured", what = "the model" }, on_answer, true)
 end
 
 ---Called by the remote plugin for every engine event (through nvim.async_call). The remote plugin's call may come

@@ -97,14 +97,15 @@ local reactions = {
     consent.ask(d)
   end,
   download_progress = function(d)
-    local text = "lofi: downloading the model %d%% (%.2f of %.2f GB)"
-    messages.progress("download", text:format(d.percent, d.bytes_downloaded / 1e9, d.bytes_total / 1e9), d.percent)
+    local text = "lofi: downloading %s %d%% (%.2f of %.2f GB)"
+    local what = d.what or "the model"
+    messages.progress("download", text:format(what, d.percent, d.bytes_downloaded / 1e9, d.bytes_total / 1e9), d.percent)
     statusline.progress_changed()
   end,
-  download_complete = function()
+  download_complete = function(d)
     messages.progress_done("download", "success")
     statusline.progress_changed(true)
-    messages.notify("lofi: the model is downloaded", vim.log.levels.INFO, { progress = "download" })
+    messages.notify(("lofi: downloaded %s"):format(d.what or "the model"), vim.log.levels.INFO, { progress = "download" })
   end,
   service_warning = function(d)
     if d.log_dir then

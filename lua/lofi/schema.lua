@@ -8,23 +8,23 @@ return {
   },
   ["events"] = {
     ["consent_required"] = {
-      ["doc"] = "a job needs a model download the user has not agreed to",
+      ["doc"] = "a job needs a download the user has not agreed to (variant: the model's, or encodec-32khz: EnCodec's weights, which continuing audio needs; what: it in words)",
       ["optional"] = { "track_id" },
-      ["required"] = { "variant", "size_bytes", "files", "license" },
+      ["required"] = { "variant", "what", "size_bytes", "files", "license" },
     },
     ["download_complete"] = {
-      ["doc"] = "the model is downloaded",
-      ["optional"] = {},
+      ["doc"] = "the download is complete (the model, or EnCodec's weights)",
+      ["optional"] = { "what" },
       ["required"] = { "variant", "path" },
     },
     ["download_error"] = {
-      ["doc"] = "the model download failed",
+      ["doc"] = "the download failed",
       ["optional"] = {},
       ["required"] = { "variant", "code", "message" },
     },
     ["download_progress"] = {
-      ["doc"] = "bytes of the model download so far",
-      ["optional"] = { "track_id" },
+      ["doc"] = "bytes of the download so far (what: the model or EnCodec's weights, in words)",
+      ["optional"] = { "track_id", "what" },
       ["required"] = { "variant", "file", "bytes_downloaded", "bytes_total", "percent" },
     },
     ["generation_chunk"] = {
@@ -178,7 +178,7 @@ return {
     ["encodec_dir"] = {
       ["expects"] = "a path, or unset",
       ["group"] = "engine",
-      ["help"] = "EnCodec's weights for continuing audio: a folder with facebook/encodec_32khz's config.json and model.safetensors",
+      ["help"] = "EnCodec's weights for continuing audio: a folder with facebook/encodec_32khz's config.json and model.safetensors (default: downloaded once you agree)",
       ["kind"] = "path",
       ["optional"] = true,
     },
