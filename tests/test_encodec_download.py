@@ -127,3 +127,13 @@ def test_the_cli_asks_for_yes_downloads_with_it_and_continues(hub: FakeHub, mine
     assert (cache / "models" / ENCODEC / "model.safetensors").read_bytes() == hub.encodec["model.safetensors"]
     again = run_cli("download", "--encodec", cache=cache)
     assert again.returncode == 0 and "already here" in again.stderr and len(hub.gets()) == 2
+
+
+def test_the_radio_from_audio_asks_for_the_weights_too(heard_service, hub: FakeHub, mine: Path) -> None:
+    client, events, _ = heard_service(model_dir=str(TINY), radio_window_sec=6, radio_context_sec=2)
+    started = client.request("radio_start", {"prompt": PROMPT, "from": str(mine)})
+    asked = events.wait_event("consent_required", variant=ENCODEC)
+    assert "track_id" not in asked and client.request("radio")["mode"] == "starting" and hub.requests == []
+    client.request("download", {"consent": True})
+    assert events.wait_event("radio_segment", stream_id=started["stream_id"], timeout=60)["start_sec"] == 0.0
+    client.request("radio_stop")

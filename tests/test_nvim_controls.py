@@ -223,3 +223,34 @@ def test_lofi_continue_continues_a_track_or_a_file_and_the_picker_offers_it(edit
     """)
     done = wait_event(nvim, "generation_complete", {"continue_from": first["track_id"]})["data"]
     assert done["prompt"] == first["prompt"] and done["duration_sec"] == first["duration_sec"] + 30, done  # the default 30 s more
+
+
+def test_lofi_radio_from_a_file_or_a_track(editor, tmp_path: Path) -> None:
+    """Issue 21 item 3 in the editor: :LofiRadio from=<file> <prompt> goes on from the file (a relative path is the
+    editor's, not the service's); radio({from = track}) takes the track's prompt; the statusline shows the radio."""
+    import numpy as np
+    import soundfile
+    from conftest import TINY
+
+    fixtures = Path(__file__).parent / "fixtures"
+    nvim, out = editor(model={"dir": str(TINY), "encodec_dir": str(fixtures / "encodec-tiny")},
+                       player={"cmd": ["mpv", "--no-config", "--really-quiet", "--no-video", "--ao=null"]})
+    soundfile.write(tmp_path / "mine.wav", 0.3 * np.sin(np.arange(64000) * 0.05).astype(np.float32), 32000)
+    nvim.command(f"cd {tmp_path}")
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiRadio from=mine.wav night walk seed=4")
+    state = wait_event(nvim, "radio_state", {"active": True})["data"]
+    assert state["from"] == str(tmp_path / "mine.wav") and state["prompt"] == "night walk", state
+    wait_event(nvim, "radio_segment", {"stream_id": state["stream_id"]})
+    wait_for_lua(nvim, "require('lofi').statusline():find('radio') ~= nil")
+    assert notes(nvim) == ['lofi: radio continue "night walk"'], notes(nvim)
+    nvim.command("LofiRadio stop")
+    track = nvim.exec_lua(GENERATE, {"prompt": "dawn", "duration_sec": 5, "seed": 1})
+    state = nvim.exec_lua("return require('lofi').radio({from = ...})", track["track_id"])
+    assert state["prompt"] == "dawn" and state["from"] == track["track_id"], state
+    wait_event(nvim, "radio_segment", {"stream_id": state["stream_id"]})
+    nvim.exec_lua("_G.notes = {}")
+    nvim.command("LofiRadio from=nope.wav night")
+    assert notes(nvim) == [f"lofi: INVALID_AUDIO: {tmp_path / 'nope.wav'}: No such file or directory"], notes(nvim)
+    completions = nvim.exec_lua("return vim.fn.getcompletion('LofiRadio from=mi', 'cmdline')")
+    assert completions == ["from=mine.wav"], completions

@@ -170,7 +170,6 @@ def test_radio_continue_plays_one_gapless_stream_across_windows_and_a_steer(radi
     expected = to_mixer_rate(np.stack([stream, stream], axis=1), 32000)
     played = min(len(heard), len(expected)) - int(48000 * 0.3)  # up to the stop's fade-out (within the player's lead)
     assert played > 2 * 4 * 48000  # into the third segment
-    bad = np.flatnonzero(np.abs(heard[:played] - expected[:played]).max(axis=1) > 1e-3); print("BAD", len(bad), bad[:5], bad[-5:])
     assert np.abs(heard[:played] - expected[:played]).max() < 1e-3  # one stream: the joins are exact
     assert _longest_silence(heard[:played]) < 0.02 * 48000
     assert not (client.config.cache_dir / "radio").exists() or not any((client.config.cache_dir / "radio").iterdir())

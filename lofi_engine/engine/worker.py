@@ -126,7 +126,11 @@ class Worker:
             restarted = False
             if self.radio is None or self.radio[0] != job.stream_id:
                 model = self.ensure_model(job.stream_id, "musicgen", self._musicgen_version())
-                self.radio = (job.stream_id, ContinuousStream(model, job.request, job.window_sec, job.context_sec))  # type: ignore[arg-type]
+                given = None
+                if job.continue_from is not None:  # the stream goes on from the user's audio (its last context_sec)
+                    attach_encoder(model, self.config)  # type: ignore[arg-type]
+                    given = model.prompt_codes(read_audio_prompt(job.continue_from, model.sample_rate, context_sec=job.context_sec))  # type: ignore[union-attr]
+                self.radio = (job.stream_id, ContinuousStream(model, job.request, job.window_sec, job.context_sec, given))  # type: ignore[arg-type]
                 restarted = job.window > 0
                 if restarted:
                     log.warning("radio %s: window %d asked of an engine without the stream's codes; starting it over", job.stream_id, job.window)

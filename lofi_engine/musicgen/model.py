@@ -284,7 +284,7 @@ class MusicGen:
         started = time.perf_counter()
         sampler = TokenSampler.for_request(request, self.settings)
         hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, described(request.prompt, request.music), sampler.uses_guidance)
-        context = self._encode_prompt_audio(continue_from)
+        context = self.prompt_codes(continue_from) if continue_from is not None else None
         given = context.shape[1] if context is not None else 0
         hop = self.settings.hop_length
         offset = len(continue_from.audio) - given * hop if continue_from is not None else 0  # track sample of codes frame 0
@@ -386,10 +386,8 @@ class MusicGen:
             yield complete, lambda complete=complete: undelay(grid, complete)
         return undelay(grid, prompt_frames + new_frames)
 
-    def _encode_prompt_audio(self, prompt: AudioPrompt | None) -> np.ndarray | None:
-        """The codes of the audio to continue (its last seconds), by EnCodec's encoder."""
-        if prompt is None:
-            return None
+    def prompt_codes(self, prompt: AudioPrompt) -> np.ndarray:
+        """The codes ``[codebooks, frames]`` of the audio to continue (its last seconds), by EnCodec's encoder."""
         if self.audio_encoder is None:
             raise LofiError(MODEL_LOAD_FAILED, "continuing audio needs EnCodec's encoder: load the model with encodec_dir (EnCodec's config.json and model.safetensors)")
         return self.audio_encoder.encode(prompt.context)

@@ -5,6 +5,10 @@ changes. Each window's new audio is decoded with :data:`DECODE_CONTEXT` frames b
 after it, so the segments join into exactly the one-call decode of all the codes (EnCodec's LSTM warms up on the
 context, its non-causal convolutions see the lookahead); the last :data:`LOOKAHEAD` frames wait for the next
 window. Memory stays bounded: only the codes the next window and the next decode need are kept.
+
+A stream may start from audio (the user's own music): its codes come before the stream's first frame, the first
+window continues them and the first decode reads them as its context, so the stream's audio is only new music,
+going on from that audio.
 """
 
 from __future__ import annotations
@@ -50,11 +54,13 @@ class ContinuousStream:
     """Prompt, seed and sampling options of the stream (its duration is not used: the stream has none)."""
     window_sec: float
     context_sec: float
+    given: np.ndarray | None = None
+    """Codes ``[codebooks, frames]`` of audio the stream continues (:meth:`MusicGen.prompt_codes`), or None."""
     _sampler: TokenSampler = field(init=False)
     _condition: tuple[np.ndarray, np.ndarray] = field(init=False)
     prompt: str = field(init=False)
     _tail: np.ndarray = field(init=False)  # the last codes of the stream
-    _tail_from: int = field(init=False, default=0)  # the stream frame where _tail starts
+    _tail_from: int = field(init=False, default=0)  # the stream frame where _tail starts (negative: audio continued)
     frames: int = field(init=False, default=0)  # codes made so far
     decoded: int = field(init=False, default=0)  # frames whose audio went out
     _marks: list[tuple[int, int]] = field(init=False, default_factory=list)  # (frames, decoded) after each window
@@ -67,6 +73,9 @@ class ContinuousStream:
             raise LofiError(INVALID_PARAMS, f"the radio's context ({self.context_sec:g} s) must be shorter than its window ({self.window_sec:g} s)")
         self._sampler = TokenSampler.for_request(self.request, self.model.settings)
         self._tail = np.zeros((self.model.settings.num_codebooks, 0), dtype=np.int64)
+        if self.given is not None:
+            self._tail = self.given[:, max(0, self.given.shape[1] - max(self.context_frames, DECODE_CONTEXT)) :]
+            self._tail_from = -self._tail.shape[1]
         self.steer(self.request.prompt)
 
     def steer(self, prompt: str) -> None:
@@ -115,7 +124,7 @@ class ContinuousStream:
         streamed = sum(schedule or []) * CHUNK_FRAMES
         end = self.frames + window.new_frames - LOOKAHEAD
         start = self.decoded + streamed
-        return DecoderEta([window], end - start + LOOKAHEAD + min(DECODE_CONTEXT, start), self.model.costs, schedule)
+        return DecoderEta([window], end - start + LOOKAHEAD + min(DECODE_CONTEXT, start - self._tail_from), self.model.costs, schedule)
 
     def _plan(self) -> tuple[np.ndarray, Window]:
         """The next window: the context codes it continues and its shape."""
@@ -132,6 +141,8 @@ class ContinuousStream:
         ``on_chunk(samples, first_sample)`` hears that audio 2 s at a time while it is composed, and the rest
         at its end, when the window :meth:`streams_next_window`; the segment's audio is those chunks, joined exactly."""
         context, window = self._plan()
+        given = context.shape[1]  # the window's own frame 0 is the stream's frame self.frames - given
+        hop = self.model.settings.hop_length
         parts: list[np.ndarray] = []
         chunk_sec: list[float] = []
         streamer = None
@@ -144,10 +155,10 @@ class ContinuousStream:
 
             def kept(audio: np.ndarray, first_sample: int) -> None:
                 parts.append(audio)
-                on_chunk(audio, first_sample)
+                on_chunk(audio, first_sample - given * hop)
 
-            streamer = AudioStreamer(timed_decode, self.model.settings.hop_length, kept)
-            finished = finished_frames([window], self.model.settings.num_codebooks)
+            streamer = AudioStreamer(timed_decode, hop, kept, emitted_frames=given)
+            finished = [given + f for f in finished_frames([window], self.model.settings.num_codebooks)]
         composition = self.model.compose([window], *self._condition, self._sampler, should_stop, context=context)
         for step in composition:
             if on_step is not None:
@@ -160,8 +171,8 @@ class ContinuousStream:
         self.frames += fresh.shape[1]
         first_frame = self.decoded
         if streamer is not None:
-            self.decoded = streamer.emitted_frames
-        rest_from = self.decoded * self.model.settings.hop_length
+            self.decoded = streamer.emitted_frames - given
+        rest_from = self.decoded * hop
         decode_started = time.perf_counter()
         audio, decoded_frames = self._decode(self.frames - LOOKAHEAD)
         if on_chunk is not None and streamer is not None and len(audio):  # its last chunk: the window is all heard
@@ -178,15 +189,16 @@ class ContinuousStream:
         decode ran on; then forget what no later window or decode needs."""
         hop = self.model.settings.hop_length
         start = self.decoded
-        lo = max(0, start - DECODE_CONTEXT)
+        lo = max(self._tail_from, start - DECODE_CONTEXT)  # the audio continued, if any, is context too
         hi = min(self.frames, until + LOOKAHEAD)
         window = self._tail[:, lo - self._tail_from : hi - self._tail_from]
         audio = self.model.decode_audio(window)[(start - lo) * hop : (until - lo) * hop]
         self.decoded = until
         keep_from = min(self.frames - self.context_frames, until - DECODE_CONTEXT)
-        if self._marks:  # what a rewind to the oldest window it may go back to needs
-            frames, decoded = self._marks[max(0, len(self._marks) - REWINDABLE)]
-            keep_from = min(keep_from, frames - self.context_frames, decoded - DECODE_CONTEXT)
+        # what a rewind to the fewest windows it may go back to needs (this window's mark comes after this decode)
+        oldest = max(0, len(self._marks) + 1 - REWINDABLE)
+        frames, decoded = self._marks[oldest - 1] if oldest else (0, 0)
+        keep_from = min(keep_from, frames - self.context_frames, decoded - DECODE_CONTEXT)
         if keep_from > self._tail_from:
             self._tail = self._tail[:, keep_from - self._tail_from :]
             self._tail_from = keep_from

@@ -70,7 +70,7 @@ class EngineClient:
         self._playback_handlers = self._playback.handlers()
         self._radio = Radio(
             lambda: self.settings, self._playback, self._events, self._submit_radio_window, self._withdraw_radio,
-            self._generate, lambda track_id: self._cancel({"track_id": track_id}), self._later,
+            self._generate, lambda track_id: self._cancel({"track_id": track_id}), self._later, self._audio_source,
         )
         self._live = LivePlay(
             self._playback.start_open, self._playback.extend, self._playback.close_open,
@@ -176,15 +176,17 @@ class EngineClient:
         return {"track_id": tid, "status": "queued", "position": position, "seed": request.seed}
 
     def _continue_source(self, continue_from: str | None) -> Path | None:
-        """The file a piece continues: a cached track's WAV for a track id, else the path given (absolute, or the
-        server's working directory's), which must be a regular file; INVALID_AUDIO naming it otherwise."""
-        if continue_from is None:
-            return None
+        return self._audio_source(continue_from)[0] if continue_from is not None else None
+
+    def _audio_source(self, continue_from: str) -> tuple[Path, str | None]:
+        """The file a piece or the radio continues, and its prompt when it is a track: a cached track's WAV for a
+        track id, else the path given (absolute, or the server's working directory's), which must be a regular file;
+        INVALID_AUDIO naming it otherwise."""
         if TRACK_ID.fullmatch(continue_from):
             track = self.cache.get(continue_from)
             if track is None:
                 raise LofiError(TRACK_NOT_FOUND, f"no cached track {continue_from} to continue")
-            return Path(track["path"])
+            return Path(track["path"]), track.get("prompt")
         path = Path(continue_from).expanduser().absolute()
         try:
             regular = stat.S_ISREG(os.stat(path).st_mode)
@@ -192,7 +194,7 @@ class EngineClient:
             raise LofiError(INVALID_AUDIO, f"{path}: {exc.strerror or exc}") from None
         if not regular:
             raise LofiError(INVALID_AUDIO, f"{path} is not a regular file")
-        return path
+        return path, None
 
     def _check_generate(self, params: dict[str, Any]) -> dict[str, Any]:
         """The parser's verdict on a generation's options before its prompt is known (a command asks for the prompt

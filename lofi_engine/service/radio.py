@@ -39,7 +39,7 @@ STALE_SEC = 3600.0
 AHEAD = 2
 """Pieces or segments composed ahead of the one playing: enough for the next join, no more (the radio composes as
 it plays, not in advance)."""
-RADIO_PARAMS = ("prompt", "strategy", "presets", "backend", "seed", *MUSIC_PARAMS)
+RADIO_PARAMS = ("prompt", "strategy", "presets", "backend", "seed", "from", *MUSIC_PARAMS)
 WAITING_FOR_DISK = "waiting for disk space"
 RETRY_MAX_SEC = 60.0
 
@@ -52,6 +52,10 @@ class RadioSession:
     seed: int
     music: dict[str, Any] = field(default_factory=dict)
     """Tempo, key and time signature asked for (every window or piece has them)."""
+    source: str | None = None
+    """continue: the audio file the stream goes on from (the user's own music, or a track's WAV)."""
+    source_given: str | None = None
+    """What the request named as ``from`` (a path or a track id), for the radio's state."""
     stream_id: str = field(default_factory=lambda: secrets.token_hex(8))
     prompt: str = ""
     made: int = 0
@@ -94,10 +98,13 @@ class Radio:
         generate: Callable[[dict[str, Any]], dict[str, Any]],
         cancel: Callable[[str], None],
         schedule: Callable[[float, Callable[[], None]], None],
+        audio_source: Callable[[str], tuple[Path, str | None]],
     ) -> None:
         """``submit(job)`` queues a window; ``withdraw(stream_id)`` drops its queued window and stops a running one;
         ``generate(params)`` queues a piece like a `generate` request; ``cancel(track_id)`` cancels one;
-        ``schedule(delay, fn)`` runs ``fn`` later, under the service's lock."""
+        ``schedule(delay, fn)`` runs ``fn`` later, under the service's lock; ``audio_source(path or track id)`` is the
+        audio file a stream may go on from, and the track's prompt when it is a track (INVALID_AUDIO or
+        TRACK_NOT_FOUND otherwise)."""
         self._config = config
         self._playback = playback
         self._events = events
@@ -106,6 +113,7 @@ class Radio:
         self._generate = generate
         self._cancel = cancel
         self._schedule = schedule
+        self._audio_source = audio_source
         self.session: RadioSession | None = None
         self._told_slow: set[tuple[str, str]] = set()  # (variant, device) whose slowness the user was told of
 
@@ -123,19 +131,24 @@ class Radio:
         strategy = params.get("strategy")
         if strategy is not None and strategy not in RADIO_STRATEGIES:
             raise LofiError(INVALID_PARAMS, f"strategy must be one of {', '.join(RADIO_STRATEGIES)}, not {strategy!r}")
-        prompts = self._prompts(params, strategy)
+        source, source_prompt = self._source(params.get("from"), strategy)
+        prompts = self._prompts({"prompt": source_prompt, **{k: v for k, v in params.items() if v is not None}}, strategy)
         # The request parser owns the backend and seed rules (a bad seed is refused, never replaced).
         given = {k: params[k] for k in ("seed", "backend", *MUSIC_PARAMS) if params.get(k) is not None}
         first = GenerateRequest.parse({"prompt": prompts[0], **given}, self._config().engine.backend)
         strategy = strategy or ("continue" if first.backend == "musicgen" else "same_prompt")
         if strategy == "continue" and first.backend != "musicgen":
             raise LofiError(INVALID_PARAMS, "the continue strategy needs musicgen; use same_prompt, preset_cycle or random_preset with ace-step")
-        if self.session is not None and self.session.strategy == strategy == "continue" and params.get("prompt"):
+        if source is not None and first.backend != "musicgen":
+            raise LofiError(INVALID_PARAMS, "from needs musicgen: the radio continues your audio with MusicGen's continue strategy")
+        if self.session is not None and self.session.strategy == strategy == "continue" and params.get("prompt") and source is None:
             return self.steer({"prompt": prompts[0]})
         if first.backend != "musicgen":
             model_version(self._config().engine, first.backend)  # a missing ACE-Step export is refused now, not at the first piece
         self.stop()
-        self.session = RadioSession(strategy, prompts, first.backend, first.seed, first.music.given())
+        self.session = RadioSession(
+            strategy, prompts, first.backend, first.seed, first.music.given(), str(source) if source is not None else None, params.get("from")
+        )
         self._playback.set_radio_loop(True)  # the rotation: what has been made plays on until the next piece is ready
         try:
             self._next()
@@ -193,7 +206,7 @@ class Radio:
             return {"active": False, "mode": "stopped"}
         return {
             "active": True, "mode": s.mode, "strategy": s.strategy, "prompt": s.prompt, "stream_id": s.stream_id,
-            "realtime_factor": s.realtime_factor, "pieces": s.made, **s.music,
+            "realtime_factor": s.realtime_factor, "pieces": s.made, **s.music, **({"from": s.source_given} if s.source_given else {}),
         }
 
     # ---- what the engine reports ----------------------------------------------------------------------------------
@@ -332,7 +345,10 @@ class Radio:
             path = self._folder(s) / f"{s.jobs:06d}.wav"
             s.jobs += 1
             s.expected = str(path)
-            self._submit(RadioWindowJob(s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path), s.windows, chunks=s.made == 0))
+            self._submit(RadioWindowJob(
+                s.stream_id, request, config.radio.radio_window_sec, config.radio.radio_context_sec, str(path), s.windows, chunks=s.made == 0,
+                continue_from=s.source,
+            ))
             return
         if s.strategy == "preset_cycle":
             s.prompt = s.prompts[s.made % len(s.prompts)]
@@ -346,6 +362,17 @@ class Radio:
             self.on_event("generation_complete", {"track_id": reply["track_id"], "generation_time_sec": 0.0, "duration_sec": config.radio.radio_piece_sec})
         else:
             s.waiting = reply["track_id"]
+
+    def _source(self, given: object, strategy: str | None) -> tuple[Path | None, str | None]:
+        """The audio file a ``from`` names (a path or a track id), and the track's prompt (the radio's, unless one is
+        given); only the continue strategy goes on from audio."""
+        if given is None:
+            return None, None
+        if not isinstance(given, str) or not given:
+            raise LofiError(INVALID_PARAMS, f"from must be an audio file's path or a track id, not {given!r}")
+        if strategy not in (None, "continue"):
+            raise LofiError(INVALID_PARAMS, f"from goes with the continue strategy (one stream going on from your audio), not {strategy}")
+        return self._audio_source(given)
 
     def _prompts(self, params: dict[str, Any], strategy: str | None) -> list[str]:
         if strategy in ("preset_cycle", "random_preset"):

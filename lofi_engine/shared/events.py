@@ -86,7 +86,7 @@ EVENTS: dict[str, EventSpec] = {
         EventSpec(
             "radio_state",
             ("active", "mode"),
-            ("strategy", "prompt", "stream_id", "realtime_factor", "pieces", *_MUSIC),
+            ("strategy", "prompt", "stream_id", "realtime_factor", "pieces", *_MUSIC, "from"),
             "the radio started, stopped, was steered, or changed mode: live (generation keeps up) or rotation",
         ),
         EventSpec(

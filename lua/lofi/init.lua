@@ -93,9 +93,7 @@ function M.generate(opts, callback)
     bpm = opts.bpm, -- tempo, key and time signature: the engine checks them (INVALID_PARAMS with the range)
     key = opts.key,
     time_signature = opts.time_signature,
-    -- a file (made absolute here: the service's working directory is not the user's) or a cached track's id
-    continue_from = opts.continue_from and (opts.continue_from:match("^%x+$") and #opts.continue_from == 16 and opts.continue_from
-      or vim.fn.fnamemodify(vim.fn.expand(opts.continue_from), ":p")) or nil,
+    continue_from = engine.audio_source(opts.continue_from), -- a file or a cached track's id
   }
   -- autoplay: the service plays it while it is composed (after what plays, if anything does); never over the radio
   local plays = opts.play
@@ -283,6 +281,7 @@ end
 ---@field presets string[]? The prompts of preset_cycle and random_preset
 ---@field backend "musicgen"|"ace-step"|nil
 ---@field seed integer?
+---@field from string? Your own audio (a file) or a cached track's id: the stream goes on from it (continue)
 
 ---Start the radio: music until radio_stop(), composed while it plays. Called while it plays with a prompt only,
 ---it steers it (radio_steer: the music turns to the new prompt from the next window or piece on, without a cut).

@@ -99,7 +99,7 @@ return {
     },
     ["radio_state"] = {
       ["doc"] = "the radio started, stopped, was steered, or changed mode: live (generation keeps up) or rotation",
-      ["optional"] = { "strategy", "prompt", "stream_id", "realtime_factor", "pieces", "bpm", "key", "time_signature" },
+      ["optional"] = { "strategy", "prompt", "stream_id", "realtime_factor", "pieces", "bpm", "key", "time_signature", "from" },
       ["required"] = { "active", "mode" },
     },
     ["service_warning"] = {

@@ -6,7 +6,7 @@ local player = require("lofi.state.player")
 
 local M = {}
 
-local RADIO_OPTIONS = { strategy = true, seed = true, backend = true, bpm = true, key = true, time_signature = true }
+local RADIO_OPTIONS = { strategy = true, seed = true, backend = true, bpm = true, key = true, time_signature = true, from = true }
 local NUMBERS = { seed = true, bpm = true, time_signature = true }
 
 ---`:LofiRadio lofi hip hop strategy=same_prompt seed=3` → the radio's options; `word=value` with another word is an
@@ -18,7 +18,7 @@ function M.parse_radio(args)
   for _, arg in ipairs(args) do
     local key, value = arg:match("^([%a_][%w_]*)=(.*)$")
     if key and not RADIO_OPTIONS[key] then
-      return nil, ("%s is not an option of :LofiRadio; options: strategy=, seed=, backend=, bpm=, key=, time_signature="):format(key)
+      return nil, ("%s is not an option of :LofiRadio; options: strategy=, seed=, backend=, bpm=, key=, time_signature=, from="):format(key)
     elseif NUMBERS[key] then
       opts[key] = tonumber(value) or value -- the engine judges it
     elseif key then
@@ -50,8 +50,9 @@ local function start_radio(opts)
   end
 end
 
----:LofiRadio [prompt] [strategy=…] [seed=N] [backend=…] starts the radio (while it plays, a new prompt steers it);
----:LofiRadio stop stops it; without a prompt, asks for one (the last one offered).
+---:LofiRadio [prompt] [strategy=…] [seed=N] [backend=…] [from=file|track] starts the radio (while it plays, a new
+---prompt steers it; from= goes on from your audio); :LofiRadio stop stops it; without a prompt, asks for one (the last
+---one offered; a track given with from= has its own).
 function M.radio(cmd)
   if vim.trim(cmd.args) == "stop" then
     if not player.radio.active then
@@ -71,7 +72,7 @@ function M.radio(cmd)
     common.invalid(err)
     return
   end
-  if opts.prompt or (opts.strategy and opts.strategy:find("preset")) then
+  if opts.prompt or (opts.strategy and opts.strategy:find("preset")) or (opts.from and opts.from:match("^%x+$") and #opts.from == 16) then
     start_radio(opts)
     return
   end
@@ -82,7 +83,15 @@ function M.radio(cmd)
 end
 
 function M.complete_radio(arg_lead)
-  local options = { "stop", "strategy=continue", "strategy=same_prompt", "seed=", "backend=musicgen", "backend=ace-step", "bpm=", 'key="', "time_signature=" }
+  if arg_lead:match("^from=") then -- a file, or a cached track
+    local lead = arg_lead:sub(6)
+    local found = vim.fn.getcompletion(lead, "file")
+    for _, t in ipairs((lofi.tracks())) do
+      table.insert(found, t.track_id)
+    end
+    return vim.tbl_map(function(v) return "from=" .. v end, common.starting_with(found, lead))
+  end
+  local options = { "stop", "strategy=continue", "strategy=same_prompt", "seed=", "backend=musicgen", "backend=ace-step", "bpm=", 'key="', "time_signature=", "from=" }
   return common.starting_with(options, arg_lead)
 end
 

@@ -23,6 +23,20 @@ function M.denil(value)
   return value
 end
 
+---An audio source as the service reads it: a cached track's id as it is, a file's path made absolute (the service's
+---working directory is not the user's).
+---@param value string?
+---@return string?
+function M.audio_source(value)
+  if value == nil then
+    return nil
+  end
+  if value:match("^%x+$") and #value == 16 then
+    return value
+  end
+  return vim.fn.fnamemodify(vim.fn.expand(value), ":p")
+end
+
 ---The engine names its settings as the command line does; from Lua, name the setup() options instead.
 ---@param message string?
 ---@return string?

@@ -164,14 +164,14 @@ function M.start_radio(opts)
   end
   vim.validate({ opts = { opts, "table" } })
   local steering = M.radio.active and opts.prompt and opts.strategy == nil and opts.presets == nil and opts.backend == nil and opts.seed == nil
-    and opts.bpm == nil and opts.key == nil and opts.time_signature == nil
+    and opts.bpm == nil and opts.key == nil and opts.time_signature == nil and opts.from == nil
   local result, err
   if steering then
     result, err = M.request("radio_steer", { prompt = opts.prompt })
   else
     result, err = M.request("radio_start", {
       prompt = opts.prompt, strategy = opts.strategy, presets = opts.presets, backend = opts.backend, seed = opts.seed,
-      bpm = opts.bpm, key = opts.key, time_signature = opts.time_signature,
+      bpm = opts.bpm, key = opts.key, time_signature = opts.time_signature, from = engine.audio_source(opts.from),
     })
   end
   if result then
