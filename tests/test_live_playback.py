@@ -126,3 +126,23 @@ def test_slower_composing_starts_when_the_eta_says_and_a_stall_pauses_and_resume
     differs = np.flatnonzero(np.abs(heard - track).max(axis=1) > 1e-4)
     assert len(differs) and differs[-1] - differs[0] < 2 * WAIT_FADE_FRAMES, "only the fade out and in around the pause"
     assert "waiting for more of it (1 time so far)" in (tmp_path / "player.log").read_text()
+
+
+def test_a_growing_track_whose_next_chunk_is_gone_plays_what_arrived_and_the_player_lives_on(heard_service, tmp_path: Path) -> None:
+    """A chunk deleted before the player read it (a stop removed the radio's folder meanwhile): the player plays what
+    it has of the track to its end, says so in its log, and keeps obeying (it used to crash on its own message)."""
+    import soundfile
+
+    client, events, out = heard_service(model_dir=str(TINY), playlist_loop=False)
+    soundfile.write(tmp_path / "first.wav", _tone(48000)[:, 0], 48000)
+    # the service's own calls for a piece heard while composed (what `generate {play: true}` and the radio send)
+    client._playback.play_now([{"track_id": "g" * 16, "path": str(tmp_path / "first.wav"), "info": {"duration_sec": 3.0}, "open": True}])
+    client._playback.extend("g" * 16, [str(tmp_path / "gone.wav")])
+    ended = events.wait_event("playback_end", track_id="g" * 16, timeout=60)
+    assert ended["reason"] == "finished", ended
+    assert "cannot read gone.wav" in (tmp_path / "player.log").read_text()
+    tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
+    events.wait_event("generation_complete", track_id=tid)
+    client.request("play", {"track_id": tid})
+    events.wait_event("playback_start", track_id=tid)
+    assert not [d for n, d in events.events if n == "playback_end" and d.get("reason") == "error"]

@@ -276,7 +276,7 @@ class Player:
         except LofiError as exc:  # the piece failed and its chunks are gone: what arrived plays to its end
             log.warning("%s; playing what was composed of it", exc.message)
             self.growing.pop(spec["track_id"], None)
-            self.inbox.put(("loaded", ("close", [], spec["track_id"], epoch)))
+            self.inbox.put(("loaded", ("close", [], None, [], spec["track_id"], epoch)))
 
     def _loaded(
         self, name: str, tracks: list[Track] | None, error: LofiError | None, patches: list[tuple[Track, Any]], after: str | None, epoch: int
