@@ -24,29 +24,38 @@ ENCODEC_32KHZ = {
 """The published config.json of facebook/encodec_32khz (what MusicGen-small's audio tokenizer is)."""
 
 
-def measure_encoder(threads: int, seconds: float = 10.0, runs: int = 3) -> dict[str, Any]:
+def write_random_encodec(folder: Path, seed: int = 0) -> Any:
+    """A random EnCodec of encodec_32khz's shape in ``folder`` (config.json + model.safetensors, as the Hub repo lays
+    them out); returns transformers' model of those weights."""
     import torch
     from safetensors.torch import save_file
     from transformers import EncodecConfig, EncodecModel
 
-    from lofi_engine.musicgen.encodec_encoder import EncodecEncoder
-
-    torch.manual_seed(0)
-    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
     model = EncodecModel(EncodecConfig(**ENCODEC_32KHZ)).eval()
     with torch.no_grad():
         for layer in model.quantizer.layers:
             layer.codebook.embed.copy_(torch.randn(layer.codebook.embed.shape))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({**ENCODEC_32KHZ, "model_type": "encodec", "architectures": ["EncodecModel"]}))
+    state = {}
+    for name, value in model.state_dict().items():  # the Hub file's naming of weight norm
+        name = name.replace(".parametrizations.weight.original0", ".weight_g").replace(".parametrizations.weight.original1", ".weight_v")
+        state[name] = value.contiguous()
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return model
+
+
+def measure_encoder(threads: int, seconds: float = 10.0, runs: int = 3) -> dict[str, Any]:
+    import torch
+
+    from lofi_engine.musicgen.encodec_encoder import EncodecEncoder
+
+    torch.set_num_threads(threads)
     audio = (0.3 * np.random.default_rng(0).standard_normal(int(seconds * 32000))).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="lofi-encodec-") as work:
         folder = Path(work) / "encodec_32khz"
-        folder.mkdir()
-        (folder / "config.json").write_text(json.dumps({**ENCODEC_32KHZ, "model_type": "encodec", "architectures": ["EncodecModel"]}))
-        state = {}
-        for name, value in model.state_dict().items():  # the Hub file's naming of weight norm
-            name = name.replace(".parametrizations.weight.original0", ".weight_g").replace(".parametrizations.weight.original1", ".weight_v")
-            state[name] = value.contiguous()
-        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        model = write_random_encodec(folder)
         started = time.perf_counter()
         encoder = EncodecEncoder.load(folder, cache_dir=Path(work) / "optimized", threads=threads)
         derive_sec = time.perf_counter() - started

@@ -17,17 +17,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 PLAYER = "mpv --no-config --really-quiet --no-video --ao=null"
 
 
 class _Serve:
-    def __init__(self, model_dir: Path, variant: str, threads: int, work: Path, optimized: Path | None) -> None:
+    def __init__(self, model_dir: Path, variant: str, threads: int, work: Path, optimized: Path | None, *extra: str) -> None:
         cache = work / "cache"
         if optimized is not None:  # the benchmark's graphs, not built again (their learned costs included)
             cache.mkdir(parents=True)
             (cache / "optimized").symlink_to(optimized.resolve())
         command = [sys.executable, "-m", "lofi_engine", "serve", "--model-dir", str(model_dir), "--variant", variant,
-                   "--cache-dir", str(cache), "--threads", str(threads), "--player-command", PLAYER]
+                   "--cache-dir", str(cache), "--threads", str(threads), "--player-command", PLAYER, *extra]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "XDG_STATE_HOME": str(work / "state")})
         self.next_id = 0
@@ -112,6 +114,39 @@ def measure_first_sound(model_dir: Path, variant: str, threads: int, optimized: 
         "first_sound_over_complete": (start - asked) / (complete - asked),
         "buffering_waits": waits, "played_to_end": ended[-1][1]["params"]["reason"],
         "radio_first_sound_sec": radio_start - asked_radio,
+    }
+
+
+def measure_radio_from_audio(model_dir: Path, variant: str, threads: int, optimized: Path | None = None, audio_sec: float = 30.0) -> dict[str, Any]:
+    """`radio_start` to first sound from a prompt, and from ``audio_sec`` of the user's audio (`from`: its last
+    seconds are encoded by EnCodec's encoder, at full size with random weights, and the first window continues them),
+    on one warm engine; the first start from audio also derives and loads the encoder (once per engine)."""
+    import soundfile
+
+    from lofi_engine.dev.bench_encoder import write_random_encodec
+
+    with tempfile.TemporaryDirectory(prefix="lofi-radio-from-") as work:
+        encodec = Path(work) / "encodec_32khz"
+        write_random_encodec(encodec)
+        mine = Path(work) / "mine.wav"
+        t = np.arange(int(audio_sec * 32000)) / 32000
+        soundfile.write(mine, (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 0.5 * t)) / 2).astype(np.float32), 32000)
+        serve = _Serve(model_dir, variant, threads, Path(work), optimized, "--encodec-dir", str(encodec))
+        firsts: dict[str, list[float]] = {"prompt": [], "from_audio": []}
+        try:
+            serve.call("generate", {"prompt": "warm up", "duration_sec": 5, "seed": 1})
+            serve.until(_is("generation_complete"))
+            for run in range(2):
+                for kind, extra in (("from_audio", {"from": str(mine)}), ("prompt", {})):
+                    asked = serve.call("radio_start", {"prompt": "rainy night, mellow guitar", "seed": 3 + run, **extra})
+                    firsts[kind].append(serve.until(_is("playback_start"))[-1][0] - asked)
+                    serve.call("radio_stop", {})
+                    serve.until(_is("radio_state", active=False))
+        finally:
+            serve.close()
+    return {
+        "variant": variant, "audio_sec": audio_sec, "prompt_first_sound_sec": firsts["prompt"], "from_audio_first_sound_sec": firsts["from_audio"],
+        "added_first_sound_sec": [a - b for a, b in zip(firsts["from_audio"], firsts["prompt"])],
     }
 
 
