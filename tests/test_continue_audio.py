@@ -46,11 +46,17 @@ def test_the_track_is_the_audio_then_the_new_music_joined_without_a_click(model:
     np.testing.assert_allclose(out.audio[len(TONE) - fade : len(TONE)], seam, atol=1e-3, rtol=0)  # a crossfade, no jump
 
 
-def test_chunks_are_the_new_music_placed_after_the_audio(model: MusicGen) -> None:
+def test_the_chunks_are_the_audio_with_its_seam_as_soon_as_it_is_composed_then_the_new_music(model: MusicGen) -> None:
+    """What a player plays while the piece is composed: the first chunk is the user's audio (its seam included) once
+    the seam's frames are final, long before the end; then the new music; joined, they are the track."""
     chunks: list[tuple[int, np.ndarray]] = []
-    out = model.generate(PROMPT, 5, seed=3, continue_from=TONE, on_chunk=lambda audio, first: chunks.append((first, audio.copy())))
-    assert chunks[0][0] == len(TONE) and [first for first, _ in chunks] == sorted(first for first, _ in chunks)
-    np.testing.assert_array_equal(np.concatenate([a for _, a in chunks]), out.audio[len(TONE) :])
+    steps: list[int] = []
+    out = model.generate(PROMPT, 5, seed=3, continue_from=TONE, on_step=lambda done, total: steps.append(done),
+                         on_chunk=lambda audio, first: chunks.append((first, audio.copy(), len(steps))))
+    assert chunks[0][0] == 0 and len(chunks[0][1]) == len(TONE) and chunks[1][0] == len(TONE)
+    assert chunks[0][2] <= 20 < len(steps)  # given after ≈ 13 of the 253 steps (the seam needs 10 frames composed)
+    assert [first for first, *_ in chunks] == sorted(first for first, *_ in chunks)
+    np.testing.assert_array_equal(np.concatenate([a for _, a, _ in chunks]), out.audio)
 
 
 def test_any_file_at_any_rate_and_channel_count_is_read(model: MusicGen, tmp_path: Path) -> None:

@@ -146,3 +146,27 @@ def test_a_growing_track_whose_next_chunk_is_gone_plays_what_arrived_and_the_pla
     client.request("play", {"track_id": tid})
     events.wait_event("playback_start", track_id=tid)
     assert not [d for n, d in events.events if n == "playback_end" and d.get("reason") == "error"]
+
+
+def test_a_continued_piece_plays_the_audio_it_continues_while_the_rest_is_composed(heard_service, tmp_path: Path) -> None:
+    """Issue 21 with issue 19's live play: `generate {continue_from, play: true}` starts with the user's audio (its seam
+    included) while the new music is composed, and what is heard is the finished track, sample for sample."""
+    import soundfile
+    from slow_model import slow_copy
+
+    encodec = Path(__file__).parent / "fixtures" / "encodec-tiny"
+    client, events, out = heard_service(model_dir=str(slow_copy(tmp_path / "slow-model", products=8)), encodec_dir=str(encodec), threads=1,
+                                        playlist_loop=False)
+    t = np.arange(10 * 32000) / 32000
+    soundfile.write(tmp_path / "mine.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 32000)
+    tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 4, "play": True, "continue_from": str(tmp_path / "mine.wav")})["track_id"]
+    events.wait_event("playback_start", track_id=tid, timeout=300)
+    assert not [d for d in events.names("generation_complete") if d["track_id"] == tid], "heard before it was finished"
+    first = next(d for n, d in events.events if n == "generation_chunk" and d["track_id"] == tid)
+    assert first["start_sec"] == 0.0 and first["duration_sec"] == 10.0  # the audio continued comes first
+    events.wait_event("generation_complete", track_id=tid, timeout=300)
+    events.wait_event("playback_end", track_id=tid, reason="finished", timeout=120)
+    heard, track = played(out), _finished_track(client, tid)
+    assert len(track) == 15 * 48000 and len(heard) >= len(track)
+    np.testing.assert_allclose(heard[: len(track)], track, atol=1e-4, rtol=0)
+    assert not [d for n, d in events.events if n == "playback_state" and d["state"] == "buffering"]

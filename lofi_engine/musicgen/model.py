@@ -280,7 +280,8 @@ class MusicGen:
         True ends it with CANCELLED. Its time (not the consumer's) teaches the ETA's prices.
 
         ``continue_from``: the piece continues that audio (its codes start the codes; its audio starts the track,
-        joined by :func:`.audio_prompt.join`); the chunks are the new music, placed after it in the track."""
+        joined by :func:`.audio_prompt.join`). Its first chunk is that audio with the seam (as soon as the seam's
+        frames are composed: a player can play it while the rest is composed), then the new music's chunks."""
         started = time.perf_counter()
         sampler = TokenSampler.for_request(request, self.settings)
         hidden, mask = encode_prompt(self.tokenizer, self.text_encoder, described(request.prompt, request.music), sampler.uses_guidance)
@@ -307,8 +308,12 @@ class MusicGen:
 
         streamer = AudioStreamer(timed_decode, hop, kept, emitted_frames=given)
         composition = self.compose(windows, hidden, mask, sampler, should_stop, context=context, clock_from=started)
+        head: np.ndarray | None = None  # the audio continued, its end faded into EnCodec's rendering of it
         for step in composition:
             yield Step(step.done, step.total)
+            if continue_from is not None and head is None and chunks and finished[step.done - 1] >= given + LOOKAHEAD:
+                head = join(continue_from.audio, self._rendered_end(step.codes_so_far(), given), np.zeros(0, np.float32))
+                yield Chunk(head, 0)
             streamer.feed(finished[step.done - 1], step.codes_so_far)
             if chunks:
                 yield from fresh
@@ -326,7 +331,11 @@ class MusicGen:
             yield from fresh
         audio = np.concatenate(parts)
         if continue_from is not None:
-            audio = join(continue_from.audio, self._rendered_end(codes, given), audio)
+            if head is None:
+                head = join(continue_from.audio, self._rendered_end(codes, given), np.zeros(0, np.float32))
+                if chunks:  # a piece too short to have given it while composed
+                    yield Chunk(head, 0)
+            audio = np.concatenate([head, audio])
         yield Generation(
             audio=audio,
             sample_rate=self.settings.sample_rate,

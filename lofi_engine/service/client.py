@@ -161,9 +161,9 @@ class EngineClient:
                 except LofiError as exc:  # the track is there; the player is not
                     self._events.emit("playback_end", {"track_id": tid, "reason": "error", **exc.to_dict()})
             return {"track_id": tid, "status": "cached", "position": 0, "seed": request.seed, "path": cached["path"]}
-        if plays:  # a piece continuing audio plays once finished (its chunks are only the new music)
+        if plays:  # heard while composed (a piece continuing audio: that audio first)
             self._live.watch(tid, request.duration_sec, {"prompt": request.prompt, "duration_sec": request.duration_sec, "backend": request.backend},
-                             live=source is None)
+                             continues=source is not None)
         found = self._queue.find(tid)
         if found is not None:
             position, job = found

@@ -38,8 +38,8 @@ class LiveTrack:
     """Paths of the chunks composed and not yet sent to the player."""
     eta_sec: float | None = None
     started: bool = False
-    live: bool = True
-    """Played while composed; else once finished."""
+    continues: bool = False
+    """It continues audio: its first chunk is that audio, and the piece is longer by it."""
 
 
 @dataclass
@@ -59,9 +59,9 @@ class LivePlay:
     failed: Callable[[str, LofiError], None]
     tracks: dict[str, LiveTrack] = field(default_factory=dict)
 
-    def watch(self, track_id: str, duration_sec: float, info: dict[str, Any], live: bool = True) -> None:
-        """Play ``track_id`` as it is composed (``live``), or once it is finished."""
-        self.tracks.setdefault(track_id, LiveTrack(track_id, duration_sec, info, live=live))
+    def watch(self, track_id: str, duration_sec: float, info: dict[str, Any], continues: bool = False) -> None:
+        """Play ``track_id`` as it is composed: ``duration_sec`` of new music (after the audio it ``continues``)."""
+        self.tracks.setdefault(track_id, LiveTrack(track_id, duration_sec, info, continues=continues))
 
     def playing(self, track_id: str) -> bool:
         """Its chunks are (or may be) read by the player: they must stay on disk until it is complete."""
@@ -82,6 +82,9 @@ class LivePlay:
         if name == "generation_progress":
             live.eta_sec = fields["eta_sec"]
         elif name == "generation_chunk":
+            if live.continues and fields["start_sec"] == 0:  # the audio it continues, heard first
+                live.duration_sec += fields["duration_sec"]
+                live.info = {**live.info, "duration_sec": live.duration_sec}
             live.chunks.append(fields["path"])
         elif name == "generation_complete":
             del self.tracks[live.track_id]
@@ -96,7 +99,7 @@ class LivePlay:
             if live.started:  # what was composed plays to its end
                 self.close(live.track_id)
             return
-        if live.live and not live.started and live.chunks and can_start(live.duration_sec, live.eta_sec):
+        if not live.started and live.chunks and can_start(live.duration_sec, live.eta_sec):
             live.started = True
             first = live.chunks.pop(0)
             log.info("playing %s while it is composed (ETA %.1f s for %.1f s of music)", live.track_id, live.eta_sec or 0.0, live.duration_sec)
