@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     Settings.add_arguments(run)
 
+    engine = commands.add_parser(
+        "engine", help="the engine alone, for a service on another machine: `lofi engine --stdio`, started by its engine_command (ssh)")
+    engine.add_argument("--stdio", action="store_true", required=True, help="speak the engine protocol on stdin and stdout (the only way it speaks)")
+    engine.add_argument("--cache-dir", type=Path, default=None, help="this machine's cache: its models (default: the user's cache directory)")
+    engine.add_argument("--model-dir", type=Path, default=None, help="this machine's MusicGen files (default: the downloaded variant)")
+    engine.add_argument("--encodec-dir", type=Path, default=None, help="this machine's EnCodec weights (default: downloaded ones)")
+    engine.add_argument("--ace-step-model-dir", type=Path, default=None, help="this machine's ACE-Step export")
+
     download = commands.add_parser("download", help="download a model variant from the HuggingFace Hub")
     download.add_argument("--yes", "-y", action="store_true", help="agree to the download without asking")
     download.add_argument("--encodec", action="store_true", help="download EnCodec's weights (what --continue-from needs) instead of the model")
@@ -198,6 +206,15 @@ def run_serve(args: argparse.Namespace) -> None:
     RpcServer(Settings.from_arguments(args), sys.stdout).serve(sys.stdin)
 
 
+def run_engine(args: argparse.Namespace) -> None:
+    from lofi_engine.engine.stdio import serve_stdio
+    from lofi_engine.shared.wire import LOCAL_PATHS
+
+    status = serve_stdio({name: getattr(args, name) for name in LOCAL_PATHS})
+    if status:
+        raise SystemExit(status)
+
+
 def run_download(args: argparse.Namespace) -> None:
     config = Settings.from_arguments(args).engine
     if args.encodec:
@@ -260,7 +277,7 @@ def obtain_model(config: EngineConfig, agreed: bool, hints: Hints = CLI_HINTS, n
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"generate": run_generate, "serve": run_serve, "download": run_download, "run": run_first}
+    commands = {"generate": run_generate, "serve": run_serve, "download": run_download, "run": run_first, "engine": run_engine}
     try:
         commands[args.command](args)
     except LofiError as exc:

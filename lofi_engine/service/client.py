@@ -23,9 +23,12 @@ from lofi_engine.service.playback import Playback
 from lofi_engine.service.radio import Radio
 from lofi_engine.engine.entry import engine_main
 from lofi_engine.service.child_link import ChildLink
+from lofi_engine.service.command_link import CommandLink
+from lofi_engine.service.engine_link import EngineLink
 from lofi_engine.service.queue import JobQueue, QueuedJob
 from lofi_engine.shared.errors import (
     CANCELLED,
+    ENGINE_UNAVAILABLE,
     INVALID_AUDIO,
     INVALID_PARAMS,
     MODEL_DOWNLOAD_FAILED,
@@ -40,7 +43,7 @@ from lofi_engine.shared.log_dir import writable_log_dir
 from lofi_engine.shared.protocol import DownloadJob, GenerateJob, RadioWindowJob
 from lofi_engine.shared.request import GenerateRequest, file_digest
 from lofi_engine.shared.settings import EngineConfig, Settings, default_state_dir
-from lofi_engine.store.catalogue import ENCODEC, download_plan, download_question, have, is_available, model_version
+from lofi_engine.store.catalogue import ENCODEC, download_plan, download_question, is_available, model_version
 from lofi_engine.store.consent import ConsentStore
 from lofi_engine.store.tracks import TRACK_ID, TrackCache
 
@@ -56,7 +59,7 @@ class EngineClient:
         player's is beside it), moved to a temp folder, with a ``service_warning``, when its folder cannot be written."""
         self._lock = threading.RLock()
         self._closed = False
-        self._queue = JobQueue()
+        self._queue = JobQueue(lambda config, name: self._link.has(config, name))
         self._events = EventDispatcher(on_event)
         log_path = log_path or default_state_dir() / "engine.log"
         log_dir, problem = writable_log_dir(log_path.parent)
@@ -65,7 +68,10 @@ class EngineClient:
         if problem is not None:
             log.warning("%s", problem)
             self._events.emit("service_warning", {"code": WRITE_FAILED, "message": problem, "log_dir": str(log_dir)})
-        self._link = ChildLink("engine", engine_main, python, log_path, self._on_engine_event, self._on_engine_exit)
+        self._link = EngineLink(
+            ChildLink("engine", engine_main, python, log_path, self._on_engine_event, self._on_engine_exit),
+            CommandLink("engine", log_path, self._on_engine_event, self._on_engine_exit, lambda: self.cache),
+        )
         self._playback = Playback(python, log_path.with_name("player.log"), self._events, self._lock, lambda: self.settings, lambda: self.cache)
         self._playback_handlers = self._playback.handlers()
         self._radio = Radio(
@@ -141,14 +147,17 @@ class EngineClient:
             if player_changed:
                 self._playback.apply_settings()
             self._link.python = self._playback.python = python
-            if self._queue.question is not None and not any(j.needs_download for j in self._queue.pending):
+            if self._queue.question is not None and not any(self._queue.missing(j) for j in self._queue.pending):
                 self._queue.question = None
             self._advance()
             return {"kept_jobs": kept}
 
     def _generate(self, params: dict[str, Any]) -> dict[str, Any]:
         request = GenerateRequest.parse(params, self.config.backend)
-        version = self.model_version if request.backend == "musicgen" else model_version(self.config, request.backend)
+        if self.config.engine_command or request.backend != "musicgen":
+            version = self._link.model_version(self.config, request.backend)
+        else:
+            version = self.model_version
         source = self._continue_source(request.continue_from)
         tid = request.track_id(version, file_digest(source) if source is not None else None)
         plays = request.play and self._radio.session is None  # the radio keeps the player while it plays
@@ -170,7 +179,7 @@ class EngineClient:
             return {"track_id": tid, "status": "running" if job is self._queue.running else "queued", "position": position, "seed": request.seed}
         job = QueuedJob(GenerateJob(request, tid, version, str(source) if source is not None else None), self.config, request.priority)
         position = self._queue.add(job)
-        if job.needs_download:
+        if self._queue.missing(job):
             self._ask_for_download(job)
         self._advance()
         return {"track_id": tid, "status": "queued", "position": position, "seed": request.seed}
@@ -206,7 +215,7 @@ class EngineClient:
         """The radio's next window, queued like any job (other requests keep their turn between windows)."""
         job = QueuedJob(work, self.config)
         self._queue.add(job)
-        if job.needs_download:
+        if self._queue.missing(job):
             self._ask_for_download(job)
         self._advance()
 
@@ -238,7 +247,7 @@ class EngineClient:
     def _ask_for_download(self, job: QueuedJob) -> None:
         """A job needs a download (the model, or EnCodec's weights): start it if the user agreed before, else ask
         (for this job too, when the same question is already out)."""
-        name = job.missing_download
+        name = self._queue.missing(job)
         assert name is not None
         if self.consent.granted(name):
             self._queue.add_download(job.config, name)
@@ -246,6 +255,9 @@ class EngineClient:
         if self._queue.question is not None and self._queue.question["variant"] != name:
             return  # one question at a time: this one is asked once that one is answered (_ask_next)
         self._queue.question = download_question(job.config, name)
+        host = self._link.host(job.config)
+        if host is not None:  # the engine is elsewhere: the download is there
+            self._queue.question["host"] = host
         about = {"track_id": job.track_id} if job.track_id is not None else {}
         self._events.emit("consent_required", {**self._queue.question, **about})
 
@@ -254,7 +266,7 @@ class EngineClient:
         piece needs the model, then EnCodec's weights)."""
         if self._queue.question is not None or self._queue.downloads():
             return
-        job = next((j for j in self._queue.pending if j.needs_download), None)
+        job = next((j for j in self._queue.pending if self._queue.missing(j)), None)
         if job is not None:
             self._ask_for_download(job)
 
@@ -287,7 +299,7 @@ class EngineClient:
                 self._job_error(job, MODEL_NOT_FOUND, message)
             self._ask_next()
             return {"status": "declined", "variant": name}
-        if have(self.config, plan.name):
+        if self._link.has(self.config, plan.name):
             self._advance()
             return {"status": "available", "variant": name}
         self._queue.add_download(self.config, name)
@@ -335,6 +347,7 @@ class EngineClient:
         return {
             "engine": "running" if self._link.alive else "stopped",
             "engine_pid": self._link.pid,
+            "engine_remote": self._link.remote(self.config),  # the other side's handshake, when the engine is reached by a command
             "model_version": self.model_version,
             "backend": self.config.backend,
             "variant": self.config.variant,
@@ -391,12 +404,32 @@ class EngineClient:
         with self._lock:
             if self._closed or not self._link.crashed(process):
                 return
-            if self._link.stalled(process):
-                what = f"the engine stopped responding (nothing for {self.config.stall_timeout_sec:g} s)"
-            else:
-                what = f"the engine crashed (exit code {process.exitcode})"
-            self._finish_with_error(MODEL_INFERENCE_FAILED, f"{what}; it has been restarted; details in {self.log_path}")
+            failure = self._link.failure(process)
+            if failure is not None:  # the engine command never reached an engine
+                self._finish_with_error(*failure)
+            elif self._link.stalled(process):
+                self._finish_with_error(
+                    MODEL_INFERENCE_FAILED,
+                    f"the engine stopped responding (nothing for {self.config.stall_timeout_sec:g} s); it has been restarted; details in {self.log_path}",
+                )
+            elif not (self._link.over_command(process) and self._start_over()):
+                self._finish_with_error(
+                    MODEL_INFERENCE_FAILED, f"the engine crashed (exit code {process.exitcode}); it has been restarted; details in {self.log_path}"
+                )
             self._advance()
+
+    def _start_over(self) -> bool:
+        """The link to an engine elsewhere dropped (ssh killed, the network gone): the running job goes first in the
+        queue again, once, and runs when a new link is up (whether it can be is said by the next start)."""
+        job = self._queue.running
+        if job is None or job.attempts > 0:
+            return False
+        job.attempts += 1
+        self._queue.requeue(job)
+        if job.track_id is not None:
+            self._live.restarted(job.track_id)
+        self._events.emit("service_warning", {"code": ENGINE_UNAVAILABLE, "message": f"the link to the engine dropped; {job.view(0)['kind']} starts again"})
+        return True
 
     def _finish_with_error(self, code: str, message: str) -> None:
         job = self._queue.finish()

@@ -40,6 +40,12 @@ class LiveTrack:
     started: bool = False
     continues: bool = False
     """It continues audio: its first chunk is that audio, and the piece is longer by it."""
+    head_sec: float = 0.0
+    """The audio it continues, once its first chunk said how long it is."""
+
+    @property
+    def total_sec(self) -> float:
+        return self.duration_sec + self.head_sec
 
 
 @dataclass
@@ -83,8 +89,8 @@ class LivePlay:
             live.eta_sec = fields["eta_sec"]
         elif name == "generation_chunk":
             if live.continues and fields["start_sec"] == 0:  # the audio it continues, heard first
-                live.duration_sec += fields["duration_sec"]
-                live.info = {**live.info, "duration_sec": live.duration_sec}
+                live.head_sec = fields["duration_sec"]
+                live.info = {**live.info, "duration_sec": live.total_sec}
             live.chunks.append(fields["path"])
         elif name == "generation_complete":
             del self.tracks[live.track_id]
@@ -99,20 +105,25 @@ class LivePlay:
             if live.started:  # what was composed plays to its end
                 self.close(live.track_id)
             return
-        if not live.started and live.chunks and can_start(live.duration_sec, live.eta_sec):
+        if not live.started and live.chunks and can_start(live.total_sec, live.eta_sec):
             live.started = True
             first = live.chunks.pop(0)
-            log.info("playing %s while it is composed (ETA %.1f s for %.1f s of music)", live.track_id, live.eta_sec or 0.0, live.duration_sec)
+            log.info("playing %s while it is composed (ETA %.1f s for %.1f s of music)", live.track_id, live.eta_sec or 0.0, live.total_sec)
             self.start({"track_id": live.track_id, "path": first, "info": live.info, "open": True})
         if live.started:
             self._send_chunks(live)
 
-    def forget(self) -> None:
-        """The engine died: its jobs start over (their chunks again), and a track playing open is closed."""
-        for live in self.tracks.values():
-            if live.started:
-                self.close(live.track_id)
-        self.tracks.clear()
+    def restarted(self, track_id: str) -> None:
+        """Its job starts over (the engine's link dropped): a piece already playing keeps what was heard and plays no
+        more of it (it would begin again); one not started yet is heard from the new start."""
+        live = self.tracks.get(track_id)
+        if live is None:
+            return
+        if live.started:
+            del self.tracks[track_id]
+            self.close(track_id)
+        else:
+            live.chunks.clear()
 
     def _send_chunks(self, live: LiveTrack) -> None:
         if live.chunks:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from lofi_engine.shared.errors import QUEUE_FULL, LofiError
 from lofi_engine.shared.protocol import DownloadJob, GenerateJob, RadioWindowJob
 from lofi_engine.shared.settings import MAX_PENDING, EngineConfig
-from lofi_engine.store.catalogue import ENCODEC, encodec_location, is_available
+from lofi_engine.store.catalogue import ENCODEC
 
 
 @dataclass
@@ -26,28 +26,17 @@ class QueuedJob:
     started_at: float | None = None
     percent: int = 0
     eta_sec: float | None = None
+    attempts: int = 0
+    """Times it started over after the engine's link dropped."""
 
     @property
     def track_id(self) -> str | None:
         return self.work.track_id if isinstance(self.work, GenerateJob) else None
 
     @property
-    def missing_download(self) -> str | None:
-        """What this job waits for: its MusicGen variant while that is not on this machine, then EnCodec's weights
-        (ENCODEC) when it continues audio and they are not here either; None when it can run."""
-        musicgen = isinstance(self.work, RadioWindowJob) or (isinstance(self.work, GenerateJob) and self.work.request.backend == "musicgen")
-        if not musicgen or isinstance(self.work, DownloadJob):
-            return None
-        if not is_available(self.config):
-            return str(self.config.variant)
-        if self.work.continue_from is not None and encodec_location(self.config) is None:
-            return ENCODEC
-        return None
-
-    @property
-    def needs_download(self) -> bool:
-        return self.missing_download is not None
-
+    def musicgen(self) -> bool:
+        """A MusicGen job or radio window: it needs MusicGen's model (and EnCodec's weights when it continues audio)."""
+        return isinstance(self.work, RadioWindowJob) or (isinstance(self.work, GenerateJob) and self.work.request.backend == "musicgen")
 
     def view(self, position: int) -> dict[str, Any]:
         kind = "generate" if isinstance(self.work, GenerateJob) else "radio" if isinstance(self.work, RadioWindowJob) else "download"
@@ -58,7 +47,9 @@ class QueuedJob:
 
 
 class JobQueue:
-    def __init__(self) -> None:
+    def __init__(self, have: Callable[[EngineConfig, str], bool]) -> None:
+        """``have(config, name)``: whether the engine that runs jobs with ``config`` has the download ``name``."""
+        self.have = have
         self.pending: list[QueuedJob] = []
         self.running: QueuedJob | None = None
         self.question: dict[str, Any] | None = None
@@ -87,12 +78,23 @@ class JobQueue:
         if name not in self.downloads():
             self.pending.insert(0, QueuedJob(DownloadJob(name), config, "high"))
 
+    def missing(self, job: QueuedJob) -> str | None:
+        """What ``job`` waits for: its MusicGen variant while the engine lacks it, then EnCodec's weights (ENCODEC)
+        when it continues audio and they are not there either; None when it can run."""
+        if not job.musicgen:
+            return None
+        if not self.have(job.config, str(job.config.variant)):
+            return str(job.config.variant)
+        if job.work.continue_from is not None and not self.have(job.config, ENCODEC):  # type: ignore[union-attr]
+            return ENCODEC
+        return None
+
     def downloads(self) -> set[str]:
         """The downloads queued or running."""
         return {j.work.variant for j in self.jobs() if isinstance(j.work, DownloadJob)}
 
     def waiting_for_download(self, name: str) -> list[QueuedJob]:
-        return [j for j in self.pending if j.missing_download == name]
+        return [j for j in self.pending if self.missing(j) == name]
 
     def remove(self, jobs: list[QueuedJob]) -> None:
         self.pending = [j for j in self.pending if j not in jobs]
@@ -102,13 +104,20 @@ class JobQueue:
         download stay, so ACE-Step jobs and MusicGen jobs on a present model go ahead of them)."""
         if self.running is not None:
             return None
-        job = next((j for j in self.pending if not j.needs_download), None)
+        job = next((j for j in self.pending if self.missing(j) is None), None)
         if job is None:
             return None
         self.pending.remove(job)
         job.started_at = time.time()
         self.running = job
         return job
+
+    def requeue(self, job: QueuedJob) -> None:
+        """The running job goes first again."""
+        if self.running is job:
+            self.running = None
+        job.percent, job.eta_sec = 0, None
+        self.pending.insert(0, job)
 
     def finish(self) -> QueuedJob | None:
         job, self.running = self.running, None

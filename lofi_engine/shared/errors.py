@@ -27,6 +27,11 @@ PLAYBACK_FAILED = "PLAYBACK_FAILED"
 """The player stopped with an error (its own message says why)."""
 INVALID_AUDIO = "INVALID_AUDIO"
 """Audio to continue that cannot be: missing, unreadable, not a regular file, silent or too short (names the file)."""
+ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
+"""The engine command (``engine_command``: ssh to another machine) could not be started, or it ended before the engine
+answered (the command's own message says why)."""
+ENGINE_VERSION_MISMATCH = "ENGINE_VERSION_MISMATCH"
+"""The engine at the other end of ``engine_command`` speaks another version of the engine protocol (names both)."""
 INTERNAL_ERROR = "INTERNAL_ERROR"
 """`lofi serve`: a failure no other code describes (a bug); the server keeps serving."""
 

@@ -48,9 +48,9 @@ EVENTS: dict[str, EventSpec] = {
         EventSpec(
             "consent_required",
             ("variant", "what", "size_bytes", "files", "license"),
-            ("track_id",),
+            ("track_id", "host"),
             "a job needs a download the user has not agreed to (variant: the model's, or encodec-32khz: EnCodec's weights, "
-            "which continuing audio needs; what: it in words)",
+            "which continuing audio needs; what: it in words; host: the machine it goes to, when the engine runs elsewhere)",
         ),
         EventSpec(
             "download_progress",

@@ -161,6 +161,10 @@ class EngineConfig(_Group):
         "fp32", kind="choice", choices=ACE_STEP_VARIANTS,
         help="ACE-Step weights: fp32, or int8 (weight-only for the encoders and the DiT: 4.1 GB of weights instead of 11.5 GB)")
     device: str = setting("auto", kind="choice", choices=DEVICES, help="auto, cpu, cuda or metal")
+    engine_command: str | None = setting(
+        None, kind="command", optional=True,
+        help='run the engine elsewhere: a command that starts `lofi engine --stdio` there, e.g. "ssh -T box lofi engine --stdio" '
+        "(the queue, player, library and tracks stay here; the model is there)")
     threads: int | None = setting(None, kind="int", min=1, optional=True, help="CPU threads for inference (default: all cores)")
     decoder: str = setting("auto", kind="choice", choices=DECODER_FORMS, help="decoder form: merged file, split pair, or auto (merged when present)")
     cache_dir: Path = setting(kind="path", factory=default_cache_dir, help="where tracks are kept")

@@ -8,8 +8,8 @@ return {
   },
   ["events"] = {
     ["consent_required"] = {
-      ["doc"] = "a job needs a download the user has not agreed to (variant: the model's, or encodec-32khz: EnCodec's weights, which continuing audio needs; what: it in words)",
-      ["optional"] = { "track_id" },
+      ["doc"] = "a job needs a download the user has not agreed to (variant: the model's, or encodec-32khz: EnCodec's weights, which continuing audio needs; what: it in words; host: the machine it goes to, when the engine runs elsewhere)",
+      ["optional"] = { "track_id", "host" },
       ["required"] = { "variant", "what", "size_bytes", "files", "license" },
     },
     ["download_complete"] = {
@@ -180,6 +180,13 @@ return {
       ["group"] = "engine",
       ["help"] = "EnCodec's weights for continuing audio: a folder with facebook/encodec_32khz's config.json and model.safetensors (default: downloaded once you agree)",
       ["kind"] = "path",
+      ["optional"] = true,
+    },
+    ["engine_command"] = {
+      ["expects"] = "a player command like \"mpv --no-video\", or unset",
+      ["group"] = "engine",
+      ["help"] = "run the engine elsewhere: a command that starts `lofi engine --stdio` there, e.g. \"ssh -T box lofi engine --stdio\" (the queue, player, library and tracks stay here; the model is there)",
+      ["kind"] = "command",
       ["optional"] = true,
     },
     ["model_dir"] = {

@@ -29,7 +29,8 @@ function M.ask(data, on_answer, explicit)
     table.insert(about, "weights licensed " .. data.license)
   end
   local details = #about > 0 and (" (%s)"):format(table.concat(about, ", ")) or ""
-  local prompt = ("lofi.nvim: download %s%s from HuggingFace?"):format(data.what, details)
+  local where = data.host and (" on %s"):format(data.host) or "" -- the engine runs there: so does the download
+  local prompt = ("lofi.nvim: download %s%s from HuggingFace%s?"):format(data.what, details, where)
   vim.ui.select({ "Download", "Not now" }, { prompt = prompt }, function(choice)
     asking = false
     local agreed = choice == "Download"

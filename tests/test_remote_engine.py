@@ -1,0 +1,163 @@
+"""Issue 22: the engine reached through a command (as ssh would start it on another machine): `lofi engine --stdio`
+in another working directory with its own cache. The queue, player, library and track store stay here; the audio
+travels over the link as bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import PROMPT, TINY
+
+from lofi_engine import LofiError
+from lofi_engine.shared.version import VERSION
+from lofi_engine.shared.wire import PROTOCOL, Wire
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def engine_command(where: Path, *args: str) -> str:
+    """What ssh would run on the other machine: the engine, in its own directory, with its own cache."""
+    where.mkdir(parents=True, exist_ok=True)
+    return f"sh -c 'cd {where} && exec {sys.executable} -m lofi_engine engine --stdio --cache-dir {where}/cache {' '.join(args)}'"
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return tmp_path / "box"
+
+
+def test_a_piece_composed_over_the_link_is_the_one_composed_here(engine, remote: Path, tmp_path: Path) -> None:
+    client, events = engine(model_dir=None, engine_command=engine_command(remote, "--model-dir", str(TINY)))
+    tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
+    done = events.wait_event("generation_complete", track_id=tid, timeout=120)
+    assert Path(done["path"]) == tmp_path / "cache" / "tracks" / f"{tid}.wav" and client.request("tracks")[0]["track_id"] == tid
+    chunks = [d for n, d in events.events if n == "generation_chunk"]
+    assert [c["start_sec"] for c in chunks] == [0.0, 2.0, 4.0] and all(c["path"].startswith(str(tmp_path / "cache")) for c in chunks)
+    status = client.request("status")
+    assert status["engine_remote"]["version"] == VERSION and status["engine_remote"]["cache_dir"] == str(remote / "cache")
+    assert status["engine_pid"] is not None
+    assert not [p for p in (remote / "cache" / "tracks").iterdir() if p.name != ".lock"]  # the store is here, not there
+    here, here_events = engine(cache_dir=str(tmp_path / "here"))
+    assert here.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"] == tid
+    local = here_events.wait_event("generation_complete", track_id=tid)
+    assert Path(done["path"]).read_bytes() == Path(local["path"]).read_bytes()
+    assert "engine@" in (tmp_path / "engine.log").read_text()  # the remote engine's log, in the engine log here
+
+
+def test_continuing_audio_and_the_radio_go_over_the_link(heard_service, remote: Path, tmp_path: Path) -> None:
+    command = engine_command(remote, "--model-dir", str(TINY), "--encodec-dir", str(FIXTURES / "encodec-tiny"))
+    client, events, out = heard_service(engine_command=command, radio_window_sec=6, radio_context_sec=2)
+    t = np.arange(2 * 32000) / 32000
+    soundfile.write(tmp_path / "mine.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 32000)
+    tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 2, "continue_from": str(tmp_path / "mine.wav"), "play": True})["track_id"]
+    done = events.wait_event("generation_complete", track_id=tid, timeout=120)
+    assert done["continue_from"] == str(tmp_path / "mine.wav") and done["duration_sec"] == 7.0
+    events.wait_event("playback_start", track_id=tid)
+    started = client.request("radio_start", {"prompt": PROMPT, "seed": 3, "from": str(tmp_path / "mine.wav")})
+    segment = events.wait_event("radio_segment", stream_id=started["stream_id"], timeout=120)
+    assert Path(segment["path"]).parent == tmp_path / "cache" / "radio" / started["stream_id"] and Path(segment["path"]).is_file()
+    chunk = next(d for n, d in events.events if n == "radio_chunk" and d["stream_id"] == started["stream_id"])
+    assert chunk["segment_path"] == segment["path"] and Path(chunk["path"]).parent == Path(segment["path"]).parent
+    events.wait_event("playback_start", track_id=f"{started['stream_id']}-000000")
+    events.wait_event("radio_segment", stream_id=started["stream_id"], nth=2, timeout=120)
+    client.request("radio_stop")
+
+
+def test_a_command_that_cannot_reach_an_engine_is_engine_unavailable_with_its_reason(engine, tmp_path: Path) -> None:
+    client, events = engine(engine_command="no-such-command-anywhere --stdio")
+    with pytest.raises(LofiError) as err:
+        client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})
+    assert err.value.code == "ENGINE_UNAVAILABLE" and "no-such-command-anywhere" in err.value.message
+    said = "ssh: Could not resolve hostname box: Name or service not known"
+    client.reconfigure(client.settings.__class__.from_dict({**client.settings.to_dict(), "engine_command": f"sh -c 'echo \"{said}\" >&2; exit 255'"}))
+    for seed in (2, 3):  # tried again at the next request: the service goes on serving
+        with pytest.raises(LofiError) as err:
+            client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": seed})
+        assert err.value.code == "ENGINE_UNAVAILABLE" and err.value.message.endswith(said) and "exit code 255" in err.value.message, err.value
+    assert client.request("status")["engine"] == "stopped" and client.request("queue")["pending"] == []
+
+
+def test_versions_that_differ_are_refused_naming_both(engine, tmp_path: Path) -> None:
+    # the engine's side: a service of another protocol is told so, and the engine ends
+    proc = subprocess.Popen([sys.executable, "-m", "lofi_engine", "engine", "--stdio", "--cache-dir", str(tmp_path / "box")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    wire = Wire(proc.stdout, proc.stdin)
+    wire.send({"type": "hello", "protocol": PROTOCOL + 1, "version": "9.9.9", "settings": {}})
+    answer, _ = wire.receive()
+    assert answer["type"] == "error" and answer["code"] == "ENGINE_VERSION_MISMATCH"
+    assert f"protocol {PROTOCOL} (lofi.nvim {VERSION})" in answer["message"] and "protocol 2 (lofi.nvim 9.9.9)" in answer["message"]
+    assert proc.wait(timeout=30) == 1
+    # the service's side: an engine of another protocol (a real process speaking the wire) is refused
+    old = tmp_path / "old_engine.py"
+    old.write_text(
+        "import sys\nsys.path.insert(0, %r)\nfrom lofi_engine.shared.wire import Wire\n"
+        "w = Wire(sys.stdin.buffer, sys.stdout.buffer)\nw.receive()\n"
+        "w.send({'type': 'hello', 'protocol': 0, 'version': '0.0.1', 'host': 'old', 'available': {}})\nw.receive()\n" % str(Path(__file__).parents[1])
+    )
+    client, events = engine(engine_command=f"{sys.executable} {old}")
+    with pytest.raises(LofiError) as err:
+        client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})
+    assert err.value.code == "ENGINE_VERSION_MISMATCH" and "lofi.nvim 0.0.1" in err.value.message and f"lofi.nvim {VERSION}" in err.value.message
+
+
+def test_a_dropped_link_starts_the_job_again_and_nothing_is_lost(engine, remote: Path, tmp_path: Path) -> None:
+    from slow_model import slow_copy
+
+    slow = slow_copy(tmp_path / "slow-model", products=16)
+    client, events = engine(model_dir=None, engine_command=engine_command(remote, "--model-dir", str(slow)), threads=1)
+    tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
+    queued = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 2})["track_id"]
+    events.wait_event("generation_progress", track_id=tid, timeout=120)
+    first = client.engine_pid
+    os.kill(first, signal.SIGKILL)  # ssh killed, the network gone
+    warned = events.wait_event("service_warning", code="ENGINE_UNAVAILABLE")
+    assert "starts again" in warned["message"]
+    events.wait_event("generation_complete", track_id=tid, timeout=300)
+    events.wait_event("generation_complete", track_id=queued, timeout=300)
+    assert client.engine_pid != first
+    assert not [d for n, d in events.events if n == "generation_error"]
+
+
+def test_a_hung_link_is_caught_by_the_heartbeat(engine, remote: Path) -> None:
+    from slow_model import slow_copy
+
+    slow = slow_copy(remote / "slow-model", products=16)
+    client, events = engine(model_dir=None, engine_command=engine_command(remote, "--model-dir", str(slow)), threads=1, stall_timeout_sec=3)
+    tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
+    events.wait_event("generation_progress", track_id=tid, timeout=120)
+    hung = client.engine_pid
+    os.kill(hung, signal.SIGSTOP)  # the network hangs: nothing comes, nothing closes
+    failed = events.wait_event("generation_error", track_id=tid, timeout=60)
+    assert failed["code"] == "MODEL_INFERENCE_FAILED" and "stopped responding" in failed["message"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung, 0)  # ended, not left behind
+    again = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 2})["track_id"]
+    events.wait_event("generation_complete", track_id=again, timeout=300)
+
+
+def test_the_remote_asks_for_its_model_naming_the_host_and_its_download_streams_back(engine, remote: Path, monkeypatch, tmp_path: Path) -> None:
+    from fake_hub import serve_tiny
+
+    hub = serve_tiny(monkeypatch, tmp_path)  # the other side reaches this stand-in Hub (its environment is this one's)
+    try:
+        client, events = engine(model_dir=None, engine_command=engine_command(remote))
+        tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
+        asked = events.wait_event("consent_required", track_id=tid)
+        assert asked["variant"] == "small" and asked["host"] == client.request("status")["engine_remote"]["host"]
+        assert hub.requests == []
+        client.request("download", {"consent": True})
+        done = events.wait_event("download_complete", variant="small", timeout=120)
+        assert done["path"] == str(remote / "cache" / "models" / "small")  # the model is there
+        assert [p for p in events.names("download_progress")][-1]["percent"] == 100
+        events.wait_event("generation_complete", track_id=tid, timeout=120)
+        assert not (tmp_path / "cache" / "models").exists()  # and not here
+    finally:
+        hub.stop()
