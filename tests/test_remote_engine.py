@@ -161,3 +161,32 @@ def test_the_remote_asks_for_its_model_naming_the_host_and_its_download_streams_
         assert not (tmp_path / "cache" / "models").exists()  # and not here
     finally:
         hub.stop()
+
+
+def test_the_editor_runs_its_engine_elsewhere_and_checkhealth_checks_it(nvim, remote: Path, tmp_path: Path) -> None:
+    """Lua: engine.command (a list, like player.cmd) or engine.host (ssh); the tracks land here; :checkhealth asks the
+    other side (reachable, version, model, providers)."""
+    remote.mkdir(parents=True)
+    command = ["sh", "-c", f"cd {remote} && exec {sys.executable} -m lofi_engine engine --stdio --cache-dir {remote}/cache --model-dir {TINY}"]
+    expanded = nvim.exec_lua("require('lofi').setup({engine = {host = 'me@box.lan'}}); return require('lofi.core.config').engine_command()")
+    assert expanded == "ssh -T me@box.lan lofi engine --stdio"
+    from test_nvim_schema import setup_error
+
+    assert "engine.host must be a host ssh can reach (box, me@box.lan), or nil, not \"box; rm -rf ~\"" in setup_error(nvim, {"engine": {"host": "box; rm -rf ~"}})
+    assert "engine.command must be a list of strings like { 'ssh', '-T', 'box', 'lofi', 'engine', '--stdio' }" in setup_error(nvim, {"engine": {"command": "ssh box"}})
+    nvim.exec_lua("require('lofi').setup(...)", {"engine": {"command": command}, "cache": {"dir": str(tmp_path / "cache")}, "autoplay": False})
+    track = nvim.exec_lua("""
+      local done
+      require('lofi').generate({prompt = 'over there', duration_sec = 5, seed = 1}, function(err, track) done = {err = err, track = track} end)
+      vim.wait(120000, function() return done ~= nil end, 10)
+      return done
+    """)
+    assert track.get("err") is None and track["track"]["path"].startswith(str(tmp_path / "cache")), track
+    nvim.command("checkhealth lofi")
+    text = "\n".join(nvim.current.buffer[:])
+    assert f"reached through `sh -c 'cd {remote}" in text and f"lofi.nvim {VERSION}, protocol {PROTOCOL}" in text, text
+    assert "the small model is on" in text and "execution providers on" in text, text
+    nvim.exec_lua("require('lofi').setup(...)", {"engine": {"command": ["no-such-command-anywhere"]}, "cache": {"dir": str(tmp_path / "cache")}})
+    nvim.command("bwipeout! | checkhealth lofi")
+    text = "\n".join(nvim.current.buffer[:])
+    assert "cannot be reached: ENGINE_UNAVAILABLE: cannot start the engine command `no-such-command-anywhere`" in text, text

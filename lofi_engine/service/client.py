@@ -119,6 +119,7 @@ class EngineClient:
             "tracks": lambda p: self.cache.tracks(),
             "track_played": self._track_played,
             "status": lambda p: self._status(),
+            "engine_check": self._engine_check,
             "cancel": self._cancel,
             **self._playback_handlers,
             **self._library_handlers,
@@ -336,6 +337,12 @@ class EngineClient:
         if state.get("state") == "stopped":
             return ids
         return ids | set(state.get("playlist") or []) | ({state["track_id"]} if state.get("track_id") else set())
+
+    def _engine_check(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Whether the engine elsewhere answers (:checkhealth): its host, version, providers and models, asked now."""
+        if not self.config.engine_command:
+            return {"remote": False}
+        return {"remote": True, "command": self.config.engine_command, "variant": self.config.variant, **self._link.check(self.config)}
 
     def _queue_view(self) -> dict[str, Any]:
         views = [job.view(position) for position, job in enumerate(self._queue.jobs())]

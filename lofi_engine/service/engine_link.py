@@ -49,6 +49,11 @@ class EngineLink:
             raise LofiError(MODEL_NOT_FOUND, f"{facts.get('host')} has no {backend} model: {facts.get('model_errors', {}).get(backend, '')}".rstrip(": "))
         return str(version)
 
+    def check(self, config: EngineConfig) -> dict[str, Any]:
+        """The other side's handshake, asked now (the link is started for it): ENGINE_UNAVAILABLE or
+        ENGINE_VERSION_MISMATCH when it cannot be had."""
+        return self.command.answer(config.to_dict(), config.stall_timeout_sec)
+
     def host(self, config: EngineConfig) -> str | None:
         """The machine whose engine runs jobs with ``config``, when it is not this one (known once its link answered)."""
         facts = self.remote(config)

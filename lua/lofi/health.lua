@@ -81,6 +81,34 @@ local function check_player()
   end
 end
 
+local function check_remote_engine()
+  local command = config.engine_command()
+  if not command then
+    return false
+  end
+  local remote, err = engine.request("engine_check")
+  if err then
+    vim.health.error(("the engine at the end of `%s` cannot be reached: %s: %s"):format(command, err.code, err.message), {
+      "Try the command in a terminal: it must start without asking anything (ssh keys, not a password)",
+      "On that machine, `lofi engine --stdio` must be on the PATH of a non-interactive shell (or give its full path in engine.command)",
+    })
+    return true
+  end
+  vim.health.ok(("engine on %s reached through `%s`: lofi.nvim %s, protocol %d"):format(remote.host, command, remote.version, remote.protocol))
+  vim.health.info(("execution providers on %s: %s"):format(remote.host, table.concat(remote.providers or {}, ", ")))
+  if remote.device == "cuda" and not vim.tbl_contains(remote.providers or {}, "CUDAExecutionProvider") then
+    vim.health.error(("model.device = \"cuda\" but %s has no CUDA provider"):format(remote.host), { "Install onnxruntime-gpu in its .venv" })
+  end
+  if remote.available and remote.available[remote.variant] then
+    vim.health.ok(("the %s model is on %s"):format(remote.variant, remote.host))
+  else
+    vim.health.warn(("the %s model is not on %s yet"):format(remote.variant, remote.host), {
+      "Generate once and agree to the download (it goes to " .. remote.host .. "), or run :LofiDownload",
+    })
+  end
+  return true
+end
+
 local function check_model_and_cache()
   local status, err = engine.request("status")
   if err then
@@ -88,7 +116,9 @@ local function check_model_and_cache()
     return
   end
   local dir = status.model_dir
-  if dir and vim.fn.isdirectory(dir) == 0 then
+  if check_remote_engine() then
+    dir = nil -- the model is there, not here (checked above)
+  elseif dir and vim.fn.isdirectory(dir) == 0 then
     vim.health.error(("model.dir %s does not exist"):format(dir), {
       "Point model.dir at a folder of MusicGen model files (config.json, tokenizer.json, *.onnx)",
       "or remove model.dir from setup() to download the model (:LofiDownload)",

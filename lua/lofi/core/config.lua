@@ -5,6 +5,10 @@
 ---@field device "auto"|"cpu"|"cuda"|"metal" Where inference runs
 ---@field threads integer? CPU threads (nil: all cores)
 
+---@class lofi.EngineConfig
+---@field host string? Run the engine on this machine over ssh (`ssh -T <host> lofi engine --stdio`); the player, queue and tracks stay here
+---@field command string[]? Any other command that starts `lofi engine --stdio` somewhere (wins over host)
+
 ---@class lofi.AceStepConfig
 ---@field dir string? An ACE-Step export made with `python -m lofi_engine.dev.export_ace_step` (nil: <cache>/models/ace-step)
 ---@field variant "fp32"|"int8" fp32, or int8 weight-only encoders and DiT (4.1 GB of weights instead of 11.5 GB)
@@ -40,6 +44,7 @@
 ---@class lofi.Config
 ---@field backend "musicgen"|"ace-step" Backend of a generation that names none: MusicGen (5–120 s, 32 kHz mono) or ACE-Step (10–240 s, 48 kHz stereo)
 ---@field model lofi.ModelConfig
+---@field engine lofi.EngineConfig
 ---@field ace_step lofi.AceStepConfig
 ---@field cache lofi.CacheConfig
 ---@field duration_sec number Default length of a generated track: 5 to 120 seconds with musicgen, 10 to 240 with ace-step
@@ -59,6 +64,7 @@ local M = {}
 M.defaults = {
   backend = settings.backend.default,
   model = { variant = nil, dir = nil, encodec_dir = nil, device = settings.device.default, threads = nil },
+  engine = { host = nil, command = nil },
   ace_step = { dir = nil, variant = settings.ace_step_variant.default },
   cache = { dir = nil, max_size = settings.cache_max_bytes.default, optimized = settings.optimized_cache.default },
   duration_sec = schema.default_duration_sec,
@@ -91,6 +97,7 @@ M.SETTING_OF = {
   ["model.encodec_dir"] = "encodec_dir",
   ["model.device"] = "device",
   ["model.threads"] = "threads",
+  ["engine.command"] = "engine_command",
   ["ace_step.dir"] = "ace_step_model_dir",
   ["ace_step.variant"] = "ace_step_variant",
   ["cache.dir"] = "cache_dir",
@@ -180,6 +187,8 @@ end
 local function expects(name)
   if name == "player_command" then
     return "a list of strings like { 'mpv', '--no-video' }, or nil"
+  elseif name == "engine_command" then
+    return "a list of strings like { 'ssh', '-T', 'box', 'lofi', 'engine', '--stdio' }, or nil"
   end
   return M.in_setup_words(settings[name].expects):gsub("or unset$", "or nil")
 end
@@ -187,7 +196,7 @@ end
 ---@param opts lofi.Config
 ---@return string? err the first bad option
 local function validate(opts)
-  for _, group in ipairs({ "model", "ace_step", "cache", "player", "radio", "keymaps" }) do
+  for _, group in ipairs({ "model", "engine", "ace_step", "cache", "player", "radio", "keymaps" }) do
     if type(opts[group]) ~= "table" then
       return ("%s must be a table, not %s"):format(group, M.show(opts[group]))
     end
@@ -210,6 +219,10 @@ local function validate(opts)
       return ("%s must be a boolean, not %s"):format(flag, M.show(opts[flag]))
     end
   end
+  local host = opts.engine.host
+  if host ~= nil and (type(host) ~= "string" or not host:match("^[%w%.%-_@:%[%]]+$")) then
+    return ("engine.host must be a host ssh can reach (box, me@box.lan), or nil, not %s"):format(M.show(host))
+  end
   if opts.python ~= nil and type(opts.python) ~= "string" then
     return ("python must be a string or nil, not %s"):format(M.show(opts.python))
   end
@@ -228,8 +241,9 @@ end
 
 ---Every option setup() knows (also those whose default is nil), by table.
 M.known = {
-  [""] = { "backend", "model", "ace_step", "cache", "duration_sec", "notify", "player", "radio", "keymaps", "autoplay", "python" },
+  [""] = { "backend", "model", "engine", "ace_step", "cache", "duration_sec", "notify", "player", "radio", "keymaps", "autoplay", "python" },
   model = { "variant", "dir", "encodec_dir", "device", "threads" },
+  engine = { "host", "command" },
   ace_step = { "dir", "variant" },
   cache = { "dir", "max_size", "optimized" },
   player = { "cmd", "loop", "crossfade_sec", "volume" },
@@ -348,6 +362,18 @@ function M.shell_join(args)
   )
 end
 
+---The command that reaches the engine elsewhere (engine.command, or ssh to engine.host), as one line; nil: here.
+---@return string?
+function M.engine_command()
+  local o = M.options.engine
+  if o.command then
+    return M.shell_join(o.command)
+  elseif o.host then
+    return M.shell_join({ "ssh", "-T", o.host, "lofi", "engine", "--stdio" })
+  end
+  return nil
+end
+
 ---The settings the remote plugin hands to the engine (the engine's own schema: `lofi_engine.shared.settings.EngineConfig`,
 ---whose field names are the keys of `require("lofi.schema").settings`).
 ---@return table
@@ -366,6 +392,7 @@ function M.remote_settings()
       encodec_dir = expand(o.model.encodec_dir),
       device = o.model.device,
       threads = o.model.threads or vim.NIL,
+      engine_command = M.engine_command() or vim.NIL,
       cache_dir = expand(o.cache.dir),
       cache_max_bytes = math.floor(o.cache.max_size),
       optimized_cache = o.cache.optimized,
