@@ -78,7 +78,7 @@ def test_asks_on_the_terminal_before_any_request(fresh_copy: Path, user_env, tmp
             ready, _, _ = select.select([main], [], [], 120)
             assert ready, f"no question within 120 s; saw {seen!r}"
             seen += os.read(main, 4096)
-        assert b"Download the small model" in seen and b"CC BY-NC 4.0" in seen and b"GB" in seen
+        assert b"Download the MusicGen small model" in seen and b"CC BY-NC 4.0" in seen and b"GB" in seen
         assert hub.requests == []  # asked before anything reached the Hub
         os.write(main, b"n\n")
         assert proc.wait(timeout=60) != 0
