@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, PLAYBACK_FAILED, LofiError
+from lofi_engine.shared.errors import INVALID_PARAMS, MODEL_NOT_FOUND, PLAYBACK_FAILED, WRITE_FAILED, LofiError
 from lofi_engine.shared.request import GenerateRequest, file_digest
 from lofi_engine.shared.settings import DEFAULT_DURATION_SEC, EngineConfig, Settings
 from lofi_engine.shared.track import track_metadata
@@ -122,13 +123,16 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     from lofi_engine.musicgen.audio_prompt import read_audio_prompt
     from lofi_engine.musicgen.settings import ModelSettings
 
-    config = Settings.from_arguments(args).engine
+    settings = Settings.from_arguments(args)
+    config = settings.engine
     flags = {
         "prompt": args.prompt, "duration_sec": args.duration, "seed": args.seed, "backend": config.backend,
         "top_k": args.top_k, "temperature": args.temperature, "guidance_scale": args.guidance, "steps": args.steps,
         "bpm": args.bpm, "key": args.key, "time_signature": args.time_signature,
     }
     request = GenerateRequest.parse({name: value for name, value in flags.items() if value is not None})
+    if config.engine_command:
+        return _generate_elsewhere(args, settings, request, getattr(args, "continue_from", None), default_dir)
     version = model_version(config, request.backend)
     continue_from = getattr(args, "continue_from", None)
     if continue_from is not None and request.backend != "musicgen":
@@ -149,6 +153,60 @@ def run_generate(args: argparse.Namespace, default_dir: Path | None = None, hint
     meta = track_metadata(generation, track_id, path, request.music)
     print(json.dumps(meta, ensure_ascii=False), flush=True)
     return meta
+
+
+def _generate_elsewhere(args: argparse.Namespace, settings: Settings, request: GenerateRequest, continue_from: Path | None,
+                        default_dir: Path | None) -> dict:
+    """`lofi generate --engine-command …`: the job goes to the engine at the end of the command (through the same
+    service as the editor's); the track comes back into this machine's cache and is copied to --output."""
+    import queue
+
+    from lofi_engine.service.client import EngineClient
+    from lofi_engine.shared.wire import request_params
+
+    waiting: queue.Queue = queue.Queue()
+    bar = TerminalProgress(sys.stderr, unit="%")
+
+    def on_event(name: str, fields: dict) -> None:
+        if name == "generation_progress":
+            bar(fields["percent"], 100)
+        elif name in ("generation_complete", "generation_error", "consent_required", "download_error"):
+            waiting.put((name, fields))
+
+    client = EngineClient(settings, on_event)
+    try:
+        params = {**request_params(request), "continue_from": str(continue_from.expanduser().absolute()) if continue_from else None}
+        print(f"composing through `{settings.engine.engine_command}` …", file=sys.stderr)
+        reply = client.request("generate", params)
+        track_id = reply["track_id"]
+        meta = client.cache.get(track_id) if reply["status"] == "cached" else None
+        while meta is None:
+            name, fields = waiting.get()
+            if name == "consent_required":
+                where = f" on {fields['host']}" if fields.get("host") else ""
+                if not args.yes:
+                    raise LofiError(MODEL_NOT_FOUND, f"not downloaded{where}: {fields['what']}. Pass --yes to agree to its download ({fields['license']})")
+                print(f"downloading {fields['what']}{where} …", file=sys.stderr)
+                client.request("download", {"consent": True, "variant": fields["variant"]})
+            elif name == "download_error" or fields.get("track_id") != track_id:
+                continue
+            elif name == "generation_error":
+                raise LofiError(fields["code"], fields["message"])
+            else:
+                meta = fields
+        output = args.output or (default_dir or Path()) / f"{track_id}.wav"
+        part = output.with_name(f".{output.name}.part")
+        try:
+            shutil.copyfile(meta["path"], part)
+            os.replace(part, output)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise LofiError(WRITE_FAILED, f"cannot write {output}: {exc.strerror or exc}") from None
+        meta = {**meta, "path": str(output)}
+        print(json.dumps(meta, ensure_ascii=False), flush=True)
+        return meta
+    finally:
+        client.close()
 
 
 PLAYERS = (

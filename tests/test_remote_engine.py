@@ -190,3 +190,24 @@ def test_the_editor_runs_its_engine_elsewhere_and_checkhealth_checks_it(nvim, re
     nvim.command("bwipeout! | checkhealth lofi")
     text = "\n".join(nvim.current.buffer[:])
     assert "cannot be reached: ENGINE_UNAVAILABLE: cannot start the engine command `no-such-command-anywhere`" in text, text
+
+
+def test_the_command_line_composes_through_the_engine_command(remote: Path, tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+
+    def lofi(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lofi_engine", "generate", PROMPT, "--duration", "5", "--seed", "1", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "PYTHONPATH": str(repo)})
+
+    done = lofi("--engine-command", engine_command(remote, "--model-dir", str(TINY)), "--cache-dir", str(tmp_path / "cache"), "--output", "there.wav")
+    assert done.returncode == 0, done.stderr
+    meta = json.loads(done.stdout)
+    assert meta["path"] == "there.wav" and meta["duration_sec"] == 5.0
+    here = lofi("--model-dir", str(TINY), "--cache-dir", str(tmp_path / "here"), "--output", "here.wav")
+    assert here.returncode == 0, here.stderr
+    assert json.loads(here.stdout)["track_id"] == meta["track_id"]
+    assert (tmp_path / "there.wav").read_bytes() == (tmp_path / "here.wav").read_bytes()
+    failed = lofi("--engine-command", "no-such-command-anywhere --stdio", "--output", "never.wav")
+    assert failed.returncode == 1 and "ENGINE_UNAVAILABLE: cannot start the engine command" in failed.stderr and "Traceback" not in failed.stderr
+    assert not (tmp_path / "never.wav").exists()
