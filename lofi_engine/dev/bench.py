@@ -28,7 +28,7 @@ import numpy as np
 
 from lofi_engine.dev.bench_editor import measure_editor
 from lofi_engine.dev.bench_encoder import measure_encoder
-from lofi_engine.dev.bench_live import measure_first_sound, measure_radio_from_audio, measure_radio_live
+from lofi_engine.dev.bench_live import measure_first_sound, measure_link, measure_radio_from_audio, measure_radio_live
 from lofi_engine.musicgen.model import MusicGen
 from lofi_engine.musicgen.text import encode_prompt
 from lofi_engine.store import musicgen_files as files
@@ -342,6 +342,12 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"EnCodec encoder (encodec_32khz config, random weights): {r['audio_sec']:g} s of audio in {r['encode_sec']:.2f} s, transformers' "
                      f"encode {r['transformers_encode_sec']:.2f} s ({r['transformers_encode_sec'] / r['encode_sec']:.2f}×); derived and loaded in "
                      f"{r['derive_and_load_sec']:.1f} s; codes equal to transformers': {r['codes_equal']} ({r['codes_differing']} of {r['codes']} differ)")
+    if results.get("link"):
+        r = results["link"]
+        lines.append(f"engine over a command ({r['variant']}, `lofi engine --stdio` as a second process, lofi serve + mpv): a {r['duration_sec']:g} s piece "
+                     f"with play: true first heard after {r['link_first_sound_sec']:.1f} s against {r['local_first_sound_sec']:.1f} s with the local engine "
+                     f"in the same run ({r['added_first_sound_sec']:+.1f} s); the link carried {r['link_bytes_per_music_sec'] / 1000:.0f} kB per second "
+                     f"of music ({r['link_bytes_received'] / 1e6:.1f} MB in, {r['link_bytes_sent'] / 1000:.1f} kB out)")
     if results.get("radio from audio"):
         r = results["radio from audio"]
         lines.append(f"radio from {r['audio_sec']:g} s of your audio, {r['variant']} (lofi serve, mpv): radio_start to first sound "
@@ -409,7 +415,7 @@ def floors(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="directory made by `make bench-models`")
-    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor", "first-sound", "radio-live", "encoder", "radio-from-audio"], help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["first-load", "measure", "divergence", "radio", "profile", "eta", "editor", "first-sound", "radio-live", "encoder", "radio-from-audio", "link"], help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="small", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["inplace", "published", "naive"], default="inplace", help=argparse.SUPPRESS)
     parser.add_argument("--quantize", choices=["int4"], help=argparse.SUPPRESS)
@@ -433,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "radio-live": lambda: measure_radio_live(args.model_dir, args.variant, args.threads),
         "encoder": lambda: measure_encoder(args.threads),
         "radio-from-audio": lambda: measure_radio_from_audio(args.model_dir, args.variant, args.threads),
+        "link": lambda: measure_link(args.model_dir, args.variant, args.threads),
     }
     if args.step:
         print(json.dumps(steps[args.step]()))
@@ -474,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     results["radio from audio"] = in_subprocess(
         "--step", "radio-from-audio", "--model-dir", str(args.models / "musicgen-full-int8"), "--variant", "small-int8", *common
     )
+    results["link"] = in_subprocess("--step", "link", "--model-dir", str(args.models / "musicgen-full-int8"), "--variant", "small-int8", *common)
     save()
     if not args.skip_transformers:
         try:

@@ -150,6 +150,49 @@ def measure_radio_from_audio(model_dir: Path, variant: str, threads: int, optimi
     }
 
 
+def measure_link(model_dir: Path, variant: str, threads: int, optimized: Path | None = None, duration: float = 30.0) -> dict[str, Any]:
+    """The engine over a command (`engine_command`: here `lofi engine --stdio` as a second process, what ssh would
+    start elsewhere) against the local engine, in the same run: the first sound of a ``duration``-second piece with
+    play: true on a warm engine, and the bytes the link carried for it per second of music."""
+    results: dict[str, Any] = {"variant": variant, "duration_sec": duration}
+    with tempfile.TemporaryDirectory(prefix="lofi-link-") as work:
+        for kind in ("local", "link"):
+            place = Path(work) / kind
+            extra: tuple[str, ...] = ()
+            if kind == "link":
+                engine_cache = place / "engine-cache"
+                engine_cache.mkdir(parents=True)
+                if optimized is not None:
+                    (engine_cache / "optimized").symlink_to(optimized.resolve())
+                extra = ("--engine-command", f"{sys.executable} -m lofi_engine engine --stdio --cache-dir {engine_cache} --model-dir {model_dir}")
+            serve = _Serve(model_dir, variant, threads, place, optimized, *extra)
+            try:
+                serve.call("generate", {"prompt": "warm up", "duration_sec": 5, "seed": 1})
+                serve.until(_is("generation_complete"))
+                before = _link_bytes(serve)
+                asked = serve.call("generate", {"prompt": "lofi hip hop, jazzy piano", "duration_sec": duration, "seed": 2, "play": True})
+                messages = serve.until(_is("generation_complete"))
+                track_id = messages[-1][1]["params"]["track_id"]
+                first = next(t for t, m in messages if _is("playback_start", track_id=track_id)(m))
+                after = _link_bytes(serve)
+                serve.call("stop", {})
+            finally:
+                serve.close()
+            results[f"{kind}_first_sound_sec"] = first - asked
+            results[f"{kind}_complete_sec"] = messages[-1][0] - asked
+            if kind == "link":
+                received, sent = after["received"] - before["received"], after["sent"] - before["sent"]
+                results.update(link_bytes_received=received, link_bytes_sent=sent, link_bytes_per_music_sec=(received + sent) / duration)
+    results["added_first_sound_sec"] = results["link_first_sound_sec"] - results["local_first_sound_sec"]
+    return results
+
+
+def _link_bytes(serve: _Serve) -> dict[str, int]:
+    serve.call("status", {})
+    status = serve.until(lambda m: "result" in m and "engine" in m["result"])[-1][1]["result"]
+    return (status.get("engine_remote") or {}).get("link_bytes") or {"sent": 0, "received": 0}
+
+
 def measure_radio_live(model_dir: Path, variant: str, threads: int, minutes: float = 4.0) -> dict[str, Any]:
     """The `continue` radio through `lofi serve` with mpv in real time for ``minutes`` from its first sound: the
     honest real-time factor (generation seconds per second of new music, over the continuing windows) and the time

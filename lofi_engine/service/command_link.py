@@ -94,6 +94,11 @@ class CommandLink:
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
+    def traffic(self) -> dict[str, int] | None:
+        """Bytes sent and received over the link up now (what the engine elsewhere costs the network)."""
+        process = self._process
+        return {"sent": process.wire.bytes_sent, "received": process.wire.bytes_received} if process is not None else None
+
     def send(self, message: Job, settings: dict[str, Any], stall_timeout_sec: float) -> None:
         process = self._ready(settings, stall_timeout_sec)
         process.job = message

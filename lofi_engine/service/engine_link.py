@@ -66,7 +66,9 @@ class EngineLink:
     def remote(self, config: EngineConfig) -> dict[str, Any] | None:
         """The other side's last handshake (host, version, providers, what it has) when ``config``'s jobs go over a
         command (None before its first answer)."""
-        return self.command.facts if config.engine_command else None
+        if not config.engine_command or self.command.facts is None:
+            return None
+        return {**self.command.facts, "link_bytes": self.command.traffic()}
 
     @property
     def python(self) -> str | None:
