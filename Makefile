@@ -7,7 +7,7 @@ BENCH_DIR ?= $(HOME)/.cache/lofi.nvim/bench-models
 PROMPT ?= lofi hip hop, jazzy piano
 DURATION ?= 30
 
-.PHONY: install test-tools player run test soak schema dev ace-dev fixtures bench-models bench bench-ace-step clean
+.PHONY: install test-tools player sshd run test soak schema dev ace-dev fixtures bench-models bench bench-ace-step clean
 
 ## install: .venv with what the plugin needs at run time (pynvim, onnxruntime, onnx, numpy, tokenizers, soundfile,
 ## huggingface_hub) and nothing else: what a plugin manager's build step runs. No test tools, no system packages.
@@ -38,6 +38,16 @@ run: $(VENV)/.installed
 test-tools: install
 	PYTHONWARNINGS=ignore $(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	@command -v mpv >/dev/null 2>&1 || $(MAKE) --no-print-directory player
+	@test -x /usr/sbin/sshd || $(MAKE) --no-print-directory sshd
+
+## sshd: OpenSSH's server, for the test of the engine reached over a real `ssh localhost`; installed from Debian's
+## packages where make runs as root (the test starts its own on a free port, with its own keys, and skips without it)
+sshd:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client >/dev/null; \
+	else \
+		echo "note: without sshd, the test of the engine over a real ssh is skipped"; \
+	fi
 
 ## player: mpv for playback (and the playback tests); installed from Debian's packages where make runs as root
 player:

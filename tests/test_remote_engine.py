@@ -211,3 +211,26 @@ def test_the_command_line_composes_through_the_engine_command(remote: Path, tmp_
     failed = lofi("--engine-command", "no-such-command-anywhere --stdio", "--output", "never.wav")
     assert failed.returncode == 1 and "ENGINE_UNAVAILABLE: cannot start the engine command" in failed.stderr and "Traceback" not in failed.stderr
     assert not (tmp_path / "never.wav").exists()
+
+
+def test_over_a_real_ssh_the_piece_is_composed_there_and_played_here(heard_service, tmp_path: Path) -> None:
+    """Item 5: a real `ssh localhost` (OpenSSH's server started for this test, as root): the engine runs at the end of
+    it in its own directory, and the piece is heard here while it is composed."""
+    import sshd
+
+    reason = sshd.why_not()
+    if reason:
+        pytest.skip(reason)
+    server = sshd.Sshd(tmp_path / "sshd")
+    try:
+        box = tmp_path / "box"
+        box.mkdir()
+        remote = f"'cd {box} && exec {sys.executable} -m lofi_engine engine --stdio --cache-dir {box}/cache --model-dir {TINY}'"
+        client, events, out = heard_service(engine_command=server.command(f"sh -c {remote}"), playlist_loop=False)
+        tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1, "play": True})["track_id"]
+        events.wait_event("generation_complete", track_id=tid, timeout=120)
+        events.wait_event("playback_end", track_id=tid, reason="finished", timeout=120)
+        assert client.request("status")["engine_remote"]["cache_dir"] == str(box / "cache")
+        assert (tmp_path / "cache" / "tracks" / f"{tid}.wav").is_file()
+    finally:
+        server.stop()
