@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import shutil
 import socket
 import sys
@@ -31,6 +32,7 @@ from lofi_engine.store.tracks import TrackCache
 from lofi_engine.shared.wire import FILE_FIELDS, LOCAL_PATHS, PROTOCOL, Wire, WireError, job_from_message
 
 log = logging.getLogger("lofi.engine")
+STREAM_ID = re.compile(r"[0-9a-f]{1,64}")
 
 
 
@@ -173,6 +175,8 @@ class _LinkConnection:
             message = {**message, "continue_from": self.sources[digest]}
         job = job_from_message({k: v for k, v in message.items() if k != "source_digest"})
         if isinstance(job, RadioWindowJob):
+            if not STREAM_ID.fullmatch(job.stream_id):
+                raise LofiError(INVALID_PARAMS, f"not a radio stream id: {job.stream_id!r}")
             segment = self.work / "radio" / job.stream_id / Path(job.segment_path).name
             segment.parent.mkdir(parents=True, exist_ok=True)
             job = replace(job, segment_path=str(segment))

@@ -77,6 +77,7 @@ class EngineClient:
         self._radio = Radio(
             lambda: self.settings, self._playback, self._events, self._submit_radio_window, self._withdraw_radio,
             self._generate, lambda track_id: self._cancel({"track_id": track_id}), self._later, self._audio_source,
+            lambda config, backend: self._link.model_version(config, backend),
         )
         self._live = LivePlay(
             self._playback.start_open, self._playback.extend, self._playback.close_open,

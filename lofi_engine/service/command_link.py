@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -30,9 +31,13 @@ from lofi_engine.shared.errors import ENGINE_UNAVAILABLE, ENGINE_VERSION_MISMATC
 from lofi_engine.shared.protocol import HEARTBEAT_SEC, SHUTDOWN, GenerateJob, Job, RadioWindowJob
 from lofi_engine.shared.version import VERSION
 from lofi_engine.shared.wire import FILE_FIELDS, LOCAL_PATHS, PROTOCOL, Wire, WireError, job_to_message
-from lofi_engine.store.tracks import TrackCache
+from lofi_engine.store.tracks import TRACK_ID, TrackCache
 
 log = logging.getLogger("lofi.service")
+
+CHUNK_NAME = re.compile(r"[0-9a-f]{16}\.wav|[0-9]{6}(\.[0-9]{12})?\.wav|[0-9]{12}\.wav")
+"""The names of the WAVs an engine writes: a track (its id), a radio segment (its number) or its chunk, a chunk of a
+track (its first sample): anything else an engine elsewhere names is refused (it writes nowhere else here)."""
 
 HELLO_TIMEOUT_SEC = 60.0
 """How long a question that needs the other side's answer (what it has) waits for its handshake."""
@@ -248,6 +253,8 @@ class CommandLink:
         """Write the event's WAV where the service keeps it (as the local engine would have), and name it."""
         key, remote = FILE_FIELDS[name], Path(fields[FILE_FIELDS[name]])
         cache, job = self._cache(), process.job
+        if not (TRACK_ID.fullmatch(str(fields.get("track_id", "0" * 16))) and CHUNK_NAME.fullmatch(remote.name)):
+            raise LofiError(WRITE_FAILED, f"{name} names a file this side does not write: {fields.get('track_id')!r}, {remote.name!r}")
         if name == "generation_complete":
             local = cache.wav_path(fields["track_id"])
         elif name == "generation_chunk":

@@ -29,7 +29,6 @@ from lofi_engine.shared.protocol import RadioWindowJob
 from lofi_engine.shared.music import MUSIC_PARAMS
 from lofi_engine.shared.request import MAX_SEED, GenerateRequest
 from lofi_engine.shared.settings import RADIO_STRATEGIES, Settings
-from lofi_engine.store.catalogue import model_version
 
 log = logging.getLogger("lofi.service")
 
@@ -99,12 +98,14 @@ class Radio:
         cancel: Callable[[str], None],
         schedule: Callable[[float, Callable[[], None]], None],
         audio_source: Callable[[str], tuple[Path, str | None]],
+        model_version: Callable[[Any, str], str],
     ) -> None:
         """``submit(job)`` queues a window; ``withdraw(stream_id)`` drops its queued window and stops a running one;
         ``generate(params)`` queues a piece like a `generate` request; ``cancel(track_id)`` cancels one;
         ``schedule(delay, fn)`` runs ``fn`` later, under the service's lock; ``audio_source(path or track id)`` is the
         audio file a stream may go on from, and the track's prompt when it is a track (INVALID_AUDIO or
-        TRACK_NOT_FOUND otherwise)."""
+        TRACK_NOT_FOUND otherwise); ``model_version(config, backend)``: the model the engine that runs it has (MODEL_NOT_FOUND when
+        none)."""
         self._config = config
         self._playback = playback
         self._events = events
@@ -114,6 +115,7 @@ class Radio:
         self._cancel = cancel
         self._schedule = schedule
         self._audio_source = audio_source
+        self._model_version = model_version
         self.session: RadioSession | None = None
         self._told_slow: set[tuple[str, str]] = set()  # (variant, device) whose slowness the user was told of
 
@@ -144,7 +146,7 @@ class Radio:
         if self.session is not None and self.session.strategy == strategy == "continue" and params.get("prompt") and source is None:
             return self.steer({"prompt": prompts[0]})
         if first.backend != "musicgen":
-            model_version(self._config().engine, first.backend)  # a missing ACE-Step export is refused now, not at the first piece
+            self._model_version(self._config().engine, first.backend)  # a missing ACE-Step export is refused now, not at the first piece
         self.stop()
         self.session = RadioSession(
             strategy, prompts, first.backend, first.seed, first.music.given(), str(source) if source is not None else None, params.get("from")
