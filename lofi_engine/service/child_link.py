@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from lofi_engine.shared.errors import MODEL_LOAD_FAILED, LofiError
-from lofi_engine.shared.protocol import HEARTBEAT, HEARTBEAT_SEC, SHUTDOWN
+from lofi_engine.service.watched import Watched
+from lofi_engine.shared.protocol import HEARTBEAT, SHUTDOWN
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 log = logging.getLogger("lofi.service")
 
 
-class ChildLink:
+class ChildLink(Watched):
     def __init__(
         self,
         name: str,
@@ -41,26 +42,14 @@ class ChildLink:
         """``target(conn, cancel, settings, log_path, repo_root)`` runs in the child; ``on_event(name, fields)`` for
         each of its events and ``on_exit(process)`` when a process is gone, both from the reader thread (the caller
         takes its own lock and asks :meth:`crashed` whether it mattered)."""
-        self.name = name
+        super().__init__(name)
         self.target = target
         self.python = python
         self.log_path = log_path
         self._on_event = on_event
         self._on_exit = on_exit
-        self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._cancel: Any = None  # a multiprocessing Event: stop the running (ACE-Step) job
-        self._settings: dict[str, Any] | None = None
-        self._last_seen: float | None = None  # monotonic time of the child's last message; None until its first
-        self._stalled: set[int] = set()  # pids the watchdog killed
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
 
     def send(self, message: Any, settings: dict[str, Any], stall_timeout_sec: float) -> None:
         """Send ``message`` to a child made from ``settings`` (restarting one made from other settings)."""
@@ -115,7 +104,8 @@ class ChildLink:
         self._process, self._conn, self._cancel, self._settings = process, parent_end, cancel, settings
         self._last_seen = None
         threading.Thread(target=self._read, args=(process, parent_end), name=f"lofi-{self.name}-reader", daemon=True).start()
-        threading.Thread(target=self._watch, args=(process, stall_timeout_sec), name=f"lofi-{self.name}-watchdog", daemon=True).start()
+        threading.Thread(target=self._watch, args=(process, stall_timeout_sec, lambda p: _end_group(p, 5.0)), name=f"lofi-{self.name}-watchdog",
+                         daemon=True).start()
         log.info("%s process %s started", self.name, process.pid)
 
     def _read(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
@@ -124,36 +114,12 @@ class ChildLink:
                 message = conn.recv()
             except (EOFError, OSError):
                 break
-            if self._process is process:
-                self._last_seen = time.monotonic()
+            self._heard_from(process)
             if message != HEARTBEAT:
                 self._on_event(*message)
         process.join(timeout=5)
         conn.close()
         self._on_exit(process)
-
-    def stalled(self, process: multiprocessing.process.BaseProcess) -> bool:
-        """Whether the watchdog ended ``process`` for going silent."""
-        return process.pid in self._stalled
-
-    def _watch(self, process: multiprocessing.process.BaseProcess, timeout: float) -> None:
-        """Kill a child that has sent nothing for ``timeout`` seconds since its first sign of life (stopped, frozen
-        or swapped to death); its reader then reports it gone like a crash."""
-        while self._process is process and process.is_alive():
-            time.sleep(HEARTBEAT_SEC / 2)
-            last = self._last_seen
-            if last is not None and self._process is process and time.monotonic() - last > timeout:
-                log.warning("%s %s sent nothing for %.0f s: restarting it", self.name, process.pid, timeout)
-                self._stalled.add(process.pid)
-                _end_group(process, 5.0)
-                return
-
-    def crashed(self, process: multiprocessing.process.BaseProcess) -> bool:
-        """Whether ``process`` ended without being stopped (then it is forgotten, and the next job starts another)."""
-        if self._process is not process:
-            return False
-        self._process, self._conn, self._settings = None, None, None
-        return True
 
 
 def _end_group(process: multiprocessing.process.BaseProcess, timeout: float) -> None:

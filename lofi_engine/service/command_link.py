@@ -23,12 +23,12 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from lofi_engine.shared.errors import ENGINE_UNAVAILABLE, ENGINE_VERSION_MISMATCH, INVALID_AUDIO, WRITE_FAILED, LofiError
-from lofi_engine.shared.protocol import HEARTBEAT_SEC, SHUTDOWN, GenerateJob, Job, RadioWindowJob
+from lofi_engine.service.watched import Watched
+from lofi_engine.shared.protocol import SHUTDOWN, Job, RadioWindowJob
 from lofi_engine.shared.version import VERSION
 from lofi_engine.shared.wire import FILE_FIELDS, LOCAL_PATHS, PROTOCOL, Wire, WireError, job_to_message
 from lofi_engine.store.tracks import TRACK_ID, TrackCache
@@ -67,7 +67,7 @@ class LinkedProcess:
         return self.proc.poll() is None
 
 
-class CommandLink:
+class CommandLink(Watched):
     def __init__(
         self,
         name: str,
@@ -78,26 +78,15 @@ class CommandLink:
     ) -> None:
         """``on_event(name, fields)`` for each event (its files already written here), ``on_exit(process)`` when the
         command ends, both from the reader thread; ``cache()``: the service's track store."""
-        self.name = name
+        super().__init__(name)
         self.log_path = log_path
         self.python: str | None = None  # what runs the engine is the command's business
         self._on_event = on_event
         self._on_exit = on_exit
         self._cache = cache
         self._process: LinkedProcess | None = None
-        self._settings: dict[str, Any] | None = None
-        self._last_seen: float | None = None
-        self._stalled: set[int] = set()
         self.facts: dict[str, Any] | None = None
         """The last handshake's facts (kept after the link ends: what `status` and :checkhealth show)."""
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
 
     def traffic(self) -> dict[str, int] | None:
         """Bytes sent and received over the link up now (what the engine elsewhere costs the network)."""
@@ -151,15 +140,6 @@ class CommandLink:
             pass
         _end_group(process, timeout)
 
-    def crashed(self, process: LinkedProcess) -> bool:
-        if self._process is not process:
-            return False
-        self._process, self._settings = None, None
-        return True
-
-    def stalled(self, process: LinkedProcess) -> bool:
-        return process.pid in self._stalled
-
     def failure(self, process: LinkedProcess) -> tuple[str, str] | None:
         """Why the link never worked (ENGINE_UNAVAILABLE with the command's last words, a version mismatch), or
         None when it ended after the engine answered (then it is an engine death like any other)."""
@@ -192,7 +172,8 @@ class CommandLink:
         sent = {k: v for k, v in settings.items() if k not in LOCAL_PATHS and k != "engine_command"}
         self._write(process, {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "settings": sent})
         threading.Thread(target=self._read, args=(process,), name=f"lofi-{self.name}-link", daemon=True).start()
-        threading.Thread(target=self._watch, args=(process, stall_timeout_sec), name=f"lofi-{self.name}-watchdog", daemon=True).start()
+        threading.Thread(target=self._watch, args=(process, stall_timeout_sec, lambda p: _end_group(p, 5.0)), name=f"lofi-{self.name}-watchdog",
+                         daemon=True).start()
         log.info("%s link %s started: %s", self.name, proc.pid, command)
 
     def _write(self, process: LinkedProcess, message: dict[str, Any], blobs: tuple[bytes, ...] = ()) -> None:
@@ -207,8 +188,7 @@ class CommandLink:
                 got = process.wire.receive()
                 if got is None:
                     break
-                if self._process is process:
-                    self._last_seen = time.monotonic()
+                self._heard_from(process)
                 self._handle(process, *got)
         except WireError as exc:
             log.warning("%s link %s: %s", self.name, process.pid, exc)
@@ -293,18 +273,6 @@ class CommandLink:
             said = []
         code = process.proc.poll()
         return f"the engine command `{process.command}` ended (exit code {code}) before the engine answered" + (f": {said[-1]}" if said else "")
-
-    def _watch(self, process: LinkedProcess, timeout: float) -> None:
-        """End a link that has sent nothing for ``timeout`` seconds since its first message (a hung network, a
-        stopped remote engine): its reader then reports it gone like an engine death."""
-        while self._process is process and process.is_alive():
-            time.sleep(HEARTBEAT_SEC / 2)
-            last = self._last_seen
-            if last is not None and self._process is process and time.monotonic() - last > timeout:
-                log.warning("%s link %s sent nothing for %.0f s: ending it", self.name, process.pid, timeout)
-                self._stalled.add(process.pid)
-                _end_group(process, 5.0)
-                return
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
