@@ -186,6 +186,7 @@ def test_the_editor_runs_its_engine_elsewhere_and_checkhealth_checks_it(nvim, re
     text = "\n".join(nvim.current.buffer[:])
     assert f"reached through `sh -c 'cd {remote}" in text and f"lofi.nvim {VERSION}, protocol {PROTOCOL}" in text, text
     assert "the small model is on" in text and "execution providers on" in text, text
+    assert "no ACE-Step export on" in text and "no ACE-Step export in" not in text, text  # the export is asked of that side too
     nvim.exec_lua("require('lofi').setup(...)", {"engine": {"command": ["no-such-command-anywhere"]}, "cache": {"dir": str(tmp_path / "cache")}})
     nvim.command("bwipeout! | checkhealth lofi")
     text = "\n".join(nvim.current.buffer[:])

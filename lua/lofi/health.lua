@@ -81,10 +81,11 @@ local function check_player()
   end
 end
 
+---@return table|boolean|nil remote the engine elsewhere's answer (true when it could not be reached), nil: none
 local function check_remote_engine()
   local command = config.engine_command()
   if not command then
-    return false
+    return nil
   end
   local remote, err = engine.request("engine_check")
   if err then
@@ -106,7 +107,7 @@ local function check_remote_engine()
       "Generate once and agree to the download (it goes to " .. remote.host .. "), or run :LofiDownload",
     })
   end
-  return true
+  return remote
 end
 
 local function check_model_and_cache()
@@ -116,7 +117,8 @@ local function check_model_and_cache()
     return
   end
   local dir = status.model_dir
-  if check_remote_engine() then
+  local remote = check_remote_engine()
+  if remote then
     dir = nil -- the model is there, not here (checked above)
   elseif dir and vim.fn.isdirectory(dir) == 0 then
     vim.health.error(("model.dir %s does not exist"):format(dir), {
@@ -147,7 +149,17 @@ local function check_model_and_cache()
       "Run :LofiDownload, or generate once and accept the download, or set model.dir to a folder of model files",
     })
   end
-  if status.ace_step_available then
+  if type(remote) == "table" then -- ACE-Step's export is there too
+    local version = remote.model_versions and remote.model_versions["ace-step"]
+    if version then
+      vim.health.ok(("ACE-Step export %s on %s"):format(version, remote.host))
+    else
+      local report = status.backend == "ace-step" and vim.health.error or vim.health.info
+      report(("no ACE-Step export on %s (needed for backend ace-step): %s"):format(remote.host, (remote.model_errors or {})["ace-step"] or ""))
+    end
+  elseif remote then
+    -- unreachable: said above
+  elseif status.ace_step_available then
     vim.health.ok("ACE-Step export found in " .. status.ace_step_model_dir)
   else
     local report = status.backend == "ace-step" and vim.health.error or vim.health.info
