@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,6 +49,8 @@ from lofi_engine.store.consent import ConsentStore
 from lofi_engine.store.tracks import TRACK_ID, TrackCache
 
 METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
+LINK_TRIES = 6
+"""Times a job starts again when the engine elsewhere cannot be reached (after 1, 2, 4, 8, 16, 32 s: a minute)."""
 FINISHING_EVENTS = ("generation_complete", "generation_error", "download_complete", "download_error", "radio_segment", "radio_error")
 RADIO_EVENTS = ("radio_chunk", "radio_segment", "radio_error", "generation_complete", "generation_error")
 log = logging.getLogger("lofi.client")
@@ -387,7 +390,8 @@ class EngineClient:
         try:
             self._link.send(job.work, job.config.to_dict(), job.config.stall_timeout_sec)
         except LofiError as exc:
-            self._finish_with_error(exc.code, exc.message)
+            if not self._retry_later(exc.code, exc.message):
+                self._finish_with_error(exc.code, exc.message)
         except (OSError, ValueError) as exc:
             self._finish_with_error(MODEL_LOAD_FAILED, f"the engine process ({self._link.python or 'this Python'}) exited at once: {exc}; see {self.log_path}")
 
@@ -414,29 +418,36 @@ class EngineClient:
                 return
             failure = self._link.failure(process)
             if failure is not None:  # the engine command never reached an engine
-                self._finish_with_error(*failure)
+                if not self._retry_later(*failure):
+                    self._finish_with_error(*failure)
             elif self._link.stalled(process):
                 self._finish_with_error(
                     MODEL_INFERENCE_FAILED,
                     f"the engine stopped responding (nothing for {self.config.stall_timeout_sec:g} s); it has been restarted; details in {self.log_path}",
                 )
-            elif not (self._link.over_command(process) and self._start_over()):
+            elif not (self._link.over_command(process) and self._retry_later(ENGINE_UNAVAILABLE, "the link to the engine dropped")):
                 self._finish_with_error(
                     MODEL_INFERENCE_FAILED, f"the engine crashed (exit code {process.exitcode}); it has been restarted; details in {self.log_path}"
                 )
             self._advance()
 
-    def _start_over(self) -> bool:
-        """The link to an engine elsewhere dropped (ssh killed, the network gone): the running job goes first in the
-        queue again, once, and runs when a new link is up (whether it can be is said by the next start)."""
+    def _retry_later(self, code: str, message: str) -> bool:
+        """The engine elsewhere cannot be reached (the command fails, the link dropped): the running job goes first in
+        the queue again and runs once a link is up, tried after 1, 2, 4 … 32 s; nothing queued is lost. False (the
+        job fails) for a local engine, another fault, or once the tries are spent."""
         job = self._queue.running
-        if job is None or job.attempts > 0:
+        if job is None or code != ENGINE_UNAVAILABLE or not job.config.engine_command or job.attempts >= LINK_TRIES:
             return False
         job.attempts += 1
         self._queue.requeue(job)
         if job.track_id is not None:
             self._live.restarted(job.track_id)
-        self._events.emit("service_warning", {"code": ENGINE_UNAVAILABLE, "message": f"the link to the engine dropped; {job.view(0)['kind']} starts again"})
+        delay = 2.0 ** (job.attempts - 1)
+        self._queue.resume_at = time.monotonic() + delay
+        self._later(delay, self._advance)
+        what = job.view(0)["kind"]
+        self._events.emit("service_warning", {
+            "code": ENGINE_UNAVAILABLE, "message": f"{message}; the {what} starts again in {delay:g} s (try {job.attempts} of {LINK_TRIES})"})
         return True
 
     def _finish_with_error(self, code: str, message: str) -> None:

@@ -27,7 +27,7 @@ class QueuedJob:
     percent: int = 0
     eta_sec: float | None = None
     attempts: int = 0
-    """Times it started over after the engine's link dropped."""
+    """Times it started again because the engine elsewhere could not be reached."""
 
     @property
     def track_id(self) -> str | None:
@@ -52,6 +52,8 @@ class JobQueue:
         self.have = have
         self.pending: list[QueuedJob] = []
         self.running: QueuedJob | None = None
+        self.resume_at = 0.0
+        """Monotonic time before which nothing starts (the engine elsewhere is tried again then)."""
         self.question: dict[str, Any] | None = None
         """The download question waiting for the user's answer (`consent_required`'s fields), if any."""
 
@@ -102,7 +104,7 @@ class JobQueue:
     def start_next(self) -> QueuedJob | None:
         """Take the first job that can run now: a download, or a generation that needs none (jobs waiting for a
         download stay, so ACE-Step jobs and MusicGen jobs on a present model go ahead of them)."""
-        if self.running is not None:
+        if self.running is not None or time.monotonic() < self.resume_at:
             return None
         job = next((j for j in self.pending if self.missing(j) is None), None)
         if job is None:
