@@ -11,9 +11,13 @@ DURATION ?= 30
 
 ## install: .venv with what the plugin needs at run time (pynvim, onnxruntime, onnx, numpy, tokenizers, soundfile,
 ## huggingface_hub) and nothing else: what a plugin manager's build step runs. No test tools, no system packages.
+## GPU=1: ONNX Runtime's CUDA build instead (onnxruntime-gpu: a GPU box serving `lofi engine --stdio`)
 install:
 	@test -x $(VENV)/bin/python || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install --quiet --upgrade pip; }
 	PYTHONWARNINGS=ignore $(VENV)/bin/python -m pip install --quiet -e .  # no setuptools notice about editable installs
+	@if [ -n "$(GPU)" ]; then \
+		$(VENV)/bin/python -m pip uninstall --quiet -y onnxruntime && $(VENV)/bin/python -m pip install --quiet onnxruntime-gpu; \
+	fi
 	@touch $(VENV)/.installed
 
 $(VENV)/.installed:
