@@ -61,7 +61,7 @@ local function check_engine()
   vim.health.info("execution providers: " .. providers)
   local device = config.options.model.device
   local wanted = ({ cuda = "CUDAExecutionProvider", metal = "CoreMLExecutionProvider" })[device]
-  if wanted and not providers:find(wanted, 1, true) then
+  if wanted and not providers:find(wanted, 1, true) and not config.engine_command() then -- elsewhere: checked there
     vim.health.error(("model.device = %q but %s is not available"):format(device, wanted), {
       device == "cuda" and "Install onnxruntime-gpu in the plugin's .venv" or "Use an onnxruntime build with CoreML",
     })
