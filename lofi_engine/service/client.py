@@ -259,12 +259,16 @@ class EngineClient:
             return
         if self._queue.question is not None and self._queue.question["variant"] != name:
             return  # one question at a time: this one is asked once that one is answered (_ask_next)
-        self._queue.question = download_question(job.config, name)
-        host = self._link.host(job.config)
-        if host is not None:  # the engine is elsewhere: the download is there
-            self._queue.question["host"] = host
+        self._queue.question = self._question(job.config, name)
         about = {"track_id": job.track_id} if job.track_id is not None else {}
         self._events.emit("consent_required", {**self._queue.question, **about})
+
+    def _question(self, config: EngineConfig, name: str | None = None) -> dict[str, Any]:
+        """What the user is asked before the download ``name`` (default: the variant), with the machine it goes to
+        when the engine runs elsewhere."""
+        question = download_question(config, name)
+        host = self._link.host(config)
+        return {**question, "host": host} if host is not None else question
 
     def _ask_next(self) -> None:
         """The next download a waiting job needs, once no question is out and no download is under way (a continued
@@ -366,7 +370,7 @@ class EngineClient:
             "ace_step_available": (self.config.ace_step_dir / "manifest.json").is_file(),
             "model_dir": str(self.config.model_dir) if self.config.model_dir else None,
             "model_available": is_available(self.config),
-            "download_question": download_question(self.config),  # what :LofiDownload asks (no network)
+            "download_question": self._question(self.config),  # what :LofiDownload asks (no network)
             "awaiting_consent": self._queue.question is not None,
             "running": running.track_id if running is not None else None,
             "pending": len(self._queue.pending),
