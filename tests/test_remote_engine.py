@@ -42,6 +42,8 @@ def test_a_piece_composed_over_the_link_is_the_one_composed_here(engine, remote:
     chunks = [d for n, d in events.events if n == "generation_chunk"]
     assert [c["start_sec"] for c in chunks] == [0.0, 2.0, 4.0] and all(c["path"].startswith(str(tmp_path / "cache")) for c in chunks)
     status = client.request("status")
+    size = Path(done["path"]).stat().st_size
+    assert size < status["engine_remote"]["link_bytes"]["received"] < 1.2 * size  # the audio came once: the track is its chunks joined
     assert status["engine_remote"]["version"] == VERSION and status["engine_remote"]["cache_dir"] == str(remote / "cache")
     assert status["engine_pid"] is not None
     assert not [p for p in (remote / "cache" / "tracks").iterdir() if p.name != ".lock"]  # the store is here, not there

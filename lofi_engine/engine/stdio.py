@@ -24,7 +24,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lofi_engine.shared.errors import ENGINE_VERSION_MISMATCH, INVALID_PARAMS, LofiError
+import soundfile
+
+from lofi_engine.shared.errors import ENGINE_VERSION_MISMATCH, INVALID_PARAMS, WRITE_FAILED, LofiError
 from lofi_engine.shared.protocol import HEARTBEAT, SHUTDOWN, Job, RadioWindowJob
 from lofi_engine.shared.settings import BACKENDS, EngineConfig
 from lofi_engine.shared.version import VERSION
@@ -106,6 +108,7 @@ class _LinkConnection:
         self.work = config.cache_dir / "link" / str(os.getpid())  # this link's own (another service may share the cache)
         self.tracks = TrackCache(config.cache_dir / "tracks", config.cache_max_bytes)
         self.sources: dict[str, str] = {}  # digest of audio the service sent → where it is here
+        self.chunked: dict[str, int] = {}  # track id → frames of it sent as chunks
         self.jobs: queue.Queue[Any] = queue.Queue()
         threading.Thread(target=self._read, name="lofi-link-reader", daemon=True).start()
 
@@ -124,14 +127,25 @@ class _LinkConnection:
         path = Path(fields[key])
         try:
             blob = path.read_bytes()
-        except OSError as exc:  # written a moment ago: unreadable means this machine's disk is failing
-            self.wire.send({"type": "event", "name": name, "fields": fields})
+            frames = soundfile.info(str(path)).frames
+        except (OSError, RuntimeError) as exc:  # written a moment ago: unreadable means this machine's disk is failing
             log.error("cannot send %s: %s", path, exc)
+            failed = {"code": WRITE_FAILED, "message": f"{path} could not be read back on {socket.gethostname()}: {exc}"}
+            if name == "generation_complete":
+                self.wire.send({"type": "event", "name": "generation_error", "fields": {"track_id": fields["track_id"], **failed}})
+            elif name == "radio_segment":
+                self.wire.send({"type": "event", "name": "radio_error", "fields": {"stream_id": fields["stream_id"], **failed}})
             return
         path.unlink(missing_ok=True)  # the service keeps it: sent as it goes
-        if name == "generation_complete":
+        message = {"type": "event", "name": name, "fields": fields}
+        if name == "generation_chunk":
+            self.chunked[fields["track_id"]] = self.chunked.get(fields["track_id"], 0) + frames
+        elif name == "generation_complete":
             self.tracks.remove(fields["track_id"])
-        self.wire.send({"type": "event", "name": name, "fields": fields}, (blob,))
+            if self.chunked.pop(fields["track_id"], None) == frames:  # its chunks, joined, are the track: not sent again
+                self.wire.send({**message, "from_chunks": frames})
+                return
+        self.wire.send(message, (blob,))
 
     def _read(self) -> None:
         while True:

@@ -16,6 +16,7 @@ the same watchdog as the local engine.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ import shlex
 import signal
 import subprocess
 import threading
+import wave
 from pathlib import Path
 from typing import Any, Callable
 
@@ -219,9 +221,9 @@ class CommandLink(Watched):
             _end_group(process, 5.0)
         elif kind == "event":
             name, fields = message["name"], dict(message["fields"])
-            if blobs:
+            if blobs or message.get("from_chunks"):
                 try:
-                    fields = self._place(process, name, fields, blobs[0])
+                    fields = self._place(process, name, fields, blobs[0] if blobs else None, message.get("from_chunks"))
                 except LofiError as exc:
                     self._lost_file(process, name, fields, exc)
                     return
@@ -229,8 +231,9 @@ class CommandLink(Watched):
                 process.facts["available"][fields["variant"]] = True
             self._on_event(name, fields)
 
-    def _place(self, process: LinkedProcess, name: str, fields: dict[str, Any], blob: bytes) -> dict[str, Any]:
-        """Write the event's WAV where the service keeps it (as the local engine would have), and name it."""
+    def _place(self, process: LinkedProcess, name: str, fields: dict[str, Any], blob: bytes | None, from_chunks: int | None = None) -> dict[str, Any]:
+        """Write the event's WAV where the service keeps it (as the local engine would have), and name it; a track
+        whose chunks came (``from_chunks``: its frames) is those chunks joined."""
         key, remote = FILE_FIELDS[name], Path(fields[FILE_FIELDS[name]])
         cache, job = self._cache(), process.job
         if not (TRACK_ID.fullmatch(str(fields.get("track_id", "0" * 16))) and CHUNK_NAME.fullmatch(remote.name)):
@@ -248,6 +251,8 @@ class CommandLink(Watched):
                 fields["segment_path"] = str(segment)
         else:
             raise LofiError(WRITE_FAILED, f"{name} for no radio window")
+        if blob is None:
+            blob = _joined(sorted(cache.chunks_dir(fields["track_id"]).glob("*.wav")), int(from_chunks or 0))
         _write_atomically(local, blob)
         fields[key] = str(local)
         if name == "generation_complete":
@@ -273,6 +278,23 @@ class CommandLink(Watched):
             said = []
         code = process.proc.poll()
         return f"the engine command `{process.command}` ended (exit code {code}) before the engine answered" + (f": {said[-1]}" if said else "")
+
+
+def _joined(chunks: list[Path], frames: int) -> bytes:
+    """One WAV of the chunks' samples, in order (each chunk a 16-bit PCM WAV of the same format): the track they are."""
+    out = io.BytesIO()
+    try:
+        with wave.open(out, "wb") as joined:
+            for n, chunk in enumerate(chunks):
+                with wave.open(str(chunk), "rb") as part:
+                    if n == 0:
+                        joined.setparams(part.getparams())
+                    joined.writeframes(part.readframes(part.getnframes()))
+            if not chunks or joined.getnframes() != frames:
+                raise LofiError(WRITE_FAILED, f"the track's chunks hold {joined.getnframes() if chunks else 0} of its {frames} frames")
+    except (OSError, wave.Error, EOFError) as exc:
+        raise LofiError(WRITE_FAILED, f"cannot join the track's chunks: {exc}") from None
+    return out.getvalue()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
