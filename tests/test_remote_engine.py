@@ -265,3 +265,18 @@ def test_while_the_other_machine_cannot_be_reached_the_jobs_wait_and_run_when_it
     events.wait_event("generation_complete", track_id=tid, timeout=300)
     events.wait_event("generation_complete", track_id=queued, timeout=300)
     assert not events.names("generation_error")
+
+
+def test_what_is_not_the_engine_protocol_is_said_not_obeyed(engine, remote: Path, tmp_path: Path) -> None:
+    """A login script printing a banner on stdout (what breaks binary protocols over ssh) is ENGINE_UNAVAILABLE saying
+    something else writes to the stream; bytes that are not the protocol make the engine say so in its log and end."""
+    banner = engine_command(remote, "--model-dir", str(TINY)).replace("sh -c 'cd", "sh -c 'echo Welcome to box; cd", 1)
+    client, events = engine(model_dir=None, engine_command=banner)
+    with pytest.raises(LofiError) as err:
+        client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})
+    assert err.value.code == "ENGINE_UNAVAILABLE" and "something else writing to this stream" in err.value.message, err.value
+    for garbage in (b"GET / HTTP/1.1\r\n\r\n", b"J\xff\xff\xff\xff", b"J\x00\x00\x00\x05{oops"):
+        done = subprocess.run([sys.executable, "-m", "lofi_engine", "engine", "--stdio", "--cache-dir", str(tmp_path / "box")],
+                              input=garbage, capture_output=True, timeout=60)
+        assert done.returncode == 2 and done.stdout == b"" and b"Traceback" not in done.stderr, done
+        assert b"not a service of the engine protocol" in done.stderr

@@ -26,6 +26,8 @@ PROTOCOL = 1
 JSON, BYTES = b"J", b"B"
 MAX_FRAME = 1 << 31
 """No frame is longer (a 10-minute WAV at 48 kHz stereo is ≈ 115 MB)."""
+MAX_MESSAGE = 1 << 24
+"""No JSON message is longer (they hold settings and events, never audio)."""
 LOCAL_PATHS = ("model_dir", "encodec_dir", "ace_step_model_dir", "cache_dir")
 """Settings that name places on one machine: not sent over the link (the engine's side uses its own)."""
 FILE_FIELDS = {"generation_complete": "path", "generation_chunk": "path", "radio_segment": "path", "radio_chunk": "path"}
@@ -86,7 +88,7 @@ class Wire:
         if len(header) < 5:
             raise WireError("the stream ended inside a frame's header")
         kind, length = header[:1], int.from_bytes(header[1:], "big")
-        if kind not in (JSON, BYTES) or length > MAX_FRAME:
+        if kind not in (JSON, BYTES) or length > (MAX_MESSAGE if kind == JSON else MAX_FRAME):
             raise WireError(f"not a frame of the engine protocol (kind {kind!r}, length {length}): is something else writing to this stream?")
         body = _read_exactly(self.reader, length)
         if len(body) < length:
