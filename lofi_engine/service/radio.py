@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from lofi_engine.service.dispatcher import EventDispatcher
 from lofi_engine.service.keep_up import TOO_SLOW, too_slow_advice
-from lofi_engine.service.live_play import can_start
+from lofi_engine.service.live_play import LivePlay
 from lofi_engine.service.playback import Playback
 from lofi_engine.shared.errors import CANCELLED, INVALID_PARAMS, INVALID_PROMPT, WRITE_FAILED, LofiError
 from lofi_engine.shared.protocol import RadioWindowJob
@@ -76,10 +76,8 @@ class RadioSession:
     """A window or piece is queued or being composed."""
     heard: set[str] = field(default_factory=set)
     """The pieces or segments that have started playing."""
-    live_chunks: list[str] = field(default_factory=list)
-    """continue: chunks of the first window composed and not yet sent to the player."""
-    live_piece: str | None = None
-    """continue: the first window's segment, playing (an open track) while it is composed."""
+    live: LivePlay | None = None
+    """continue: the first window, heard while it is composed (as a `generate {play: true}` piece is)."""
     mode: str = "starting"
     realtime_factor: float | None = None
     failures: int = 0
@@ -217,7 +215,8 @@ class Radio:
         s = self.session
         if s is None:
             return
-        if name == "playback_start" and fields["track_id"] in (*s.rotation, s.live_piece) and fields["track_id"] not in s.heard:
+        heard_now = fields.get("track_id") in s.rotation or (s.live is not None and s.live.playing(fields.get("track_id", "")))
+        if name == "playback_start" and heard_now and fields["track_id"] not in s.heard:
             s.heard.add(fields["track_id"])
             self._next()
         elif name == "radio_chunk" and fields["stream_id"] == s.stream_id and fields["segment_path"] == s.expected and s.made == 0:
@@ -249,9 +248,11 @@ class Radio:
         entry = {**track, "track_id": piece_id}
         if continues and s.rotation:
             entry["follows"] = s.rotation[-1]
-        if s.live_piece == piece_id:  # it plays already: the rest of it, and it is complete
-            self._send_live_chunks(s)
-            self._playback.close_open(piece_id)
+        playing = s.live is not None and s.live.playing(piece_id)
+        if s.live is not None:  # the first window: when it plays already, the rest of it, and it is complete
+            s.live.on_event("generation_complete", {"track_id": piece_id})
+        if playing:
+            pass
         elif s.made == 0:
             self._playback.play_now([entry])
         else:  # after the newest piece when it has not played yet (order kept), else next
@@ -283,22 +284,19 @@ class Radio:
 
     def _first_window_chunk(self, fields: dict[str, Any]) -> None:
         """2 s more of the first window: it starts playing (a track that grows) once the ETA says playing it from
-        its start now stays behind its composing, as a `generate {play: true}` piece does."""
+        its start now stays behind its composing, by the rule of a `generate {play: true}` piece."""
         s = self.session
         assert s is not None
-        s.live_chunks.append(fields["path"])
-        if s.live_piece is None and can_start(fields["window_sec"], fields["eta_sec"]):
-            s.live_piece = self._piece_id(s, fields["segment_path"])
-            first = s.live_chunks.pop(0)
-            log.info("radio %s: its first window plays while it is composed (ETA %.1f s)", s.stream_id, fields["eta_sec"])
-            self._playback.play_now([{"track_id": s.live_piece, "path": first, "info": {"prompt": s.prompt, "radio": True}, "open": True}])
-        if s.live_piece is not None:
-            self._send_live_chunks(s)
-
-    def _send_live_chunks(self, s: RadioSession) -> None:
-        if s.live_chunks and s.live_piece is not None:
-            self._playback.extend(s.live_piece, s.live_chunks)
-            s.live_chunks = []
+        if s.live is None:
+            s.live = LivePlay(
+                lambda entry: self._playback.play_now([entry]), self._playback.extend, self._playback.close_open,
+                lambda piece_id: None,  # not started while composed: it plays when it arrives, as any window
+                lambda piece_id, exc: self._events.emit("playback_end", {"track_id": piece_id, "reason": "error", **exc.to_dict()}),
+            )
+        piece_id = self._piece_id(s, fields["segment_path"])
+        s.live.watch(piece_id, fields["window_sec"], {"prompt": s.prompt, "radio": True})
+        s.live.on_event("generation_progress", {"track_id": piece_id, "eta_sec": fields["eta_sec"]})
+        s.live.on_event("generation_chunk", {"track_id": piece_id, **{k: fields[k] for k in ("path", "start_sec", "duration_sec")}})
 
     def _tell_too_slow(self, realtime_factor: float) -> None:
         """Once per variant and device for this service: the measured speed and what would keep up."""
