@@ -216,3 +216,29 @@ def test_an_offline_download_says_what_to_do_whole_at_80_columns(tmp_path: Path,
         assert "set model.dir to a folder with the model's files" in history and "Connection refused" in history, history
     finally:
         s.close()
+
+
+PLAYING_INIT = INIT.replace(
+    "autoplay = false}",
+    "autoplay = false, player = {cmd = {'mpv', '--no-config', '--really-quiet', '--no-video', '--ao=null'}, loop = true, volume = 70}}",
+)
+
+
+def test_lofinow_at_80_columns_is_one_line_with_where_and_how_loud(tmp_path: Path) -> None:
+    """:LofiNow after other messages raised a hit-enter prompt at 80 columns (its answer wrapped to two lines). Now it
+    is one line the message area holds: a long prompt gives way, the position and the volume stay."""
+    s = Screen(tmp_path, PLAYING_INIT, columns=80)
+    try:
+        prompt = "a long evening walk through rainy streets with a mellow jazz piano and soft vinyl crackle"
+        s.command(f"LofiGenerate {prompt} duration=5 seed=1")
+        s.wait(lambda: s.completed() == [prompt], "the track", timeout=120, no_prompt=True)
+        s.command("LofiPlay")
+        s.wait(lambda: s.nvim.exec_lua("return require('lofi').now_playing().state") == "playing", "playing", no_prompt=True)
+        s.command("LofiVolume 70")
+        s.command("LofiNow")
+        s.wait(lambda: "volume 70" in s.lines()[-1] and "▶" in s.lines()[-1], "the answer on the last line", no_prompt=True)
+        line = s.lines()[-1]
+        assert re.fullmatch(r"lofi: ▶ \"a long evening walk[^\"]*…\" 0:0\d / 0:05, volume 70 *", line), s.text()
+        assert not s.prompted(), s.text()
+    finally:
+        s.close()

@@ -46,6 +46,8 @@ def test_a_piece_composed_over_the_link_is_the_one_composed_here(engine, remote:
     assert size < status["engine_remote"]["link_bytes"]["received"] < 1.2 * size  # the audio came once: the track is its chunks joined
     assert status["engine_remote"]["version"] == VERSION and status["engine_remote"]["cache_dir"] == str(remote / "cache")
     assert status["engine_pid"] is not None
+    # the model is the other side's: there, not here (this side has no model at all)
+    assert status["model_available"] is True and status["model_version"] == done["model_version"] == status["engine_remote"]["model_versions"]["musicgen"]
     assert not [p for p in (remote / "cache" / "tracks").iterdir() if p.name != ".lock"]  # the store is here, not there
     here, here_events = engine(cache_dir=str(tmp_path / "here"))
     assert here.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"] == tid
@@ -153,7 +155,8 @@ def test_the_remote_asks_for_its_model_naming_the_host_and_its_download_streams_
         client, events = engine(model_dir=None, engine_command=engine_command(remote))
         tid = client.request("generate", {"prompt": PROMPT, "duration_sec": 5, "seed": 1})["track_id"]
         asked = events.wait_event("consent_required", track_id=tid)
-        assert asked["variant"] == "small" and asked["host"] == client.request("status")["engine_remote"]["host"]
+        status = client.request("status")
+        assert asked["variant"] == "small" and asked["host"] == status["engine_remote"]["host"] and status["model_available"] is False
         assert hub.requests == []
         client.request("download", {"consent": True})
         done = events.wait_event("download_complete", variant="small", timeout=120)
@@ -161,6 +164,7 @@ def test_the_remote_asks_for_its_model_naming_the_host_and_its_download_streams_
         assert [p for p in events.names("download_progress")][-1]["percent"] == 100
         events.wait_event("generation_complete", track_id=tid, timeout=120)
         assert not (tmp_path / "cache" / "models").exists()  # and not here
+        assert client.request("status")["model_available"] is True  # what :LofiDownload reads: "already available"
     finally:
         hub.stop()
 

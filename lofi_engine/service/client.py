@@ -359,17 +359,20 @@ class EngineClient:
 
     def _status(self) -> dict[str, Any]:
         running = self._queue.running
+        version, available = (  # the model where the engine is
+            self._link.remote_model(self.config, "musicgen") if self.config.engine_command else (self.model_version, is_available(self.config))
+        )
         return {
             "engine": "running" if self._link.alive else "stopped",
             "engine_pid": self._link.pid,
             "engine_remote": self._link.remote(self.config),  # the other side's handshake, when the engine is reached by a command
-            "model_version": self.model_version,
+            "model_version": version,  # None: the engine elsewhere has not answered yet
             "backend": self.config.backend,
             "variant": self.config.variant,
             "ace_step_model_dir": str(self.config.ace_step_dir),
             "ace_step_available": (self.config.ace_step_dir / "manifest.json").is_file(),
             "model_dir": str(self.config.model_dir) if self.config.model_dir else None,
-            "model_available": is_available(self.config),
+            "model_available": available,
             "download_question": self._question(self.config),  # what :LofiDownload asks (no network)
             "awaiting_consent": self._queue.question is not None,
             "running": running.track_id if running is not None else None,

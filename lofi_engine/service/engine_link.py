@@ -49,6 +49,14 @@ class EngineLink:
             raise LofiError(MODEL_NOT_FOUND, f"{facts.get('host')} has no {backend} model: {facts.get('model_errors', {}).get(backend, '')}".rstrip(": "))
         return str(version)
 
+    def remote_model(self, config: EngineConfig, backend: str) -> tuple[str | None, bool | None]:
+        """The other side's model version and whether it has ``config``'s variant, from its last answer ((None, None)
+        before it answered: asking would start the link)."""
+        facts = self.command.facts
+        if facts is None:
+            return None, None
+        return facts.get("model_versions", {}).get(backend), bool(facts.get("available", {}).get(config.variant))
+
     def check(self, config: EngineConfig) -> dict[str, Any]:
         """The other side's handshake, asked now (the link is started for it): ENGINE_UNAVAILABLE or
         ENGINE_VERSION_MISMATCH when it cannot be had."""

@@ -4,6 +4,7 @@
 local common = require("lofi.commands.common")
 local lofi = require("lofi")
 local messages = require("lofi.ui.messages")
+local events = require("lofi.state.events")
 local player = require("lofi.state.player")
 local wording = require("lofi.ui.wording")
 
@@ -191,8 +192,13 @@ function M.now()
   local at = now.duration_sec and now.duration_sec ~= vim.NIL
       and (" %s / %s"):format(wording.clock(now.position_sec or 0), wording.clock(now.duration_sec))
     or ""
-  -- the answer to what was asked: shown whole
-  messages.notify(("lofi: %s %s%s, volume %d"):format(icon, about(now), at, now.volume or player.volume_level()), vim.log.levels.INFO, { full = true })
+  local head, tail = ("lofi: %s "):format(icon), ("%s, volume %d"):format(at, now.volume or player.volume_level())
+  -- one line the message area holds (no hit-enter prompt): where and how loud stay, the prompt gives way
+  local room = math.max((tonumber(vim.v.echospace) or vim.o.columns) - 1, 20)
+  local width = room - vim.fn.strdisplaywidth(head) - vim.fn.strdisplaywidth(tail)
+  local prompt = now.prompt ~= vim.NIL and now.prompt or (now.track_id and (events.known[now.track_id] or {}).prompt)
+  local what = (now.radio or not prompt) and about(now) or ("%q"):format(wording.shorten(prompt, math.max(width - 2, 8)))
+  messages.notify(head .. what .. tail)
 end
 
 function M.stop()
