@@ -194,8 +194,7 @@ function M.now()
     or ""
   local head, tail = ("lofi: %s "):format(icon), ("%s, volume %d"):format(at, now.volume or player.volume_level())
   -- one line the message area holds (no hit-enter prompt): where and how loud stay, the prompt gives way
-  local room = math.max((tonumber(vim.v.echospace) or vim.o.columns) - 1, 20)
-  local width = room - vim.fn.strdisplaywidth(head) - vim.fn.strdisplaywidth(tail)
+  local width = messages.room() - vim.fn.strdisplaywidth(head) - vim.fn.strdisplaywidth(tail)
   local prompt = now.prompt ~= vim.NIL and now.prompt or (now.track_id and (events.known[now.track_id] or {}).prompt)
   local what = (now.radio or not prompt) and about(now) or ("%q"):format(wording.shorten(prompt, math.max(width - 2, 8)))
   messages.notify(head .. what .. tail)

@@ -58,10 +58,15 @@ local function shorten(text, width, tail)
   return vim.fn.strcharpart(text, 0, keep) .. tail
 end
 
+---Columns one message line may take without a hit-enter prompt.
+---@return integer
+function M.room()
+  return math.max((tonumber(vim.v.echospace) or 80) - 1, 20)
+end
+
 ---One line in the message area, never more than it holds (so never a hit-enter prompt).
 local function echo(text, hl, history, tail)
-  local room = math.max((tonumber(vim.v.echospace) or 80) - 1, 20)
-  pcall(vim.api.nvim_echo, { { shorten(text, room, tail or "…"), hl } }, history, {})
+  pcall(vim.api.nvim_echo, { { shorten(text, M.room(), tail or "…"), hl } }, history, {})
 end
 
 ---A notification: start, completion, an error. Errors are also written to the plugin log (unless the remote plugin
